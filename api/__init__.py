@@ -1,0 +1,1 @@
+"""The Sanic application: factory, config, blueprints, models, errors."""

@@ -1,0 +1,90 @@
+"""`Idempotency-Key` for POSTs that create donations.
+
+Runs inside the caller's tenant transaction: a transaction-scoped advisory lock
+on (tenant, key) makes a concurrent duplicate answer 409 at once instead of
+waiting; the record is written in the same transaction as the donation, so a
+response is stored if and only if the donation was committed. Same key + same
+body replays the stored response; same key + another body is 422; keys are per
+tenant and kept `IDEMPOTENCY_TTL` seconds (24 h).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+from sanic import Request
+
+from api.errors import BadRequest, IdempotencyInFlight, IdempotencyMismatch
+from db.queries import idempotency as q
+
+HEADER = "Idempotency-Key"
+_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: bytes
+    replayed: bool
+
+
+def read_key(request: Request, *, required: bool) -> str | None:
+    key = request.headers.get(HEADER)
+    if key is None or key == "":
+        if required:
+            raise BadRequest(f"The {HEADER} header is required (1-255 printable ASCII chars).")
+        return None
+    if not _KEY_RE.match(key):
+        raise BadRequest(f"{HEADER}: 1-255 printable ASCII characters, no spaces.")
+    return key
+
+
+def fingerprint(method: str, path: str, payload: Any) -> bytes:
+    """Of the parsed request: key order and whitespace do not make two bodies differ."""
+    canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).digest()
+
+
+def _lock_id(tenant_id: UUID, key: str) -> int:
+    digest = hashlib.blake2b(tenant_id.bytes + key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def run_once(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: UUID,
+    key: str,
+    fingerprint: bytes,
+    ttl: float,
+    create: Callable[[], Awaitable[tuple[int, bytes]]],
+) -> Outcome:
+    if not await q.try_lock(conn, _lock_id(tenant_id, key)):
+        raise IdempotencyInFlight(
+            f"A request with this {HEADER} is still being processed; retry shortly."
+        )
+    stored = await q.select_record(conn, tenant_id=tenant_id, key=key, ttl=ttl)
+    if stored is not None:
+        if bytes(stored["fingerprint"]) != fingerprint:
+            raise IdempotencyMismatch(
+                f"This {HEADER} was already used with a different request body."
+            )
+        return Outcome(stored["status_code"], bytes(stored["body"]), replayed=True)
+    status, body = await create()
+    await q.upsert_record(
+        conn,
+        tenant_id=tenant_id,
+        key=key,
+        fingerprint=fingerprint,
+        status_code=status,
+        body=body,
+        ttl=ttl,
+    )
+    return Outcome(status, body, replayed=False)

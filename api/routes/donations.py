@@ -1,0 +1,7 @@
+"""Donations routes (partner API v1)."""
+
+from __future__ import annotations
+
+from sanic import Blueprint
+
+bp = Blueprint("donations", url_prefix="/api/v1")

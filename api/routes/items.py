@@ -1,0 +1,7 @@
+"""Items routes (partner API v1)."""
+
+from __future__ import annotations
+
+from sanic import Blueprint
+
+bp = Blueprint("items", url_prefix="/api/v1")

@@ -1,0 +1,7 @@
+"""Keys routes (partner API v1)."""
+
+from __future__ import annotations
+
+from sanic import Blueprint
+
+bp = Blueprint("keys", url_prefix="/api/v1")

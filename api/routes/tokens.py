@@ -1,0 +1,7 @@
+"""Tokens routes."""
+
+from __future__ import annotations
+
+from sanic import Blueprint
+
+bp = Blueprint("tokens")

@@ -1,0 +1,43 @@
+"""The app factory: `sanic api.server:create_app --factory`. It only wires."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+import orjson
+from sanic import Sanic
+
+from api.auth import principal_from_request
+from api.config import AppConfig
+from api.context import AppContext
+from api.errors import setup_errors
+from api.pagination import Page
+from db.pool import setup_postgres
+from tenants.principal import Principal
+
+BLUEPRINTS = (
+    "api.routes.health",
+    "api.routes.campaigns",
+    "api.routes.items",
+    "api.routes.donations",
+    "api.routes.keys",
+    "api.routes.public",
+    "api.routes.tokens",
+    "api.routes.legacy",
+)
+
+
+def create_app(config: AppConfig | object | None = None) -> Sanic[AppConfig, AppContext]:
+    # The Sanic CLI passes its argument namespace to the factory; config comes from env.
+    config = config if isinstance(config, AppConfig) else AppConfig()
+    config.check()
+    app: Sanic[AppConfig, AppContext] = Sanic(
+        "conectades", config=config, ctx=AppContext(), dumps=orjson.dumps
+    )
+    setup_errors(app)
+    setup_postgres(app)
+    app.ext.add_dependency(Principal, principal_from_request)
+    app.ext.add_dependency(Page, Page.from_request)
+    for name in BLUEPRINTS:
+        app.blueprint(import_module(name).bp)
+    return app

@@ -1,0 +1,1 @@
+"""Named SQL statements, one module per resource, each with a thin typed function."""

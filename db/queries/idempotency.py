@@ -1,0 +1,55 @@
+"""Idempotency records: (tenant, key) → request fingerprint and the stored response."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+
+TRY_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
+SELECT_RECORD = """
+SELECT fingerprint, status_code, body FROM idempotency_record
+WHERE tenant_id = $1 AND key = $2 AND created_at > now() - make_interval(secs => $3)
+"""
+UPSERT_RECORD = """
+INSERT INTO idempotency_record (tenant_id, key, fingerprint, status_code, body)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (tenant_id, key) DO UPDATE
+SET fingerprint = EXCLUDED.fingerprint, status_code = EXCLUDED.status_code,
+    body = EXCLUDED.body, created_at = now()
+WHERE idempotency_record.created_at <= now() - make_interval(secs => $6)
+"""
+DELETE_EXPIRED = """
+DELETE FROM idempotency_record WHERE created_at <= now() - make_interval(secs => $1)
+"""
+
+
+async def try_lock(conn: asyncpg.Connection, lock_id: int) -> bool:
+    got: bool = await conn.fetchval(TRY_LOCK, lock_id)
+    return got
+
+
+async def select_record(
+    conn: asyncpg.Connection, *, tenant_id: UUID, key: str, ttl: float
+) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(SELECT_RECORD, tenant_id, key, ttl)
+    return row
+
+
+async def upsert_record(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: UUID,
+    key: str,
+    fingerprint: bytes,
+    status_code: int,
+    body: bytes,
+    ttl: float,
+) -> None:
+    await conn.execute(UPSERT_RECORD, tenant_id, key, fingerprint, status_code, body, ttl)
+
+
+async def delete_expired(conn: asyncpg.Connection, *, ttl: float) -> int:
+    """Owner-role maintenance (all tenants); returns how many records went."""
+    status: str = await conn.execute(DELETE_EXPIRED, ttl)
+    return int(status.split()[-1])

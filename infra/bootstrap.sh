@@ -1,0 +1,42 @@
+# Sourced by start.sh and test.sh: install what is missing, idempotently.
+# Debian/Ubuntu packages via apt-get (as root, or with sudo); Python deps in .venv.
+
+_sudo() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+_apt_updated=0
+_apt_install() {
+    if [ "$_apt_updated" -eq 0 ]; then
+        _sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        _apt_updated=1
+    fi
+    _sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+bootstrap_packages() {
+    local missing=()
+    if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+        missing+=(postgresql postgresql-contrib)
+    fi
+    command -v python3 >/dev/null || missing+=(python3)
+    python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+    if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+        missing+=(postgresql)
+    fi
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "== installing ${missing[*]}"
+        _apt_install "${missing[@]}"
+    fi
+}
+
+bootstrap_venv() {
+    local stamp=.venv/.installed
+    if [ ! -x .venv/bin/python ]; then
+        echo "== creating .venv"
+        python3 -m venv .venv
+    fi
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        echo "== installing Python dependencies"
+        .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+        touch "$stamp"
+    fi
+}

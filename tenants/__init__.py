@@ -1,0 +1,1 @@
+"""Tenancy: registry, API keys, staff users, JWT, scopes and roles."""

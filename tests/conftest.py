@@ -1,0 +1,50 @@
+"""Session-wide real services: one PostgreSQL cluster and one API server.
+
+Tests isolate themselves by creating their own tenants (see factories.py)."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.factories import Factory
+from tests.services import ROOT, ApiServer, Database, api_env
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator:
+    path = ROOT / "var" / "test" / uuid.uuid4().hex[:8]
+    path.mkdir(parents=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def db(workdir) -> Iterator[Database]:
+    database = Database(workdir)
+    database.start()
+    yield database
+    database.stop()
+
+
+@pytest.fixture(scope="session")
+def api(db: Database, workdir) -> Iterator[ApiServer]:
+    server = ApiServer(api_env(db), workers=1, log=workdir / "api.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(api: ApiServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api.url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def factory(db: Database, client: httpx.Client) -> Factory:
+    return Factory(db, client)

@@ -1,0 +1,180 @@
+"""Real services for the tests: a project-local PostgreSQL and API workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+
+from db import migrate
+from infra.postgres import LocalPostgres, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+API_ROLE = "conectades_api"
+
+
+class LoopThread:
+    """An event loop in a thread, so sync tests can run asyncpg calls."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+class Database:
+    """The test cluster, migrated, with sync helpers over an owner-role pool."""
+
+    def __init__(self, root: Path) -> None:
+        self.pg = LocalPostgres(
+            datadir=root / "pgdata", port=free_port(), password=secrets.token_urlsafe(16)
+        )
+        self.api_password = secrets.token_urlsafe(16)
+        self.loop = LoopThread()
+        self.log = root / "postgres.log"
+        self.pool: asyncpg.Pool | None = None
+
+    @property
+    def admin_dsn(self) -> str:
+        return self.pg.admin_dsn
+
+    @property
+    def api_dsn(self) -> str:
+        return self.pg.dsn(API_ROLE, self.api_password)
+
+    def start(self) -> None:
+        self.pg.init({"fsync": "off", "full_page_writes": "off", "max_connections": "300"})
+        self.pg.start(self.log)
+        self.loop.run(self._migrate())
+        self.pool = self.loop.run(self._pool())
+
+    async def _pool(self) -> asyncpg.Pool:
+        return await asyncpg.create_pool(self.admin_dsn, min_size=1, max_size=8)
+
+    async def _migrate(self) -> None:
+        conn = await asyncpg.connect(self.admin_dsn)
+        try:
+            await migrate.migrate(conn)
+            await migrate.ensure_api_role(conn, API_ROLE, self.api_password)
+        finally:
+            await conn.close()
+
+    def stop(self) -> None:
+        if self.pool is not None:
+            self.loop.run(self.pool.close())
+        self.loop.close()
+        self.pg.destroy()
+
+    # Owner-role access (bypasses RLS): for setup and for checking what was written.
+    def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        assert self.pool is not None
+        return self.loop.run(self.pool.fetch(query, *args))
+
+    def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        assert self.pool is not None
+        return self.loop.run(self.pool.fetchrow(query, *args))
+
+    def fetchval(self, query: str, *args: Any) -> Any:
+        assert self.pool is not None
+        return self.loop.run(self.pool.fetchval(query, *args))
+
+    def execute(self, query: str, *args: Any) -> str:
+        assert self.pool is not None
+        return self.loop.run(self.pool.execute(query, *args))
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run(coro)
+
+
+def api_env(db: Database, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
+    env.update(
+        {
+            "CONECTADES_DATABASE_URL": db.api_dsn,
+            "CONECTADES_JWT_SECRET": "test-secret-" + "x" * 40,
+            "CONECTADES_DB_POOL_MAX": "20",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class ApiServer:
+    """`sanic api.server:create_app --factory` in a subprocess on a free port."""
+
+    def __init__(self, env: dict[str, str], workers: int = 1, log: Path | None = None) -> None:
+        self.port = free_port()
+        self.env = env
+        self.workers = workers
+        self.log_path = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> None:
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sanic",
+                "api.server:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+                "--no-motd",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        if self.log_path:
+            out.close()  # type: ignore[union-attr]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"API exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                if httpx.get(self.url + "/health/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("API did not become ready")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait(5)

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import httpx
+
+
+def test_health_is_ok(client: httpx.Client) -> None:
+    r = client.get("/health")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
+
+
+def test_ready_checks_postgres(client: httpx.Client) -> None:
+    r = client.get("/health/ready")
+    assert r.status_code == 200
+    assert r.json()["checks"]["postgres"] == "ok"
+
+
+def test_unknown_route_is_problem_json(client: httpx.Client) -> None:
+    r = client.get("/nope")
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["status"] == 404
+
+
+def test_wrong_method_is_problem_json(client: httpx.Client) -> None:
+    r = client.delete("/health")
+    assert r.status_code == 405
+    assert r.headers["content-type"] == "application/problem+json"
