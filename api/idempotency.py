@@ -36,7 +36,7 @@ class Outcome:
 
 
 def read_key(request: Request, *, required: bool) -> str | None:
-    key = request.headers.get(HEADER)
+    key: str | None = request.headers.get(HEADER)
     if key is None or key == "":
         if required:
             raise BadRequest(f"The {HEADER} header is required (1-255 printable ASCII chars).")
