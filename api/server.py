@@ -11,6 +11,7 @@ from api.auth import principal_from_request
 from api.config import AppConfig
 from api.context import AppContext
 from api.errors import setup_errors
+from api.openapi import setup_openapi
 from api.pagination import Page
 from db.pool import setup_postgres
 from tenants.principal import Principal
@@ -35,6 +36,7 @@ def create_app(config: AppConfig | object | None = None) -> Sanic[AppConfig, App
         "conectades", config=config, ctx=AppContext(), dumps=orjson.dumps
     )
     setup_errors(app)
+    setup_openapi(app)
     setup_postgres(app)
     app.ext.add_dependency(Principal, principal_from_request)
     app.ext.add_dependency(Page, Page.from_request)

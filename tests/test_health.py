@@ -26,3 +26,17 @@ def test_wrong_method_is_problem_json(client: httpx.Client) -> None:
     r = client.delete("/health")
     assert r.status_code == 405
     assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_openapi_spec_is_served(client: httpx.Client) -> None:
+    r = client.get("/api/docs/openapi.json")
+    assert r.status_code == 200
+    spec = r.json()
+    assert "/health/ready" in spec["paths"]
+    assert "bearer" in spec["components"]["securitySchemes"]
+
+
+def test_docs_ui_is_served(client: httpx.Client) -> None:
+    r = client.get("/api/docs/")
+    assert r.status_code == 200
+    assert "text/html" in r.headers["content-type"]
