@@ -47,6 +47,37 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def reachable_by_server(path: Path) -> bool:
+    """Whether the `postgres` user can reach `path` (every parent searchable by others)."""
+    if os.geteuid() != 0:
+        return True
+    for parent in [path, *path.parents]:
+        if parent.exists() and not os.stat(parent).st_mode & 0o001:
+            return False
+    return True
+
+
+def server_dir(preferred: Path) -> Path:
+    """`preferred`, or when running as root inside a private folder (e.g. /root),
+    a folder under /var/tmp that the `postgres` user can reach, linked from
+    `preferred` so the data still shows up in the project."""
+    preferred = preferred.absolute()
+    if preferred.is_symlink():
+        return preferred.resolve()
+    if reachable_by_server(preferred.parent):
+        return preferred
+    import tempfile
+
+    holder = Path(tempfile.mkdtemp(prefix="conectades-", dir="/var/tmp"))
+    holder.chmod(0o711)
+    target = holder / preferred.name
+    preferred.parent.mkdir(parents=True, exist_ok=True)
+    if preferred.exists():
+        shutil.rmtree(preferred)
+    preferred.symlink_to(target)
+    return target
+
+
 def _as_server_user(cmd: list[str]) -> list[str]:
     if os.geteuid() == 0:
         return ["runuser", "-u", "postgres", "--", *cmd]
@@ -75,10 +106,15 @@ class LocalPostgres:
     def initialized(self) -> bool:
         return (self.datadir / "PG_VERSION").exists()
 
+    def __post_init__(self) -> None:
+        if self.datadir.is_symlink():
+            self.datadir = self.datadir.resolve()
+
     def init(self, settings: dict[str, str] | None = None) -> None:
         """Create the cluster with a password-protected superuser (scram over TCP)."""
         if self.initialized():
             return
+        self.datadir = server_dir(self.datadir)
         self.datadir.mkdir(parents=True, exist_ok=True)
         pwfile = self.datadir.parent / f".{self.datadir.name}.pw"
         pwfile.write_text(self.password + "\n")
@@ -133,6 +169,8 @@ class LocalPostgres:
     def start(self, logfile: Path, timeout: float = 30) -> None:
         if self.running():
             return
+        if not reachable_by_server(logfile.parent):
+            logfile = self.datadir.parent / logfile.name
         logfile.parent.mkdir(parents=True, exist_ok=True)
         logfile.touch()
         if os.geteuid() == 0:
@@ -180,3 +218,5 @@ class LocalPostgres:
     def destroy(self) -> None:
         self.stop(mode="immediate")
         shutil.rmtree(self.datadir, ignore_errors=True)
+        if self.datadir.parent.name.startswith("conectades-"):
+            shutil.rmtree(self.datadir.parent, ignore_errors=True)
