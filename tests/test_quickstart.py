@@ -1,0 +1,138 @@
+"""The README's quick start, end to end: the stack (what `./start.sh` runs after
+installing) prints a working key; with it a campaign with two items is created,
+donations recorded, one confirmed, exact progress read back; `stop` stops every
+process it started."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.services import ROOT
+
+
+def stack(var: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
+    env.pop("DATABASE_URL", None)
+    env.update({"CONECTADES_VAR": str(var), "CONECTADES_WORKERS": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "infra.stack", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def alive(pid: int, grace: float = 5.0) -> bool:
+    """Whether `pid` still runs after `grace` seconds (a process may take a moment
+    to exit after removing its pid file)."""
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.05)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def started(workdir: Path) -> Iterator[tuple[Path, str]]:
+    var = workdir / "stack"
+    up = stack(var, "up")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield var, up.stdout
+    finally:
+        stack(var, "stop")
+
+
+def test_start_prints_urls_and_credentials(started: tuple[Path, str]) -> None:
+    _, out = started
+    assert re.search(r"API key\s+cnd_live_\S+", out)
+    assert re.search(r"Staff login\s+admin / \S+", out)
+    assert "/api/docs/" in out
+
+
+def test_quick_start_flow_reads_exact_progress(started: tuple[Path, str]) -> None:
+    _, out = started
+    key = re.search(r"API key\s+(cnd_live_\S+)", out)[1]  # type: ignore[index]
+    api = re.search(r"API\s+(http://\S+)", out)[1]  # type: ignore[index]
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=api, headers=auth, timeout=30) as c:
+        r = c.post(
+            "/api/v1/campaigns",
+            json={
+                "slug": "quickstart",
+                "title": "Campanha do agasalho",
+                "status": "published",
+                "items": [
+                    {"name": "Cobertor", "unit": "unit", "quantity_requested": 30},
+                    {"name": "Arroz", "unit": "kg", "quantity_requested": 50},
+                ],
+            },
+        )
+        assert r.status_code == 201, r.text
+        campaign = r.json()
+        blanket, rice = campaign["items"]
+        path = f"/api/v1/campaigns/{campaign['id']}/donations"
+        d1 = c.post(path, json={"item_id": rice["id"], "quantity": 10, "donor_name": "Ana"})
+        d2 = c.post(path, json={"item_id": rice["id"], "quantity": 5, "donor_name": "Bia"})
+        d3 = c.post(path, json={"item_id": blanket["id"], "quantity": 3})
+        assert {d1.status_code, d2.status_code, d3.status_code} == {201}
+        assert c.post(f"/api/v1/donations/{d1.json()['id']}/confirm").status_code == 200
+        got = c.get(f"/api/v1/campaigns/{campaign['id']}").json()
+    items = {i["name"]: i for i in got["items"]}
+    assert items["Arroz"]["contributed_quantity"] == 10
+    assert items["Arroz"]["pending_quantity"] == 5
+    assert items["Cobertor"]["contributed_quantity"] == 0
+    assert items["Cobertor"]["pending_quantity"] == 3
+    assert items["Arroz"]["progress"] == pytest.approx(10 / 50)
+
+
+def test_start_again_is_harmless_and_status_reports(started: tuple[Path, str]) -> None:
+    var, out = started
+    again = stack(var, "up")
+    assert again.returncode == 0, again.stderr
+    key = re.search(r"API key\s+(cnd_live_\S+)", out)[1]  # type: ignore[index]
+    assert key in again.stdout  # same credentials, nothing recreated
+    status = stack(var, "status")
+    assert status.returncode == 0
+    assert "ready" in status.stdout
+
+
+def test_stop_stops_every_process(workdir: Path) -> None:
+    var = workdir / "stack-stop"
+    assert stack(var, "up").returncode == 0
+    api_pid = int((var / "run" / "api.pid").read_text())
+    pg_pid = int((var / "pg" / "data" / "postmaster.pid").read_text().split()[0])
+    env = dict(line.split("=", 1) for line in (var / "stack.env").read_text().splitlines()[1:])
+    ports = [int(env["PG_PORT"]), int(env["API_PORT"])]
+    children = subprocess.run(
+        ["pgrep", "-g", str(api_pid)], capture_output=True, text=True
+    ).stdout.split()
+    assert alive(api_pid, 0) and alive(pg_pid, 0) and children
+    stopped = stack(var, "stop")
+    assert stopped.returncode == 0
+    assert not alive(api_pid)
+    assert not alive(pg_pid)
+    assert not any(alive(int(p)) for p in children)
+    assert not any(port_open(p) for p in ports)
+    assert stack(var, "status").returncode == 3
