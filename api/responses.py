@@ -1,7 +1,8 @@
-"""JSON responses encoded once with orjson (UUIDs and datetimes natively)."""
+"""JSON responses encoded once with orjson."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import orjson
@@ -16,6 +17,9 @@ def dumps(obj: Any) -> bytes:
 
 
 def _default(obj: Any) -> Any:
+    # asyncpg returns its own UUID subclass, which orjson does not take natively.
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
     if hasattr(obj, "model_dump"):
         return obj.model_dump(mode="json")
     raise TypeError(f"cannot serialise {type(obj).__name__}")

@@ -28,12 +28,17 @@ BLUEPRINTS = (
 )
 
 
+def _dumps(obj: object) -> bytes:
+    # The OpenAPI document has integer keys (status codes).
+    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+
+
 def create_app(config: AppConfig | object | None = None) -> Sanic[AppConfig, AppContext]:
     # The Sanic CLI passes its argument namespace to the factory; config comes from env.
     config = config if isinstance(config, AppConfig) else AppConfig()
     config.check()
     app: Sanic[AppConfig, AppContext] = Sanic(
-        "conectades", config=config, ctx=AppContext(), dumps=orjson.dumps
+        "conectades", config=config, ctx=AppContext(), dumps=_dumps
     )
     setup_errors(app)
     setup_openapi(app)

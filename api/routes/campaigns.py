@@ -1,7 +1,216 @@
-"""Campaigns routes (partner API v1)."""
+"""Campaigns routes (partner API v1): list, create with items, read, update, delete."""
 
 from __future__ import annotations
 
-from sanic import Blueprint
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+import asyncpg
+import pydantic
+from sanic import Blueprint, HTTPResponse, Request
+
+from api.auth import require
+from api.body import parse_body, validation_errors
+from api.errors import BadRequest, Conflict, NotFound, ValidationFailed, field_error
+from api.models.campaigns import (
+    Campaign,
+    CampaignCreate,
+    CampaignFilters,
+    CampaignList,
+    CampaignUpdate,
+    campaign_out,
+)
+from api.openapi import doc
+from api.pagination import Page, page_of
+from api.responses import json_response, no_content
+from db.queries import campaigns as q
+from db.queries import items as iq
+from db.tenancy import tenant_transaction
+from tenants.principal import Principal
 
 bp = Blueprint("campaigns", url_prefix="/api/v1")
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+TAG = "campaigns"
+HAS_DONATIONS = (
+    "This campaign has donations and cannot be deleted; close it instead with "
+    'PATCH /api/v1/campaigns/{id} {{"status": "closed"}}.'
+)
+BAD_CURSOR = "cursor: not a cursor returned by this API"
+
+
+def parse_id(raw: str) -> UUID:
+    """A path id; anything that is not a UUID is simply not found."""
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise NotFound() from None
+
+
+def parse_query(request: Request, model: type[M]) -> M:
+    given = {name: request.args.get(name) for name in model.model_fields if name in request.args}
+    try:
+        return model.model_validate(given)
+    except pydantic.ValidationError as exc:
+        errors = validation_errors(exc)
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise ValidationFailed(summary, errors=errors) from None
+
+
+def check_period(starts_at: datetime | None, ends_at: datetime | None) -> None:
+    if starts_at is not None and ends_at is not None and ends_at <= starts_at:
+        raise field_error("ends_at", "must be after starts_at", "period")
+
+
+@contextmanager
+def constraint_errors() -> Iterator[None]:
+    """Constraint violations that name a field the client sent."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != q.SLUG_UNIQUE:
+            raise
+        message = "another campaign of this organization has this slug"
+        raise Conflict(
+            f"slug: {message}", errors=[{"field": "slug", "message": message, "type": "unique"}]
+        ) from None
+    except asyncpg.CheckViolationError as exc:
+        if exc.constraint_name != q.PERIOD_CHECK:
+            raise
+        raise field_error("ends_at", "must be after starts_at", "period") from None
+
+
+def cursor_after(cursor: list[Any] | None) -> tuple[datetime, UUID] | None:
+    if cursor is None:
+        return None
+    try:
+        created, last_id = cursor
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None:
+            raise ValueError("naive")
+        return when, UUID(last_id)
+    except (ValueError, TypeError, AttributeError):
+        raise BadRequest(BAD_CURSOR) from None
+
+
+def with_items(rows: Sequence[asyncpg.Record], items: Sequence[asyncpg.Record]) -> list[Any]:
+    by_campaign: dict[UUID, list[asyncpg.Record]] = {r["id"]: [] for r in rows}
+    for item in items:
+        by_campaign[item["campaign_id"]].append(item)
+    return [campaign_out(r, by_campaign[r["id"]]) for r in rows]
+
+
+async def campaign_with_items(
+    conn: asyncpg.Connection, tenant_id: UUID, row: asyncpg.Record | None
+) -> dict[str, Any]:
+    if row is None:
+        raise NotFound()
+    items = await iq.select_items(conn, tenant_id=tenant_id, campaign_ids=[row["id"]])
+    return campaign_out(row, items)
+
+
+@bp.get("/campaigns")
+@doc(tag=TAG, response=CampaignList, errors=(400, 401, 403, 422))
+async def list_campaigns(request: Request, principal: Principal, page: Page) -> HTTPResponse:
+    """List campaigns, newest first (filters: status, q, category, location)."""
+    require(principal, "read")
+    filters = parse_query(request, CampaignFilters)
+    after = cursor_after(page.cursor)
+    async with tenant_transaction(request.app.ctx.pool, principal.tenant_id) as conn:
+        rows = await q.select_campaigns(
+            conn,
+            tenant_id=principal.tenant_id,
+            after=after,
+            limit=page.limit + 1,
+            **filters.model_dump(),
+        )
+        rows, next_cursor = page_of(
+            rows, page.limit, lambda r: [r["created_at"].isoformat(), str(r["id"])]
+        )
+        ids = [r["id"] for r in rows]
+        items = await iq.select_items(conn, tenant_id=principal.tenant_id, campaign_ids=ids)
+    return json_response({"data": with_items(rows, items), "next_cursor": next_cursor})
+
+
+@bp.post("/campaigns")
+@doc(
+    tag=TAG,
+    body=CampaignCreate,
+    response=Campaign,
+    status=201,
+    errors=(400, 401, 403, 409, 413, 415, 422),
+)
+async def create_campaign(request: Request, principal: Principal) -> HTTPResponse:
+    """Create a campaign with its items, in one transaction."""
+    require(principal, "write")
+    body = parse_body(request, CampaignCreate)
+    check_period(body.starts_at, body.ends_at)
+    tenant_id = principal.tenant_id
+    with constraint_errors():
+        async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+            row = await q.insert_campaign(
+                conn, tenant_id=tenant_id, fields=body.model_dump(exclude={"items"})
+            )
+            items = await iq.insert_items(
+                conn,
+                tenant_id=tenant_id,
+                campaign_id=row["id"],
+                items=[i.model_dump() for i in body.items],
+            )
+    location = f"/api/v1/campaigns/{row['id']}"
+    return json_response(campaign_out(row, items), 201, headers={"Location": location})
+
+
+@bp.get("/campaigns/<campaign_id>")
+@doc(tag=TAG, response=Campaign, errors=(401, 403, 404))
+async def get_campaign(request: Request, campaign_id: str, principal: Principal) -> HTTPResponse:
+    """Read a campaign with its items and progress."""
+    require(principal, "read")
+    cid = parse_id(campaign_id)
+    tenant_id = principal.tenant_id
+    async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+        row = await q.select_campaign(conn, tenant_id=tenant_id, campaign_id=cid)
+        data = await campaign_with_items(conn, tenant_id, row)
+    return json_response(data)
+
+
+@bp.patch("/campaigns/<campaign_id>")
+@doc(
+    tag=TAG,
+    body=CampaignUpdate,
+    response=Campaign,
+    errors=(400, 401, 403, 404, 409, 413, 415, 422),
+)
+async def update_campaign(request: Request, campaign_id: str, principal: Principal) -> HTTPResponse:
+    """Update some fields of a campaign (null clears image_url, starts_at, ends_at)."""
+    require(principal, "write")
+    cid = parse_id(campaign_id)
+    changes = parse_body(request, CampaignUpdate).changes()
+    check_period(changes.get("starts_at"), changes.get("ends_at"))
+    tenant_id = principal.tenant_id
+    with constraint_errors():
+        async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+            row = await q.update_campaign(
+                conn, tenant_id=tenant_id, campaign_id=cid, changes=changes
+            )
+            data = await campaign_with_items(conn, tenant_id, row)
+    return json_response(data)
+
+
+@bp.delete("/campaigns/<campaign_id>")
+@doc(tag=TAG, status=204, errors=(401, 403, 404, 409))
+async def delete_campaign(request: Request, campaign_id: str, principal: Principal) -> HTTPResponse:
+    """Delete a campaign that has no donations (otherwise close it)."""
+    require(principal, "write")
+    cid = parse_id(campaign_id)
+    try:
+        async with tenant_transaction(request.app.ctx.pool, principal.tenant_id) as conn:
+            deleted = await q.delete_campaign(conn, tenant_id=principal.tenant_id, campaign_id=cid)
+    except asyncpg.ForeignKeyViolationError:
+        raise Conflict(HAS_DONATIONS.format(id=cid)) from None
+    if not deleted:
+        raise NotFound()
+    return no_content()

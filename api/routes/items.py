@@ -1,7 +1,98 @@
-"""Items routes (partner API v1)."""
+"""Items routes (partner API v1): the needs of a campaign.
+
+Every change first locks the campaign row (and bumps its updated_at), then the item:
+one lock order for all item writes, and the per-campaign item cap holds."""
 
 from __future__ import annotations
 
-from sanic import Blueprint
+import asyncpg
+from sanic import Blueprint, HTTPResponse, Request
+
+from api.auth import require
+from api.body import parse_body
+from api.errors import Conflict, NotFound
+from api.models.campaigns import MAX_ITEMS, Item, ItemCreate, ItemUpdate, item_out
+from api.openapi import doc
+from api.responses import json_response, no_content
+from api.routes.campaigns import parse_id
+from db.queries import campaigns as cq
+from db.queries import items as q
+from db.tenancy import tenant_transaction
+from tenants.principal import Principal
 
 bp = Blueprint("items", url_prefix="/api/v1")
+
+TAG = "items"
+ITEM_HAS_DONATIONS = "This item has donations and cannot be deleted."
+UNIT_LOCKED = "cannot change once the item has donations"
+
+
+@bp.post("/campaigns/<campaign_id>/items")
+@doc(tag=TAG, body=ItemCreate, response=Item, status=201, errors=(400, 401, 403, 404, 409, 422))
+async def create_item(request: Request, campaign_id: str, principal: Principal) -> HTTPResponse:
+    """Add an item (a need) to a campaign."""
+    require(principal, "write")
+    cid = parse_id(campaign_id)
+    body = parse_body(request, ItemCreate)
+    tenant_id = principal.tenant_id
+    async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+        if not await cq.touch_campaign(conn, tenant_id=tenant_id, campaign_id=cid):
+            raise NotFound()
+        if await q.count_items(conn, tenant_id=tenant_id, campaign_id=cid) >= MAX_ITEMS:
+            raise Conflict(f"A campaign has at most {MAX_ITEMS} items.")
+        rows = await q.insert_items(
+            conn, tenant_id=tenant_id, campaign_id=cid, items=[body.model_dump()]
+        )
+    item = item_out(rows[0])
+    location = f"/api/v1/campaigns/{cid}/items/{item['id']}"
+    return json_response(item, 201, headers={"Location": location})
+
+
+@bp.patch("/campaigns/<campaign_id>/items/<item_id>")
+@doc(tag=TAG, body=ItemUpdate, response=Item, errors=(400, 401, 403, 404, 409, 422))
+async def update_item(
+    request: Request, campaign_id: str, item_id: str, principal: Principal
+) -> HTTPResponse:
+    """Update an item's name, unit (only without donations) or requested quantity."""
+    require(principal, "write")
+    cid, iid = parse_id(campaign_id), parse_id(item_id)
+    changes = parse_body(request, ItemUpdate).changes()
+    tenant_id = principal.tenant_id
+    async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+        if not await cq.touch_campaign(conn, tenant_id=tenant_id, campaign_id=cid):
+            raise NotFound()
+        item = await q.lock_item(conn, tenant_id=tenant_id, campaign_id=cid, item_id=iid)
+        if item is None:
+            raise NotFound()
+        if changes.get("unit", item["unit"]) != item["unit"] and await q.item_has_donations(
+            conn, tenant_id=tenant_id, item_id=iid
+        ):
+            raise Conflict(
+                f"unit: {UNIT_LOCKED}",
+                errors=[{"field": "unit", "message": UNIT_LOCKED, "type": "has_donations"}],
+            )
+        await q.update_item(
+            conn, tenant_id=tenant_id, campaign_id=cid, item_id=iid, changes=changes
+        )
+        rows = await q.select_items(conn, tenant_id=tenant_id, campaign_ids=[cid], item_id=iid)
+    return json_response(item_out(rows[0]))
+
+
+@bp.delete("/campaigns/<campaign_id>/items/<item_id>")
+@doc(tag=TAG, status=204, errors=(401, 403, 404, 409))
+async def delete_item(
+    request: Request, campaign_id: str, item_id: str, principal: Principal
+) -> HTTPResponse:
+    """Delete an item that has no donations."""
+    require(principal, "write")
+    cid, iid = parse_id(campaign_id), parse_id(item_id)
+    tenant_id = principal.tenant_id
+    try:
+        async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+            if not await cq.touch_campaign(conn, tenant_id=tenant_id, campaign_id=cid):
+                raise NotFound()
+            if not await q.delete_item(conn, tenant_id=tenant_id, campaign_id=cid, item_id=iid):
+                raise NotFound()
+    except asyncpg.ForeignKeyViolationError:
+        raise Conflict(ITEM_HAS_DONATIONS) from None
+    return no_content()
