@@ -48,3 +48,14 @@ def client(api: ApiServer) -> Iterator[httpx.Client]:
 @pytest.fixture
 def factory(db: Database, client: httpx.Client) -> Factory:
     return Factory(db, client)
+
+
+@pytest.fixture(scope="session")
+def redis_server(workdir) -> Iterator:
+    """One project-local Redis for the session (tests/cache/ starts its own for
+    kill/pause tests)."""
+    from tests.services import start_redis
+
+    server = start_redis(workdir)
+    yield server
+    server.stop()

@@ -18,6 +18,7 @@ import httpx
 
 from db import migrate
 from infra.postgres import LocalPostgres, free_port
+from infra.redis import LocalRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -178,3 +179,10 @@ class ApiServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, 9)
                 self.proc.wait(5)
+
+
+def start_redis(root: Path, name: str = "redis", maxmemory: str = "64mb") -> LocalRedis:
+    """A project-local redis-server (cache config: no persistence, LRU) on a free port."""
+    server = LocalRedis(dir=root / name, port=free_port(), maxmemory=maxmemory)
+    server.start()
+    return server

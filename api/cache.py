@@ -1,0 +1,102 @@
+"""Cached reads and post-write invalidation for route handlers.
+
+A read handler checks auth and parses its input, then::
+
+    return await cached_json(request, tenant_id=principal.tenant_id,
+                             resource="campaigns", build=build, private=True)
+
+where `build()` runs the query and returns the response bytes (`dumps(...)`).
+Only 200 bodies are cached; `build()` raising (404, 400, ...) caches nothing.
+A write handler, after its transaction committed::
+
+    await invalidate_after_write(request, principal.tenant_id, directory=True)
+
+(`directory=True` when the write can change what the public directory shows:
+anything on a published campaign, its items or its totals.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl, urlencode
+from uuid import UUID
+
+from sanic import HTTPResponse, Request
+from sanic.response import BaseHTTPResponse
+
+from api.responses import JSON, PRIVATE
+from tenants.cache import Lookup, ResponseCache, count_disabled, ttl_for
+
+PUBLIC = {"Cache-Control": "public, max-age=1"}
+
+
+def request_key(request: Request) -> str:
+    """Method, path and the query with parameters ordered by name (values of a
+    repeated name keep their order; blank values are kept)."""
+    args = parse_qsl(request.query_string, keep_blank_values=True)
+    query = urlencode(sorted(args, key=lambda kv: kv[0]))
+    return f"{request.method} {request.path}?{query}"
+
+
+def _cache(request: Request) -> ResponseCache | None:
+    return getattr(request.app.ctx, "cache", None)
+
+
+def _respond(body: bytes, x_cache: str, *, private: bool) -> HTTPResponse:
+    headers = {**(PRIVATE if private else PUBLIC), "X-Cache": x_cache}
+    return HTTPResponse(body, status=200, headers=headers, content_type=JSON)
+
+
+async def cached_json(
+    request: Request,
+    *,
+    tenant_id: UUID | None,
+    resource: str,
+    build: Callable[[], Awaitable[bytes]],
+    private: bool,
+    ttl: int | None = None,
+) -> HTTPResponse:
+    """The body from Redis (X-Cache: HIT), or built, stored and sent (MISS), or
+    built without the cache (BYPASS: disabled, Redis failing, breaker open).
+
+    `tenant_id=None` is the cross-tenant public directory's scope."""
+    cache = _cache(request)
+    if cache is None:
+        count_disabled(tenant_id, resource)
+        return _respond(await build(), "BYPASS", private=private)
+    found = await cache.lookup(tenant_id, resource, request_key(request))
+    if found.body is not None:
+        return _respond(found.body, found.header, private=private)
+    if found.slot is None:
+        return _respond(await build(), found.header, private=private)
+    lifetime = ttl if ttl is not None else ttl_for(resource)
+    body = await cache.flights.run(
+        found.slot, lambda: _build_and_store(cache, found, build, lifetime)
+    )
+    return _respond(body, found.header, private=private)
+
+
+async def _build_and_store(
+    cache: ResponseCache, found: Lookup, build: Callable[[], Awaitable[bytes]], ttl: int
+) -> bytes:
+    body = await build()
+    await cache.store(found, body, ttl)
+    return body
+
+
+async def invalidate_after_write(
+    request: Request, tenant_id: UUID | None, *, directory: bool
+) -> None:
+    """Make the tenant's cached reads (and the directory's) unreachable; never raises.
+
+    Call after the commit. If Redis cannot be reached the invalidation is owed and
+    replayed by this worker before it uses the cache again (see tenants/cache.py)."""
+    cache = _cache(request)
+    if cache is not None:
+        await cache.invalidate(tenant_id, directory=directory)
+
+
+async def default_x_cache(request: Request, response: BaseHTTPResponse) -> None:
+    """Response middleware: `X-Cache: BYPASS` on every API response not from cached_json."""
+    if "x-cache" not in response.headers and request.path.startswith("/api/"):
+        response.headers["X-Cache"] = "BYPASS"
