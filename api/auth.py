@@ -60,6 +60,15 @@ async def _from_access_token(request: Request, token: str) -> Principal:
     claims = tokens.decode_access(token, request.app.config)
     if claims is None:
         raise Unauthorized()
+    # A signature is not enough: a suspended tenant, a deactivated user or a changed
+    # role must stop an access token before it expires.
+    pool = request.app.ctx.pool
+    async with pool.acquire(timeout=request.app.config.DB_ACQUIRE_TIMEOUT) as conn:
+        state = await tokens.check_staff_active(conn, claims)
+    if state == "suspended":
+        raise Forbidden("This organization is suspended.")
+    if state != "active":
+        raise Unauthorized()
     return tokens.principal_from_claims(claims)
 
 

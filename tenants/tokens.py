@@ -1,16 +1,283 @@
-"""Staff access and refresh tokens (JWT). Filled in by the staff-login work."""
+"""Staff access and refresh tokens (JWT, HS256 with `JWT_SECRET`).
+
+Access tokens (ACCESS_TOKEN_TTL, 15 min) carry sub (user id), tid (tenant id),
+role, iat, exp, aud, iss, typ="access" and jti. They are decoded with a fixed
+algorithm list and required claims; `check_staff_active` then confirms on each
+request that the user is still active, still has that role, and that the tenant
+is not suspended.
+
+Refresh tokens (REFRESH_TOKEN_TTL, 7 days) carry typ="refresh", jti = their
+`refresh_token` row and fam = the family (one family per login). Each use marks
+the row used and issues the next token of the family. Presenting a used token
+again is reuse (one of the two holders is a thief): the whole family is revoked,
+so the newer token dies too.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+from uuid import UUID, uuid4
 
-from tenants.principal import Principal
+import asyncpg
+import jwt
+
+from db.queries import logins as lq
+from db.queries import refresh_tokens as rq
+from db.tenancy import tenant_transaction
+from tenants import passwords
+from tenants.principal import ROLE_SCOPES, Principal
+
+ALGORITHM = "HS256"
+ACCESS_CLAIMS = ("exp", "iat", "aud", "iss", "sub", "tid", "role", "typ")
+REFRESH_CLAIMS = ("exp", "iat", "aud", "iss", "sub", "tid", "typ", "jti", "fam")
+# Seconds of clock skew tolerated between API hosts.
+LEEWAY = 5
+
+StaffState = Literal["active", "suspended", "revoked"]
 
 
-def decode_access(token: str, config: Any) -> dict[str, Any] | None:
-    """Claims of a valid access token, or None. No staff logins exist yet."""
-    return None
+class TokenConfig(Protocol):
+    JWT_SECRET: str
+    JWT_ISSUER: str
+    JWT_AUDIENCE: str
+    ACCESS_TOKEN_TTL: int
+    REFRESH_TOKEN_TTL: int
+    DB_ACQUIRE_TIMEOUT: float
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access: str
+    refresh: str
+
+
+class LoginFailed(Exception):
+    """Wrong password, unknown user or tenant, suspended tenant, inactive user: one answer."""
+
+
+class TenantRequired(Exception):
+    """No tenant was given and several organizations have this username."""
+
+
+class RefreshRefused(Exception):
+    """Invalid, expired, revoked or reused refresh token, or the user can no longer log in."""
+
+
+def issue_access(
+    config: TokenConfig, *, user_id: UUID, tenant_id: UUID, role: str, now: int
+) -> str:
+    claims = {
+        "sub": str(user_id),
+        "tid": str(tenant_id),
+        "role": role,
+        "iat": now,
+        "exp": now + config.ACCESS_TOKEN_TTL,
+        "aud": config.JWT_AUDIENCE,
+        "iss": config.JWT_ISSUER,
+        "typ": "access",
+        "jti": uuid4().hex,
+    }
+    return jwt.encode(claims, config.JWT_SECRET, algorithm=ALGORITHM)
+
+
+def issue_refresh(
+    config: TokenConfig,
+    *,
+    token_id: UUID,
+    family_id: UUID,
+    user_id: UUID,
+    tenant_id: UUID,
+    now: int,
+) -> str:
+    claims = {
+        "sub": str(user_id),
+        "tid": str(tenant_id),
+        "iat": now,
+        "exp": now + config.REFRESH_TOKEN_TTL,
+        "aud": config.JWT_AUDIENCE,
+        "iss": config.JWT_ISSUER,
+        "typ": "refresh",
+        "jti": str(token_id),
+        "fam": str(family_id),
+    }
+    return jwt.encode(claims, config.JWT_SECRET, algorithm=ALGORITHM)
+
+
+def _is_uuid(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _decode(
+    token: str, config: TokenConfig, *, typ: str, required: tuple[str, ...]
+) -> dict[str, Any] | None:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            config.JWT_SECRET,
+            algorithms=[ALGORITHM],
+            audience=config.JWT_AUDIENCE,
+            issuer=config.JWT_ISSUER,
+            leeway=LEEWAY,
+            options={"require": list(required)},
+        )
+    except jwt.PyJWTError:
+        return None
+    if claims.get("typ") != typ:
+        return None
+    if not (_is_uuid(claims.get("sub")) and _is_uuid(claims.get("tid"))):
+        return None
+    return claims
+
+
+def decode_access(token: str, config: TokenConfig) -> dict[str, Any] | None:
+    """Claims of a well-signed, unexpired access token, or None. Pure: no database."""
+    claims = _decode(token, config, typ="access", required=ACCESS_CLAIMS)
+    if claims is None or not isinstance(claims.get("role"), str):
+        return None
+    return claims if claims["role"] in ROLE_SCOPES else None
+
+
+def decode_refresh(token: str, config: TokenConfig) -> dict[str, Any] | None:
+    """Claims of a well-signed, unexpired refresh token, or None."""
+    claims = _decode(token, config, typ="refresh", required=REFRESH_CLAIMS)
+    if claims is None or not (_is_uuid(claims.get("jti")) and _is_uuid(claims.get("fam"))):
+        return None
+    return claims
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
-    raise NotImplementedError
+    """The caller of a decoded access token (see `decode_access`)."""
+    role: str = claims["role"]
+    return Principal(
+        tenant_id=UUID(claims["tid"]),
+        scopes=ROLE_SCOPES[role],
+        kind="staff",
+        subject_id=UUID(claims["sub"]),
+        role=role,
+    )
+
+
+def _state(row: asyncpg.Record | None, *, tenant_id: UUID, role: str | None) -> StaffState:
+    if row is None or not row["active"] or row["tenant_id"] != tenant_id:
+        return "revoked"
+    if role is not None and row["role"] != role:
+        return "revoked"  # the role changed: a refresh issues a token with the new one
+    return "active" if row["tenant_status"] == "active" else "suspended"
+
+
+async def check_staff_active(conn: asyncpg.Connection, claims: dict[str, Any]) -> StaffState:
+    """Whether a decoded access token's user may still act: one indexed lookup."""
+    row = await lq.find_staff_state(conn, UUID(claims["sub"]))
+    return _state(row, tenant_id=UUID(claims["tid"]), role=claims["role"])
+
+
+async def login(
+    pool: asyncpg.Pool,
+    config: TokenConfig,
+    *,
+    username: str,
+    password: str,
+    tenant_slug: str | None,
+) -> TokenPair:
+    """A new token family for valid credentials; LoginFailed or TenantRequired otherwise."""
+    async with pool.acquire(timeout=config.DB_ACQUIRE_TIMEOUT) as conn:
+        rows = await lq.find_login_candidates(conn, username=username, tenant_slug=tenant_slug)
+    if tenant_slug is None and len(rows) > 1:
+        raise TenantRequired()
+    row = rows[0] if rows else None
+    # Always verify (against a dummy hash for unknown users) so failures take alike time;
+    # argon2 runs in a thread so the event loop keeps serving meanwhile.
+    ok = await asyncio.to_thread(
+        passwords.verify_password, row["password_hash"] if row else None, password
+    )
+    if not ok or row is None or not row["active"] or row["tenant_status"] != "active":
+        raise LoginFailed()
+    async with tenant_transaction(
+        pool, row["tenant_id"], acquire_timeout=config.DB_ACQUIRE_TIMEOUT
+    ) as conn:
+        return await _issue_pair(
+            conn,
+            config,
+            user_id=row["user_id"],
+            tenant_id=row["tenant_id"],
+            role=row["role"],
+            family_id=uuid4(),
+        )
+
+
+async def refresh(pool: asyncpg.Pool, config: TokenConfig, token: str) -> TokenPair:
+    """The next token pair of the family; RefreshRefused (after revoking on reuse)."""
+    claims = decode_refresh(token, config)
+    if claims is None:
+        raise RefreshRefused()
+    tenant_id = UUID(claims["tid"])
+    async with tenant_transaction(
+        pool, tenant_id, acquire_timeout=config.DB_ACQUIRE_TIMEOUT
+    ) as conn:
+        # Returns None on refusal instead of raising, so a family revocation commits.
+        pair = await _rotate(conn, config, claims, tenant_id=tenant_id)
+    if pair is None:
+        raise RefreshRefused()
+    return pair
+
+
+async def _rotate(
+    conn: asyncpg.Connection, config: TokenConfig, claims: dict[str, Any], *, tenant_id: UUID
+) -> TokenPair | None:
+    token_id, user_id, family_id = UUID(claims["jti"]), UUID(claims["sub"]), UUID(claims["fam"])
+    used = await rq.use_refresh_token(
+        conn, tenant_id=tenant_id, token_id=token_id, user_id=user_id, family_id=family_id
+    )
+    if not used:
+        row = await rq.select_refresh_token(conn, tenant_id=tenant_id, token_id=token_id)
+        if row is not None and (row["used_at"] is not None or row["revoked_at"] is not None):
+            await rq.revoke_family(conn, tenant_id=tenant_id, family_id=row["family_id"])
+        return None
+    staff = await lq.find_staff_state(conn, user_id)
+    if staff is None or _state(staff, tenant_id=tenant_id, role=None) != "active":
+        return None
+    return await _issue_pair(
+        conn, config, user_id=user_id, tenant_id=tenant_id, role=staff["role"], family_id=family_id
+    )
+
+
+async def _issue_pair(
+    conn: asyncpg.Connection,
+    config: TokenConfig,
+    *,
+    user_id: UUID,
+    tenant_id: UUID,
+    role: str,
+    family_id: UUID,
+) -> TokenPair:
+    now = int(time.time())
+    token_id = uuid4()
+    await rq.insert_refresh_token(
+        conn,
+        tenant_id=tenant_id,
+        token_id=token_id,
+        user_id=user_id,
+        family_id=family_id,
+        expires_at=datetime.fromtimestamp(now + config.REFRESH_TOKEN_TTL, UTC),
+    )
+    return TokenPair(
+        access=issue_access(config, user_id=user_id, tenant_id=tenant_id, role=role, now=now),
+        refresh=issue_refresh(
+            config,
+            token_id=token_id,
+            family_id=family_id,
+            user_id=user_id,
+            tenant_id=tenant_id,
+            now=now,
+        ),
+    )

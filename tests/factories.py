@@ -88,3 +88,88 @@ class Factory:
         assert r.status_code == 201, r.text
         data: dict[str, Any] = r.json()
         return data
+
+    def staff_user(self, tenant: TenantCtx, username: str, role: str, password: str) -> uuid.UUID:
+        """A staff login of `tenant`, straight into the database; its id."""
+        from db.queries import staff as sq
+        from tenants import passwords
+
+        async def make() -> uuid.UUID:
+            assert self.db.pool is not None
+            async with self.db.pool.acquire() as conn:
+                row = await sq.insert_staff_user(
+                    conn,
+                    tenant_id=tenant.id,
+                    username=username,
+                    password_hash=passwords.hash_password(password),
+                    role=role,
+                )
+                user_id: uuid.UUID = row["id"]
+                return user_id
+
+        return self.db.run(make())
+
+    def campaign_row(
+        self,
+        tenant: TenantCtx,
+        *,
+        items: tuple[tuple[str, str, int], ...] = (("Arroz", "kg", 100),),
+        **columns: Any,
+    ) -> dict[str, Any]:
+        """A campaign with items straight into the database as the owner (any status,
+        created_at or deadline, past ones included); returns its row and `items`."""
+        values: dict[str, Any] = {
+            "slug": f"c-{uuid.uuid4().hex[:12]}",
+            "title": "Arrecadação de alimentos",
+            "status": "published",
+        }
+        values.update(columns)
+        names = list(values)
+        placeholders = ", ".join(f"${i + 2}" for i in range(len(names)))
+        row = self.db.fetchrow(
+            f"INSERT INTO campaign (tenant_id, {', '.join(names)}) "
+            f"VALUES ($1, {placeholders}) RETURNING *",
+            tenant.id,
+            *values.values(),
+        )
+        assert row is not None
+        campaign = dict(row)
+        campaign["items"] = [
+            dict(
+                self.db.fetchrow(
+                    "INSERT INTO campaign_item (tenant_id, campaign_id, name, unit, "
+                    "quantity_requested) VALUES ($1, $2, $3, $4, $5) RETURNING *",
+                    tenant.id,
+                    campaign["id"],
+                    name,
+                    unit,
+                    requested,
+                )
+                or {}
+            )
+            for name, unit, requested in items
+        ]
+        return campaign
+
+    def donation_row(
+        self, tenant: TenantCtx, campaign: dict[str, Any], quantity: int, **columns: Any
+    ) -> dict[str, Any]:
+        """A donation straight into the database as the owner (totals by the trigger)."""
+        values: dict[str, Any] = {
+            "item_id": campaign["items"][0]["id"],
+            "donor_name": "Maria",
+            "donor_contact": "+55 11 99999-0000",
+        }
+        values.update(columns)
+        names = list(values)
+        placeholders = ", ".join(f"${i + 4}" for i in range(len(names)))
+        row = self.db.fetchrow(
+            f"INSERT INTO donation (tenant_id, campaign_id, quantity, {', '.join(names)}) "
+            f"VALUES ($1, $2, $3, {placeholders}) RETURNING *",
+            tenant.id,
+            campaign["id"],
+            quantity,
+            *values.values(),
+        )
+        assert row is not None
+        return dict(row)

@@ -52,8 +52,8 @@ CREATE TABLE staff_user (
     UNIQUE (tenant_id, username)
 );
 
--- Refresh tokens rotate: each use revokes the token and issues the next one of
--- the same family; a reused (already revoked) token revokes the whole family.
+-- Refresh tokens rotate: each use marks the token used and issues the next one of
+-- the same family; presenting a used token again revokes the whole family.
 CREATE TABLE refresh_token (
     id          uuid PRIMARY KEY,
     tenant_id   uuid NOT NULL REFERENCES tenant (id) ON DELETE CASCADE,
