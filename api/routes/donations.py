@@ -1,7 +1,313 @@
-"""Donations routes (partner API v1)."""
+"""Donations routes (partner API v1): record, list, read, confirm, deliver, cancel."""
 
 from __future__ import annotations
 
-from sanic import Blueprint
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import asyncpg
+import orjson
+from sanic import Blueprint, HTTPResponse, Request
+from sanic_ext import openapi
+
+from api import idempotency
+from api.auth import require
+from api.body import parse_body
+from api.cache import invalidate_after_write
+from api.errors import BadRequest, IllegalTransition, NotFound, field_error
+from api.models.donations import Donation, DonationCreate, DonationList
+from api.openapi import doc
+from api.pagination import Page, page_of
+from api.responses import PRIVATE, dumps, json_response, raw_json_response
+from db.queries import donations as q
+from db.tenancy import tenant_transaction
+from tenants.principal import Principal
 
 bp = Blueprint("donations", url_prefix="/api/v1")
+
+TAG = "donations"
+STATUSES = ("pending", "confirmed", "delivered", "cancelled")
+# new status → the statuses it may be reached from
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "confirmed": ("pending",),
+    "delivered": ("confirmed",),
+    "cancelled": ("pending", "confirmed"),
+}
+_QUERY_DOCS: dict[str, tuple[type, str]] = {
+    "campaign_id": (str, "Only this campaign's donations (a campaign id)."),
+    "status": (str, "Only donations in this status: pending, confirmed, delivered, cancelled."),
+    "since": (str, "Only donations created at or after this ISO 8601 time (with UTC offset)."),
+    "limit": (int, "Page size, 1-100 (default 20)."),
+    "cursor": (str, "The `next_cursor` of the previous page."),
+}
+F = TypeVar("F", bound=Callable[..., Any])
+# A `+` in an unencoded query string arrives as a space: "…T10:00:00 03:00".
+_SPACE_OFFSET = re.compile(r" (\d{2}(?::?\d{2})?)$")
+
+
+def _query(*names: str) -> Callable[[F], F]:
+    """Document a list route's query parameters."""
+
+    def wrap(handler: F) -> F:
+        for name in names:
+            kind, description = _QUERY_DOCS[name]
+            handler = openapi.parameter(name, kind, "query", description=description)(handler)
+        return handler
+
+    return wrap
+
+
+def donation_out(row: asyncpg.Record) -> dict[str, Any]:
+    out = dict(row)
+    # asyncpg's UUID subclass is not one orjson serialises natively.
+    for name in ("id", "campaign_id", "item_id"):
+        out[name] = str(out[name])
+    return out
+
+
+def _uuid_or_404(raw: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound(f"No such {what}.") from None
+
+
+def _aware(value: datetime) -> datetime:
+    """In UTC; a naive time is refused (ValueError), one that cannot be in UTC overflows."""
+    if value.tzinfo is None:
+        raise ValueError("naive timestamp")
+    return value.astimezone(UTC)
+
+
+def _after(page: Page) -> tuple[datetime, uuid.UUID] | None:
+    if page.cursor is None:
+        return None
+    try:
+        created_raw, id_raw = page.cursor
+        created = _aware(datetime.fromisoformat(created_raw))
+        return created, uuid.UUID(id_raw)
+    except (TypeError, ValueError, AttributeError, OverflowError):
+        raise BadRequest("cursor: not a cursor returned by this API") from None
+
+
+def _status_filter(request: Request) -> str | None:
+    raw = request.args.get("status")
+    if raw is None or raw == "":
+        return None
+    if raw not in STATUSES:
+        raise field_error("status", f"must be one of {', '.join(STATUSES)}", "enum")
+    return str(raw)
+
+
+def _since_filter(request: Request) -> datetime | None:
+    raw = request.args.get("since")
+    if raw is None or raw == "":
+        return None
+    message = "must be an ISO 8601 timestamp with a UTC offset, e.g. 2026-01-31T12:00:00Z"
+    try:
+        return _aware(datetime.fromisoformat(_SPACE_OFFSET.sub(r"+\1", raw.strip())))
+    except (ValueError, OverflowError):
+        raise field_error("since", message, "datetime_parsing") from None
+
+
+def _campaign_filter(request: Request) -> uuid.UUID | None:
+    raw = request.args.get("campaign_id")
+    if raw is None or raw == "":
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise field_error("campaign_id", "must be a UUID", "uuid_parsing") from None
+
+
+def _page_response(rows: list[asyncpg.Record], page: Page) -> HTTPResponse:
+    rows, cursor = page_of(rows, page.limit, lambda r: [r["created_at"].isoformat(), str(r["id"])])
+    return json_response({"data": [donation_out(r) for r in rows], "next_cursor": cursor})
+
+
+@bp.get("/campaigns/<campaign_id:str>/donations")
+@doc(tag=TAG, response=DonationList, errors=(400, 401, 403, 404, 422))
+@_query("status", "since", "limit", "cursor")
+async def list_campaign_donations(
+    request: Request, principal: Principal, page: Page, campaign_id: str
+) -> HTTPResponse:
+    """List a campaign's donations, newest first (filters: status, since)."""
+    require(principal, "read")
+    cid = _uuid_or_404(campaign_id, "campaign")
+    status, since, after = _status_filter(request), _since_filter(request), _after(page)
+    tid = principal.tenant_id
+    async with tenant_transaction(
+        request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
+    ) as conn:
+        rows = await q.select_donations(
+            conn,
+            tenant_id=tid,
+            campaign_id=cid,
+            status=status,
+            since=since,
+            after=after,
+            limit=page.limit + 1,
+        )
+        # Rows prove the campaign is this tenant's; only an empty page needs the check.
+        if not rows and not await q.campaign_exists(conn, tenant_id=tid, campaign_id=cid):
+            raise NotFound("No such campaign.")
+    return _page_response(rows, page)
+
+
+@bp.post("/campaigns/<campaign_id:str>/donations")
+@doc(
+    tag=TAG,
+    body=DonationCreate,
+    response=Donation,
+    status=201,
+    errors=(400, 401, 403, 404, 409, 413, 415, 422),
+)
+async def create_donation(request: Request, principal: Principal, campaign_id: str) -> HTTPResponse:
+    """Record a donation to one of the campaign's items (optional Idempotency-Key)."""
+    require(principal, "write")
+    cid = _uuid_or_404(campaign_id, "campaign")
+    key = idempotency.read_key(request, required=False)
+    body = parse_body(request, DonationCreate)
+    tid = principal.tenant_id
+
+    async with tenant_transaction(
+        request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
+    ) as conn:
+
+        async def create() -> tuple[int, bytes]:
+            row = await q.insert_donation(
+                conn,
+                tenant_id=tid,
+                campaign_id=cid,
+                item_id=body.item_id,
+                quantity=body.quantity,
+                donor_name=body.donor_name,
+                donor_contact=body.donor_contact,
+                anonymous=body.anonymous,
+                message=body.message,
+                status=body.status,
+                source="partner",
+            )
+            if row is None:
+                if not await q.campaign_exists(conn, tenant_id=tid, campaign_id=cid):
+                    raise NotFound("No such campaign.")
+                raise field_error("item_id", "is not an item of this campaign", "not_found")
+            return 201, dumps(donation_out(row))
+
+        if key is None:
+            status, payload = await create()
+            replayed = False
+        else:
+            outcome = await idempotency.run_once(
+                conn,
+                tenant_id=tid,
+                key=key,
+                fingerprint=idempotency.fingerprint(
+                    request.method, request.path, body.model_dump(mode="json")
+                ),
+                ttl=request.app.config.IDEMPOTENCY_TTL,
+                create=create,
+            )
+            status, payload, replayed = outcome.status, outcome.body, outcome.replayed
+    if not replayed:
+        # Totals changed: the tenant's cached reads and the directory's progress.
+        await invalidate_after_write(request, tid, directory=True)
+    headers = dict(PRIVATE)
+    if status == 201:
+        headers["Location"] = f"/api/v1/donations/{orjson.loads(payload)['id']}"
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return raw_json_response(payload, status, headers=headers)
+
+
+@bp.get("/donations")
+@doc(tag=TAG, response=DonationList, errors=(400, 401, 403, 422))
+@_query("campaign_id", "status", "since", "limit", "cursor")
+async def list_donations(request: Request, principal: Principal, page: Page) -> HTTPResponse:
+    """List donations across campaigns, newest first (filters: campaign_id, status, since)."""
+    require(principal, "read")
+    cid = _campaign_filter(request)
+    status, since, after = _status_filter(request), _since_filter(request), _after(page)
+    tid = principal.tenant_id
+    async with tenant_transaction(
+        request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
+    ) as conn:
+        rows = await q.select_donations(
+            conn,
+            tenant_id=tid,
+            campaign_id=cid,
+            status=status,
+            since=since,
+            after=after,
+            limit=page.limit + 1,
+        )
+    return _page_response(rows, page)
+
+
+@bp.get("/donations/<donation_id:str>")
+@doc(tag=TAG, response=Donation, errors=(401, 403, 404))
+async def get_donation(request: Request, principal: Principal, donation_id: str) -> HTTPResponse:
+    """Read one donation."""
+    require(principal, "read")
+    did = _uuid_or_404(donation_id, "donation")
+    tid = principal.tenant_id
+    async with tenant_transaction(
+        request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
+    ) as conn:
+        row = await q.select_donation(conn, tenant_id=tid, donation_id=did)
+    if row is None:
+        raise NotFound("No such donation.")
+    return json_response(donation_out(row))
+
+
+async def _transition(
+    request: Request, principal: Principal, donation_id: str, to_status: str
+) -> HTTPResponse:
+    require(principal, "write")
+    did = _uuid_or_404(donation_id, "donation")
+    tid = principal.tenant_id
+    allowed: Sequence[str] = TRANSITIONS[to_status]
+    async with tenant_transaction(
+        request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
+    ) as conn:
+        row = await q.transition_donation(
+            conn, tenant_id=tid, donation_id=did, to_status=to_status, from_statuses=allowed
+        )
+        if row is None:
+            current = await q.select_donation_status(conn, tenant_id=tid, donation_id=did)
+            if current is None:
+                raise NotFound("No such donation.")
+            raise IllegalTransition(
+                f"The donation is {current}; it can become {to_status} only from "
+                f"{' or '.join(allowed)}."
+            )
+    await invalidate_after_write(request, tid, directory=True)
+    return json_response(donation_out(row))
+
+
+@bp.post("/donations/<donation_id:str>/confirm")
+@doc(tag=TAG, response=Donation, errors=(401, 403, 404, 409))
+async def confirm_donation(
+    request: Request, principal: Principal, donation_id: str
+) -> HTTPResponse:
+    """Confirm a pending donation (pending → confirmed)."""
+    return await _transition(request, principal, donation_id, "confirmed")
+
+
+@bp.post("/donations/<donation_id:str>/deliver")
+@doc(tag=TAG, response=Donation, errors=(401, 403, 404, 409))
+async def deliver_donation(
+    request: Request, principal: Principal, donation_id: str
+) -> HTTPResponse:
+    """Mark a confirmed donation as delivered (confirmed → delivered)."""
+    return await _transition(request, principal, donation_id, "delivered")
+
+
+@bp.post("/donations/<donation_id:str>/cancel")
+@doc(tag=TAG, response=Donation, errors=(401, 403, 404, 409))
+async def cancel_donation(request: Request, principal: Principal, donation_id: str) -> HTTPResponse:
+    """Cancel a pending or confirmed donation."""
+    return await _transition(request, principal, donation_id, "cancelled")

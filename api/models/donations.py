@@ -1,0 +1,52 @@
+"""Donations: what a partner records and what the partner API answers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from api.models.common import Quantity, Strict, text
+
+DonationStatus = Literal["pending", "confirmed", "delivered", "cancelled"]
+# Partners may record goods already promised or received; cancelled is a transition.
+CreateStatus = Literal["pending", "confirmed", "delivered"]
+DonationSource = Literal["partner", "public"]
+
+
+class DonationCreate(Strict):
+    """A donation of `quantity` (in the item's unit) of one of the campaign's items."""
+
+    item_id: UUID
+    quantity: Quantity
+    donor_name: text(200) = ""  # type: ignore[valid-type]
+    donor_contact: text(200) = ""  # type: ignore[valid-type]
+    anonymous: bool = False
+    message: text(1000) = ""  # type: ignore[valid-type]
+    status: CreateStatus = "pending"
+
+
+class Donation(BaseModel):
+    """A donation as the partner sees it (contact data included: partner-only)."""
+
+    id: UUID
+    campaign_id: UUID
+    item_id: UUID
+    quantity: int
+    donor_name: str
+    donor_contact: str
+    anonymous: bool
+    message: str
+    status: DonationStatus
+    source: DonationSource
+    created_at: datetime
+    confirmed_at: datetime | None
+    delivered_at: datetime | None
+    cancelled_at: datetime | None
+
+
+class DonationList(BaseModel):
+    data: list[Donation]
+    next_cursor: str | None

@@ -1,0 +1,175 @@
+"""Donations of one tenant: record, list, read, and atomic status transitions.
+
+Totals are not written here: the `donation_totals` trigger updates the item's
+counter slots in the same statement, so every change below keeps them exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from uuid import UUID
+
+import asyncpg
+
+DONATION_COLUMNS = (
+    "id, campaign_id, item_id, quantity, donor_name, donor_contact, anonymous, message, "
+    "status, source, created_at, confirmed_at, delivered_at, cancelled_at"
+)
+
+# One statement that also proves the item belongs to this campaign and tenant:
+# no row comes back (and nothing is written) when it does not. Donations recorded
+# as already confirmed or delivered get those timestamps at creation time.
+INSERT_DONATION = f"""
+INSERT INTO donation (tenant_id, campaign_id, item_id, quantity, donor_name, donor_contact,
+                      anonymous, message, status, source, created_at, confirmed_at,
+                      delivered_at)
+SELECT i.tenant_id, i.campaign_id, i.id, $4, $5, $6, $7, $8, $9::text, $10, n.ts,
+       CASE WHEN $9::text IN ('confirmed', 'delivered') THEN n.ts END,
+       CASE WHEN $9::text = 'delivered' THEN n.ts END
+FROM campaign_item i CROSS JOIN (SELECT clock_timestamp() AS ts) n
+WHERE i.tenant_id = $1 AND i.campaign_id = $2 AND i.id = $3
+RETURNING {DONATION_COLUMNS}
+"""
+
+SELECT_DONATION = f"SELECT {DONATION_COLUMNS} FROM donation WHERE tenant_id = $1 AND id = $2"
+SELECT_DONATION_STATUS = "SELECT status FROM donation WHERE tenant_id = $1 AND id = $2"
+CAMPAIGN_EXISTS = "SELECT EXISTS (SELECT 1 FROM campaign WHERE tenant_id = $1 AND id = $2)"
+
+# Keyset pages on (created_at DESC, id DESC). The bounds are always values (the
+# first page passes sentinels, not NULL), so they stay index conditions in the
+# generic plan asyncpg's prepared statements end up with: a deep page costs the
+# same as the first.
+SELECT_DONATIONS = f"""
+SELECT {DONATION_COLUMNS} FROM donation
+WHERE tenant_id = $1
+  AND ($2::text IS NULL OR status = $2::text)
+  AND created_at >= $3
+  AND (created_at, id) < ($4, $5)
+ORDER BY created_at DESC, id DESC
+LIMIT $6
+"""
+# The same page for one campaign, driven by the per-campaign index.
+SELECT_CAMPAIGN_DONATIONS = f"""
+SELECT {DONATION_COLUMNS} FROM donation
+WHERE campaign_id = $2 AND tenant_id = $1
+  AND ($3::text IS NULL OR status = $3::text)
+  AND created_at >= $4
+  AND (created_at, id) < ($5, $6)
+ORDER BY created_at DESC, id DESC
+LIMIT $7
+"""
+# Sentinels for absent bounds: before and after any stored timestamp and id.
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = (datetime(9999, 12, 31, tzinfo=UTC), UUID(int=(1 << 128) - 1))
+
+# A transition is one conditional UPDATE: the status check and the write cannot
+# be separated by another writer. $3 is the new status, $4 the statuses it may
+# come from. The timestamp of the new status is set; earlier ones are kept.
+TRANSITION_DONATION = f"""
+UPDATE donation SET
+    status = $3::text,
+    confirmed_at = CASE WHEN $3::text = 'confirmed' THEN clock_timestamp()
+                        ELSE confirmed_at END,
+    delivered_at = CASE WHEN $3::text = 'delivered' THEN clock_timestamp()
+                        ELSE delivered_at END,
+    cancelled_at = CASE WHEN $3::text = 'cancelled' THEN clock_timestamp()
+                        ELSE cancelled_at END
+WHERE tenant_id = $1 AND id = $2 AND status = ANY($4::text[])
+RETURNING {DONATION_COLUMNS}
+"""
+
+
+async def insert_donation(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: UUID,
+    campaign_id: UUID,
+    item_id: UUID,
+    quantity: int,
+    donor_name: str,
+    donor_contact: str,
+    anonymous: bool,
+    message: str,
+    status: str,
+    source: str,
+) -> asyncpg.Record | None:
+    """The new donation, or None when the item is not one of this campaign's."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        INSERT_DONATION,
+        tenant_id,
+        campaign_id,
+        item_id,
+        quantity,
+        donor_name,
+        donor_contact,
+        anonymous,
+        message,
+        status,
+        source,
+    )
+    return row
+
+
+async def select_donation(
+    conn: asyncpg.Connection, *, tenant_id: UUID, donation_id: UUID
+) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(SELECT_DONATION, tenant_id, donation_id)
+    return row
+
+
+async def select_donation_status(
+    conn: asyncpg.Connection, *, tenant_id: UUID, donation_id: UUID
+) -> str | None:
+    status: str | None = await conn.fetchval(SELECT_DONATION_STATUS, tenant_id, donation_id)
+    return status
+
+
+async def campaign_exists(conn: asyncpg.Connection, *, tenant_id: UUID, campaign_id: UUID) -> bool:
+    found: bool = await conn.fetchval(CAMPAIGN_EXISTS, tenant_id, campaign_id)
+    return found
+
+
+async def select_donations(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: UUID,
+    campaign_id: UUID | None,
+    status: str | None,
+    since: datetime | None,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """A page of donations, newest first; across campaigns unless `campaign_id` is set."""
+    created, last_id = after or LATEST
+    lower = since or EARLIEST
+    rows: list[asyncpg.Record]
+    if campaign_id is None:
+        rows = await conn.fetch(SELECT_DONATIONS, tenant_id, status, lower, created, last_id, limit)
+    else:
+        rows = await conn.fetch(
+            SELECT_CAMPAIGN_DONATIONS,
+            tenant_id,
+            campaign_id,
+            status,
+            lower,
+            created,
+            last_id,
+            limit,
+        )
+    return rows
+
+
+async def transition_donation(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: UUID,
+    donation_id: UUID,
+    to_status: str,
+    from_statuses: Sequence[str],
+) -> asyncpg.Record | None:
+    """The updated donation, or None if it is unknown or not in one of `from_statuses`."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        TRANSITION_DONATION, tenant_id, donation_id, to_status, list(from_statuses)
+    )
+    return row
