@@ -1,7 +1,412 @@
-"""Public routes."""
+"""Public donor API: the directory, campaign pages, recent donations, pledges.
+
+No credentials. GETs are cacheable for a second at the edge; pledges need an
+`Idempotency-Key`. Reads across tenants go through the owner-owned public views;
+one tenant's items and donations are read in that tenant's transaction (RLS).
+"""
 
 from __future__ import annotations
 
-from sanic import Blueprint
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar, cast
+from uuid import UUID
+
+import asyncpg
+from sanic import Blueprint, HTTPResponse, Request
+from sanic_ext import openapi
+
+from api.body import parse_body
+from api.errors import BadRequest, Conflict, NotFound, field_error
+from api.idempotency import fingerprint, read_key, run_once
+from api.models.public import (
+    CampaignPublicDetail,
+    CampaignPublicList,
+    DonationPublicList,
+    Pledge,
+    PledgeCreate,
+)
+from api.openapi import doc
+from api.pagination import Page, page_of
+from api.responses import dumps, json_response, raw_json_response
+from db.queries import donations as dq
+from db.queries import public as pq
+from db.tenancy import tenant_transaction
 
 bp = Blueprint("public")
+F = TypeVar("F", bound=Callable[..., Any])
+
+PUBLIC_CACHE = {"Cache-Control": "public, max-age=1"}
+NO_STORE = {"Cache-Control": "private, no-store"}
+MAX_Q = 200
+MAX_FILTER = 200
+ANONYMOUS = "Anonymous"
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
+_BAD_CURSOR = "cursor: not a cursor returned by this API"
+# The infinite deadline of campaigns without one (asyncpg maps it to datetime.max).
+_NO_DEADLINE = datetime.max
+
+
+@dataclass(frozen=True)
+class DirectoryParams:
+    """Query parameter names and accepted values (the legacy route renames them)."""
+
+    q: str = "q"
+    category: str = "category"
+    location: str = "location"
+    status: str = "status"
+    order: str = "order"
+    statuses: Mapping[str, pq.Status] = field(
+        default_factory=lambda: {"active": "active", "ended": "ended", "all": "all"}
+    )
+    orders: Mapping[str, pq.Order] = field(
+        default_factory=lambda: {
+            "recent": "recent",
+            "oldest": "oldest",
+            "deadline": "deadline",
+            "progress": "progress",
+        }
+    )
+
+
+PARAMS = DirectoryParams()
+
+
+def document_params(params: DirectoryParams) -> Callable[[F], F]:
+    """The directory's query parameters in the OpenAPI description."""
+    described = [
+        (params.q, f"Search title and description (accent/case-insensitive, ≤ {MAX_Q})"),
+        (params.category, "An exact category"),
+        (params.location, "Location prefix (accent/case-insensitive)"),
+        (params.status, "One of: " + ", ".join(params.statuses) + " (default first)"),
+        (params.order, "One of: " + ", ".join(params.orders) + " (default first)"),
+        ("limit", "Page size, 1-100 (default 20)"),
+        ("cursor", "`next_cursor` of the previous page"),
+    ]
+
+    def decorate(func: F) -> F:
+        for name, description in reversed(described):
+            func = openapi.parameter(name, str, "query", description=description)(func)
+        return func
+
+    return decorate
+
+
+def _text_arg(request: Request, name: str, max_length: int) -> str | None:
+    raw: str | None = request.args.get(name)
+    if raw is None:
+        return None
+    if len(raw) > max_length:
+        raise field_error(name, f"at most {max_length} characters", "string_too_long")
+    if "\x00" in raw:
+        raise field_error(name, "must not contain NUL characters", "string_type")
+    return raw.strip() or None
+
+
+def _choice(request: Request, name: str, choices: Mapping[str, Any], default: str) -> Any:
+    raw = request.args.get(name, default)
+    if raw not in choices:
+        allowed = ", ".join(choices)
+        raise field_error(name, f"must be one of: {allowed}", "enum")
+    return choices[raw]
+
+
+def directory_filter(
+    request: Request, params: DirectoryParams = PARAMS, *, tenant_id: UUID | None = None
+) -> pq.DirectoryFilter:
+    """The directory filters from the query string; 422 names the bad parameter."""
+    return pq.DirectoryFilter(
+        order=_choice(request, params.order, params.orders, next(iter(params.orders))),
+        status=_choice(request, params.status, params.statuses, next(iter(params.statuses))),
+        q=_text_arg(request, params.q, MAX_Q),
+        category=_text_arg(request, params.category, MAX_FILTER),
+        location=_text_arg(request, params.location, MAX_FILTER),
+        tenant_id=tenant_id,
+    )
+
+
+def _cursor_key(order: pq.Order, row: asyncpg.Record) -> list[Any]:
+    if order == "deadline":
+        ends_at = row["ends_at"]
+        value: Any = ends_at.isoformat() if ends_at is not None else None
+    elif order == "progress":
+        value = str(row["progress"])
+    else:
+        value = row["created_at"].isoformat()
+    return [order, value, str(row["id"])]
+
+
+def _parse_time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise BadRequest(_BAD_CURSOR)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(_BAD_CURSOR) from None
+    if parsed.tzinfo is None:
+        raise BadRequest(_BAD_CURSOR)
+    return parsed
+
+
+def _parse_id(value: Any) -> UUID:
+    try:
+        return UUID(value)
+    except (TypeError, ValueError, AttributeError):
+        raise BadRequest(_BAD_CURSOR) from None
+
+
+def _after(order: pq.Order, cursor: list[Any] | None) -> tuple[Any, UUID] | None:
+    """The last row's sort key from a directory cursor; 400 when it is not ours."""
+    if cursor is None:
+        return None
+    if len(cursor) != 3 or cursor[0] != order:
+        raise BadRequest(_BAD_CURSOR)
+    value, last_id = cursor[1], _parse_id(cursor[2])
+    if order == "deadline":
+        return (_NO_DEADLINE if value is None else _parse_time(value)), last_id
+    if order == "progress":
+        try:
+            progress = Decimal(value) if isinstance(value, str) else None
+        except InvalidOperation:
+            progress = None
+        if progress is None or not progress.is_finite():
+            raise BadRequest(_BAD_CURSOR)
+        return progress, last_id
+    return _parse_time(value), last_id
+
+
+def _campaign(row: asyncpg.Record, *, tenant: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "tenant": {
+            "slug": tenant["slug"] if tenant else row["tenant_slug"],
+            "name": tenant["name"] if tenant else row["tenant_name"],
+        },
+        "slug": row["slug"],
+        "title": row["title"],
+        "subtitle": row["subtitle"],
+        "description": row["description"],
+        "image_url": row["image_url"],
+        "categories": row["categories"],
+        "location": row["location"],
+        "contact": row["contact"],
+        "starts_at": row["starts_at"],
+        "ends_at": row["ends_at"],
+        "created_at": row["created_at"],
+    }
+
+
+async def directory_response(request: Request, page: Page, f: pq.DirectoryFilter) -> HTTPResponse:
+    """One page of the directory for these filters (also used by the legacy route)."""
+    after = _after(f.order, page.cursor)
+    pool = request.app.ctx.pool
+    async with pool.acquire(timeout=request.app.config.DB_ACQUIRE_TIMEOUT) as conn:
+        if f.order == "progress":
+            async with conn.transaction():
+                await pq.disable_jit(conn)
+                rows = await pq.select_directory(conn, f, after=after, limit=page.limit + 1)
+        else:
+            rows = await pq.select_directory(conn, f, after=after, limit=page.limit + 1)
+    rows, next_cursor = page_of(rows, page.limit, lambda r: _cursor_key(f.order, r))
+    data = [{**_campaign(r), "progress": float(r["progress"])} for r in rows]
+    return json_response(
+        {"data": data, "next_cursor": next_cursor}, private=False, headers=PUBLIC_CACHE
+    )
+
+
+async def _tenant(request: Request, slug: str) -> asyncpg.Record:
+    """An active tenant by slug; unknown and suspended ones are 404."""
+    if not _SLUG.match(slug) or len(slug) > 63:
+        raise NotFound("No such organization.")
+    async with request.app.ctx.pool.acquire(timeout=request.app.config.DB_ACQUIRE_TIMEOUT) as conn:
+        row = await pq.select_public_tenant(conn, slug)
+    if row is None:
+        raise NotFound("No such organization.")
+    return row
+
+
+def _check_slug(slug: str) -> None:
+    if not _SLUG.match(slug):
+        raise NotFound("No such campaign.")
+
+
+def _item(row: asyncpg.Record) -> dict[str, Any]:
+    contributed = int(row["confirmed_quantity"]) + int(row["delivered_quantity"])
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "unit": row["unit"],
+        "quantity_requested": row["quantity_requested"],
+        "pending_quantity": int(row["pending_quantity"]),
+        "pending_count": int(row["pending_count"]),
+        "confirmed_quantity": int(row["confirmed_quantity"]),
+        "delivered_quantity": int(row["delivered_quantity"]),
+        "contributed_quantity": contributed,
+        "contributed_count": int(row["confirmed_count"]) + int(row["delivered_count"]),
+        "progress": contributed / row["quantity_requested"],
+    }
+
+
+@bp.get("/api/public/campaigns")
+@doc(tag="public", response=CampaignPublicList, errors=(400, 422), secured=False)
+@document_params(PARAMS)
+async def list_public_campaigns(request: Request, page: Page) -> HTTPResponse:
+    """Directory of published campaigns of all active organizations."""
+    return await directory_response(request, page, directory_filter(request))
+
+
+@bp.get("/api/public/<tenant>/campaigns")
+@doc(tag="public", response=CampaignPublicList, errors=(400, 404, 422), secured=False)
+@document_params(PARAMS)
+async def list_tenant_public_campaigns(request: Request, tenant: str, page: Page) -> HTTPResponse:
+    """Directory of one organization's published campaigns."""
+    f = directory_filter(request)
+    org = await _tenant(request, tenant)
+    return await directory_response(request, page, replace(f, tenant_id=org["id"]))
+
+
+@bp.get("/api/public/<tenant>/campaigns/<slug>")
+@doc(tag="public", response=CampaignPublicDetail, errors=(404,), secured=False)
+async def get_public_campaign(request: Request, tenant: str, slug: str) -> HTTPResponse:
+    """A campaign page: items with requested, contributed and pending quantities."""
+    org = await _tenant(request, tenant)
+    _check_slug(slug)
+    async with tenant_transaction(request.app.ctx.pool, org["id"]) as conn:
+        row = await pq.select_campaign(conn, tenant_id=org["id"], slug=slug)
+        if row is None or row["status"] == "draft":
+            raise NotFound("No such campaign.")
+        items = [
+            _item(i)
+            for i in await pq.select_items(conn, tenant_id=org["id"], campaign_id=row["id"])
+        ]
+    progress = (
+        sum(min(1.0, cast(float, i["progress"])) for i in items) / len(items) if items else 0.0
+    )
+    body = {
+        **_campaign(row, tenant=org),
+        "progress": progress,
+        "status": row["status"],
+        "accepting_pledges": row["accepting"],
+        "items": items,
+    }
+    return json_response(body, private=False, headers=PUBLIC_CACHE)
+
+
+def _donation_after(cursor: list[Any] | None) -> tuple[datetime, UUID] | None:
+    if cursor is None:
+        return None
+    if len(cursor) != 2:
+        raise BadRequest(_BAD_CURSOR)
+    return _parse_time(cursor[0]), _parse_id(cursor[1])
+
+
+@bp.get("/api/public/<tenant>/campaigns/<slug>/donations")
+@doc(tag="public", response=DonationPublicList, errors=(400, 404, 422), secured=False)
+async def list_public_donations(
+    request: Request, tenant: str, slug: str, page: Page
+) -> HTTPResponse:
+    """Recent donations of a campaign: display name, item, quantity, date; no contact data."""
+    after = _donation_after(page.cursor)
+    org = await _tenant(request, tenant)
+    _check_slug(slug)
+    async with tenant_transaction(request.app.ctx.pool, org["id"]) as conn:
+        campaign = await pq.select_campaign(conn, tenant_id=org["id"], slug=slug)
+        if campaign is None or campaign["status"] == "draft":
+            raise NotFound("No such campaign.")
+        rows = await pq.select_donations(
+            conn,
+            tenant_id=org["id"],
+            campaign_id=campaign["id"],
+            after=after,
+            limit=page.limit + 1,
+        )
+    rows, next_cursor = page_of(
+        rows, page.limit, lambda r: [r["created_at"].isoformat(), str(r["id"])]
+    )
+    data = [
+        {
+            "id": str(r["id"]),
+            "display_name": r["donor_name"] or ANONYMOUS,
+            "item_id": str(r["item_id"]),
+            "item_name": r["item_name"],
+            "unit": r["unit"],
+            "quantity": r["quantity"],
+            "status": r["status"],
+            "message": r["message"],
+            "created_at": r["created_at"],
+        }
+        for r in rows
+    ]
+    return json_response(
+        {"data": data, "next_cursor": next_cursor}, private=False, headers=PUBLIC_CACHE
+    )
+
+
+@bp.post("/api/public/<tenant>/campaigns/<slug>/donations")
+@doc(
+    tag="public",
+    body=PledgeCreate,
+    response=Pledge,
+    status=201,
+    errors=(400, 404, 409, 413, 422),
+    secured=False,
+)
+async def create_public_pledge(request: Request, tenant: str, slug: str) -> HTTPResponse:
+    """Pledge a quantity of an item (status pending); `Idempotency-Key` required."""
+    org = await _tenant(request, tenant)
+    _check_slug(slug)
+    key = cast(str, read_key(request, required=True))
+    body = parse_body(request, PledgeCreate)
+    tenant_id: UUID = org["id"]
+    config = request.app.config
+
+    async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+
+        async def create() -> tuple[int, bytes]:
+            campaign = await pq.select_campaign(conn, tenant_id=tenant_id, slug=slug)
+            if campaign is None:
+                raise NotFound("No such campaign.")
+            if not campaign["accepting"]:
+                raise Conflict(
+                    "This campaign is not accepting pledges "
+                    "(closed, not started yet, or past its deadline)."
+                )
+            row = await dq.insert_donation(
+                conn,
+                tenant_id=tenant_id,
+                campaign_id=campaign["id"],
+                item_id=body.item_id,
+                quantity=body.quantity,
+                donor_name=body.donor_name,
+                donor_contact=body.donor_contact,
+                anonymous=body.anonymous,
+                message=body.message,
+                status="pending",
+                source="public",
+            )
+            if row is None:
+                raise field_error("item_id", "not an item of this campaign", "not_found")
+            pledge = {
+                "id": str(row["id"]),
+                "status": row["status"],
+                "item_id": str(row["item_id"]),
+                "quantity": row["quantity"],
+                "created_at": row["created_at"],
+            }
+            return 201, dumps(pledge)
+
+        outcome = await run_once(
+            conn,
+            tenant_id=tenant_id,
+            key=key,
+            fingerprint=fingerprint("POST", request.path, body.model_dump(mode="json")),
+            ttl=float(config.IDEMPOTENCY_TTL),
+            create=create,
+        )
+    headers = dict(NO_STORE)
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return raw_json_response(outcome.body, outcome.status, headers=headers)

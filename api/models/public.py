@@ -1,0 +1,106 @@
+"""What anonymous donors send and see: public columns only, never contact data."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from api.models.common import Quantity, Strict, text
+
+
+class TenantPublic(BaseModel):
+    """The organization running a campaign."""
+
+    slug: str
+    name: str
+
+
+class CampaignPublic(BaseModel):
+    """A published campaign in the directory."""
+
+    id: UUID
+    tenant: TenantPublic
+    slug: str
+    title: str
+    subtitle: str
+    description: str
+    image_url: str | None
+    categories: list[str]
+    location: str
+    contact: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+    created_at: datetime
+    progress: float
+
+
+class CampaignPublicList(BaseModel):
+    data: list[CampaignPublic]
+    next_cursor: str | None
+
+
+class ItemPublic(BaseModel):
+    """A need of a campaign with its exact totals."""
+
+    id: UUID
+    name: str
+    unit: str
+    quantity_requested: int
+    pending_quantity: int
+    pending_count: int
+    confirmed_quantity: int
+    delivered_quantity: int
+    contributed_quantity: int
+    contributed_count: int
+    progress: float
+
+
+class CampaignPublicDetail(CampaignPublic):
+    """A campaign page: items, progress, deadline, and whether it takes pledges."""
+
+    status: Literal["published", "closed"]
+    accepting_pledges: bool
+    items: list[ItemPublic]
+
+
+class DonationPublic(BaseModel):
+    """A donation as donors see it: a display name, never contact data."""
+
+    id: UUID
+    display_name: str
+    item_id: UUID
+    item_name: str
+    unit: str
+    quantity: int
+    status: Literal["pending", "confirmed", "delivered"]
+    message: str
+    created_at: datetime
+
+
+class DonationPublicList(BaseModel):
+    data: list[DonationPublic]
+    next_cursor: str | None
+
+
+class PledgeCreate(Strict):
+    """A donor's pledge of `quantity` (in the item's unit) of one item."""
+
+    item_id: UUID
+    quantity: Quantity
+    donor_name: text(200, 1)  # type: ignore[valid-type]
+    donor_contact: text(200, 1)  # type: ignore[valid-type]
+    anonymous: bool = False
+    message: text(1000) = ""  # type: ignore[valid-type]
+
+
+class Pledge(BaseModel):
+    """The recorded pledge (the contact is not echoed)."""
+
+    id: UUID
+    status: Literal["pending"]
+    item_id: UUID
+    quantity: int
+    created_at: datetime

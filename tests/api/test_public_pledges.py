@@ -1,0 +1,289 @@
+"""Public pledges: Idempotency-Key required, strict validation, closed campaigns refuse."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.factories import Factory, TenantCtx
+
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture
+def org(factory: Factory) -> TenantCtx:
+    return factory.tenant()
+
+
+@pytest.fixture
+def campaign(factory: Factory, org: TenantCtx) -> dict[str, Any]:
+    return factory.campaign_row(
+        org, ends_at=NOW + timedelta(days=5), items=(("Feijão", "kg", 300), ("Leite", "l", 50))
+    )
+
+
+def url(org: TenantCtx, campaign: dict[str, Any]) -> str:
+    return f"/api/public/{org.slug}/campaigns/{campaign['slug']}/donations"
+
+
+def body(campaign: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    return {
+        "item_id": str(campaign["items"][0]["id"]),
+        "quantity": 5,
+        "donor_name": "Ana",
+        "donor_contact": "ana@example.org",
+        "anonymous": False,
+        "message": "Levo no sábado",
+        **overrides,
+    }
+
+
+def key() -> dict[str, str]:
+    return {"Idempotency-Key": str(uuid.uuid4())}
+
+
+def count(db: Any, campaign: dict[str, Any]) -> int:
+    n: int = db.fetchval("SELECT count(*) FROM donation WHERE campaign_id = $1", campaign["id"])
+    return n
+
+
+def test_create_pledge_records_pending_public_donation(
+    client: httpx.Client, db: Any, org: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    r = client.post(url(org, campaign), json=body(campaign), headers=key())
+    assert r.status_code == 201, r.text
+    assert r.headers["cache-control"] == "private, no-store"
+    data = r.json()
+    assert set(data) == {"id", "status", "item_id", "quantity", "created_at"}
+    assert data["status"] == "pending" and data["quantity"] == 5
+    assert data["item_id"] == str(campaign["items"][0]["id"])
+    row = db.fetchrow("SELECT * FROM donation WHERE id = $1", uuid.UUID(data["id"]))
+    assert row["tenant_id"] == org.id and row["campaign_id"] == campaign["id"]
+    assert (row["status"], row["source"]) == ("pending", "public")
+    assert (row["donor_name"], row["donor_contact"]) == ("Ana", "ana@example.org")
+    assert row["message"] == "Levo no sábado" and row["anonymous"] is False
+    page = client.get(f"/api/public/{org.slug}/campaigns/{campaign['slug']}").json()
+    assert page["items"][0]["pending_quantity"] == 5
+
+
+def test_create_pledge_without_idempotency_key_is_400(
+    client: httpx.Client, db: Any, org: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    for headers in ({}, {"Idempotency-Key": ""}, {"Idempotency-Key": "has space"}):
+        r = client.post(url(org, campaign), json=body(campaign), headers=headers)
+        assert r.status_code == 400, r.text
+        assert "Idempotency-Key" in r.json()["detail"]
+    assert count(db, campaign) == 0
+
+
+def test_create_pledge_replay_returns_same_pledge_once(
+    client: httpx.Client, db: Any, org: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    headers = key()
+    first = client.post(url(org, campaign), json=body(campaign), headers=headers)
+    # Same body with other key order and whitespace is the same request.
+    again = client.post(
+        url(org, campaign), json=dict(reversed(body(campaign).items())), headers=headers
+    )
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert count(db, campaign) == 1
+
+
+def test_create_pledge_key_reused_with_other_body_is_422(
+    client: httpx.Client, db: Any, org: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    headers = key()
+    assert client.post(url(org, campaign), json=body(campaign), headers=headers).status_code == 201
+    r = client.post(url(org, campaign), json=body(campaign, quantity=6), headers=headers)
+    assert r.status_code == 422
+    assert count(db, campaign) == 1
+
+
+def test_create_pledge_same_key_in_two_tenants_is_two_pledges(
+    client: httpx.Client, factory: Factory, db: Any, org: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    other = factory.tenant()
+    c2 = factory.campaign_row(other)
+    headers = key()
+    a = client.post(url(org, campaign), json=body(campaign), headers=headers)
+    b = client.post(url(other, c2), json=body(c2), headers=headers)
+    assert a.status_code == b.status_code == 201
+    assert a.json()["id"] != b.json()["id"]
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        {"status": "closed"},
+        {"status": "draft"},
+        {"ends_at": NOW - timedelta(minutes=1)},
+        {"starts_at": NOW + timedelta(days=1)},
+    ],
+    ids=["closed", "draft", "past-deadline", "not-started"],
+)
+def test_create_pledge_to_campaign_not_accepting_is_409(
+    client: httpx.Client, factory: Factory, db: Any, org: TenantCtx, columns: dict[str, Any]
+) -> None:
+    c = factory.campaign_row(org, **columns)
+    headers = key()
+    r = client.post(url(org, c), json=body(c), headers=headers)
+    assert r.status_code == 409, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert count(db, c) == 0
+    # Nothing was stored under the key: it is still usable.
+    assert (
+        db.fetchval(
+            "SELECT count(*) FROM idempotency_record WHERE tenant_id = $1 AND key = $2",
+            org.id,
+            headers["Idempotency-Key"],
+        )
+        == 0
+    )
+
+
+def test_create_pledge_for_item_of_other_campaign_is_422(
+    client: httpx.Client, factory: Factory, db: Any, org: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    other = factory.campaign_row(org)
+    r = client.post(
+        url(org, campaign), json=body(campaign, item_id=str(other["items"][0]["id"])), headers=key()
+    )
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json()["errors"]] == ["item_id"]
+    assert count(db, campaign) == 0 and count(db, other) == 0
+
+
+@pytest.mark.parametrize(
+    ("tenant", "slug"),
+    [("no-such-org-zz", "x"), ("{org}", "no-such-campaign"), ("{org}", "BAD SLUG")],
+)
+def test_create_pledge_to_unknown_tenant_or_campaign_is_404(
+    client: httpx.Client, org: TenantCtx, campaign: dict[str, Any], tenant: str, slug: str
+) -> None:
+    path = f"/api/public/{tenant.format(org=org.slug)}/campaigns/{slug}/donations"
+    r = client.post(path, json=body(campaign), headers=key())
+    assert r.status_code == 404
+
+
+def test_create_pledge_to_suspended_tenant_is_404(
+    client: httpx.Client, db: Any, org: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    db.execute("UPDATE tenant SET status = 'suspended' WHERE id = $1", org.id)
+    r = client.post(url(org, campaign), json=body(campaign), headers=key())
+    assert r.status_code == 404
+    assert count(db, campaign) == 0
+
+
+BAD_BODIES: list[tuple[str, Any, str]] = [
+    ("quantity-zero", {"quantity": 0}, "quantity"),
+    ("quantity-negative", {"quantity": -3}, "quantity"),
+    ("quantity-huge", {"quantity": 10**12}, "quantity"),
+    ("quantity-overflow", {"quantity": 2**70}, "quantity"),
+    ("quantity-string", {"quantity": "5"}, "quantity"),
+    ("quantity-float", {"quantity": 5.5}, "quantity"),
+    ("quantity-bool", {"quantity": True}, "quantity"),
+    ("quantity-null", {"quantity": None}, "quantity"),
+    ("item-not-uuid", {"item_id": "abc"}, "item_id"),
+    ("item-number", {"item_id": 12}, "item_id"),
+    ("item-sql", {"item_id": "'; DROP TABLE donation; --"}, "item_id"),
+    ("name-empty", {"donor_name": ""}, "donor_name"),
+    ("name-long", {"donor_name": "x" * 201}, "donor_name"),
+    ("name-nul", {"donor_name": "a\x00b"}, "donor_name"),
+    ("contact-long", {"donor_contact": "x" * 201}, "donor_contact"),
+    ("contact-list", {"donor_contact": ["a"]}, "donor_contact"),
+    ("anonymous-string", {"anonymous": "yes"}, "anonymous"),
+    ("message-long", {"message": "m" * 1001}, "message"),
+    ("unknown-field", {"status": "confirmed"}, "status"),
+    ("source-field", {"source": "partner"}, "source"),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"), [b[1:] for b in BAD_BODIES], ids=[b[0] for b in BAD_BODIES]
+)
+def test_create_pledge_with_bad_body_is_422_naming_the_field(
+    client: httpx.Client,
+    db: Any,
+    org: TenantCtx,
+    campaign: dict[str, Any],
+    overrides: dict[str, Any],
+    field: str,
+) -> None:
+    r = client.post(url(org, campaign), json=body(campaign, **overrides), headers=key())
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert field in [e["field"] for e in r.json()["errors"]]
+    assert count(db, campaign) == 0
+
+
+@pytest.mark.parametrize("missing", ["item_id", "quantity", "donor_name", "donor_contact"])
+def test_create_pledge_missing_field_is_422(
+    client: httpx.Client, db: Any, org: TenantCtx, campaign: dict[str, Any], missing: str
+) -> None:
+    payload = body(campaign)
+    del payload[missing]
+    r = client.post(url(org, campaign), json=payload, headers=key())
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json()["errors"]] == [missing]
+    assert count(db, campaign) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "ctype", "status"),
+    [
+        (b"{not json", "application/json", 400),
+        (b"", "application/json", 400),
+        (b"[1, 2]", "application/json", 422),
+        (b'"text"', "application/json", 422),
+        (b"quantity=5", "application/x-www-form-urlencoded", 415),
+        (b'{"a": "' + b"x" * (1024 * 1024) + b'"}', "application/json", 413),
+    ],
+    ids=["malformed", "empty", "array", "string", "form", "1mb"],
+)
+def test_create_pledge_with_malformed_request_is_4xx(
+    client: httpx.Client,
+    db: Any,
+    org: TenantCtx,
+    campaign: dict[str, Any],
+    content: bytes,
+    ctype: str,
+    status: int,
+) -> None:
+    r = client.post(url(org, campaign), content=content, headers={**key(), "Content-Type": ctype})
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert count(db, campaign) == 0
+
+
+@pytest.mark.parametrize(
+    "text", ["'; DROP TABLE donation; --", "Zoë 😀 Ñandú", "名前", "\u202eevil", "<script>"]
+)
+def test_create_pledge_stores_sql_and_unicode_text_verbatim(
+    client: httpx.Client, db: Any, org: TenantCtx, campaign: dict[str, Any], text: str
+) -> None:
+    r = client.post(
+        url(org, campaign), json=body(campaign, donor_name=text, message=text), headers=key()
+    )
+    assert r.status_code == 201, r.text
+    row = db.fetchrow(
+        "SELECT donor_name, message FROM donation WHERE id = $1", uuid.UUID(r.json()["id"])
+    )
+    assert (row["donor_name"], row["message"]) == (text, text)
+
+
+def test_anonymous_pledge_is_listed_as_anonymous(
+    client: httpx.Client, org: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    r = client.post(
+        url(org, campaign), json=body(campaign, donor_name="Segredo", anonymous=True), headers=key()
+    )
+    assert r.status_code == 201
+    listing = client.get(url(org, campaign))
+    assert [d["display_name"] for d in listing.json()["data"]] == ["Anonymous"]
+    assert "Segredo" not in listing.text and "ana@example.org" not in listing.text
