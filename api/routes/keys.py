@@ -1,7 +1,117 @@
-"""Keys routes (partner API v1)."""
+"""Keys routes (partner API v1): list, issue (the secret shown once), revoke."""
 
 from __future__ import annotations
 
-from sanic import Blueprint
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from sanic import Blueprint, HTTPResponse, Request
+
+from api.auth import forget_api_key, require
+from api.body import parse_body
+from api.errors import BadRequest, NotFound
+from api.models.keys import KeyCreate, KeyIssued, KeyPage, KeyStatus
+from api.openapi import doc
+from api.pagination import Page, page_of
+from api.responses import json_response, no_content
+from db.queries import keys as q
+from db.tenancy import tenant_transaction
+from tenants import keys
+from tenants.principal import Principal
 
 bp = Blueprint("keys", url_prefix="/api/v1")
+
+TAG = "keys"
+
+
+def key_status(row: asyncpg.Record, now: datetime) -> KeyStatus:
+    if row["revoked_at"] is not None:
+        return "revoked"
+    if row["expires_at"] is not None and row["expires_at"] <= now:
+        return "expired"
+    return "live"
+
+
+def key_out(row: asyncpg.Record, now: datetime) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "prefix": row["prefix"],
+        "scopes": list(row["scopes"]),
+        "label": row["label"],
+        "created_at": row["created_at"],
+        "last_used_at": row["last_used_at"],
+        "expires_at": row["expires_at"],
+        "revoked_at": row["revoked_at"],
+        "status": key_status(row, now),
+    }
+
+
+def _after(page: Page) -> tuple[datetime, uuid.UUID] | None:
+    if page.cursor is None:
+        return None
+    try:
+        created_raw, id_raw = page.cursor
+        created = datetime.fromisoformat(created_raw)
+        if created.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return created, uuid.UUID(id_raw)
+    except (TypeError, ValueError):
+        raise BadRequest("cursor: not a cursor returned by this API") from None
+
+
+def _key_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound("No such key.") from None
+
+
+@bp.get("/keys")
+@doc(tag=TAG, response=KeyPage, errors=(400, 401, 403, 422))
+async def list_keys(request: Request, principal: Principal, page: Page) -> HTTPResponse:
+    """List this organization's API keys (never their secrets)."""
+    require(principal, "keys")
+    after = _after(page)
+    async with tenant_transaction(request.app.ctx.pool, principal.tenant_id) as conn:
+        rows = await q.select_keys(
+            conn, tenant_id=principal.tenant_id, after=after, limit=page.limit + 1
+        )
+    rows, cursor = page_of(rows, page.limit, lambda r: [r["created_at"].isoformat(), str(r["id"])])
+    now = datetime.now(UTC)
+    return json_response({"data": [key_out(r, now) for r in rows], "next_cursor": cursor})
+
+
+@bp.post("/keys")
+@doc(tag=TAG, body=KeyCreate, response=KeyIssued, status=201, errors=(400, 401, 403, 413, 422))
+async def create_key(request: Request, principal: Principal) -> HTTPResponse:
+    """Issue a new API key; the full key is in the response, shown only this once."""
+    require(principal, "keys")
+    body = parse_body(request, KeyCreate)
+    async with tenant_transaction(request.app.ctx.pool, principal.tenant_id) as conn:
+        row, full_key = await keys.issue(
+            conn,
+            tenant_id=principal.tenant_id,
+            scopes=list(body.scopes),
+            label=body.label,
+            expires_at=body.expires_at,
+        )
+    out = key_out(row, datetime.now(UTC))
+    out["key"] = full_key
+    return json_response(out, 201, headers={"Location": f"/api/v1/keys/{row['id']}"})
+
+
+@bp.delete("/keys/<key_id:str>")
+@doc(tag=TAG, status=204, errors=(401, 403, 404))
+async def delete_key(request: Request, principal: Principal, key_id: str) -> HTTPResponse:
+    """Revoke an API key; it is refused from the next request on."""
+    require(principal, "keys")
+    kid = _key_id(key_id)
+    async with tenant_transaction(request.app.ctx.pool, principal.tenant_id) as conn:
+        row = await q.revoke_key(conn, tenant_id=principal.tenant_id, key_id=kid)
+    if row is None:
+        raise NotFound("No such key.")
+    # Refused by this worker from the next request on; other workers within the memo's TTL.
+    forget_api_key(request, row["prefix"])
+    return no_content()

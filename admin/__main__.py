@@ -1,0 +1,5 @@
+"""`python -m admin` runs the operator CLI (same as the `conectades` script)."""
+
+from admin.cli import main
+
+main()

@@ -1,0 +1,625 @@
+"""`conectades`: the operator CLI (migrations, tenants, keys, staff users, seed, serve).
+
+Configuration comes from the environment: CONECTADES_ADMIN_DATABASE_URL (the owner
+role: migrations and admin work) and CONECTADES_DATABASE_URL (the API's role).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import sys
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, NoReturn
+from uuid import UUID
+
+import asyncpg
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+
+from admin.runtime import (
+    ADMIN_URL_ENV,
+    API_URL_ENV,
+    CliError,
+    admin_connection,
+    echo,
+    emit_json,
+    env_url,
+    err,
+    out,
+    run,
+    tenant_scope,
+    url_user,
+)
+from admin.seed import SeedError, SeedPlan, run_seed
+from db import migrate as migrations
+from db.queries import keys as kq
+from db.queries import staff as sq
+from db.queries import tenants as tq
+from tenants import keys
+from tenants.passwords import hash_password
+
+app = typer.Typer(
+    name="conectades",
+    help="Operate Conectades: migrations, tenants, API keys, staff users, demo data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Schema migrations.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Tenants (partner organizations).", no_args_is_help=True)
+key_app = typer.Typer(help="API keys of a tenant.", no_args_is_help=True)
+user_app = typer.Typer(help="Staff users (logins) of a tenant.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(key_app, name="key")
+app.add_typer(user_app, name="user")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant slug.")]
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@+-]{1,150}$")
+MIN_PASSWORD = 8
+
+
+class Role(StrEnum):
+    owner = "owner"
+    editor = "editor"
+    viewer = "viewer"
+
+
+def _ts(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else "-"
+
+
+async def _tenant(conn: asyncpg.Connection, slug: str) -> asyncpg.Record:
+    row = await tq.select_tenant_by_slug(conn, slug)
+    if row is None:
+        raise CliError(f"no tenant with slug {slug!r} (see `conectades tenant list`)")
+    return row
+
+
+def _key_id(raw: str) -> UUID:
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise_cli(f"{raw!r} is not a key id (a UUID from `conectades key list`)")
+
+
+# ---------------------------------------------------------------- db
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending migrations (under an advisory lock) and set up the API role."""
+
+    async def go() -> tuple[list[migrations.Migration], str | None]:
+        api_user, api_password = None, None
+        if os.environ.get(API_URL_ENV):
+            api_user, api_password = url_user(env_url(API_URL_ENV))
+        admin_user, _ = url_user(env_url(ADMIN_URL_ENV))
+        async with admin_connection() as conn:
+            try:
+                applied = await migrations.migrate(conn)
+            except migrations.MigrationError as exc:
+                raise CliError(str(exc)) from None
+            if api_user and api_user != admin_user:
+                if not api_password:
+                    raise CliError(f"{API_URL_ENV} has no password for role {api_user!r}")
+                await migrations.ensure_api_role(conn, api_user, api_password)
+                return applied, api_user
+        return applied, None
+
+    applied, role = run(go())
+    for m in applied:
+        out.print(f"applied {m.version:04d}_{m.name}")
+    if not applied:
+        out.print("schema is up to date")
+    if role:
+        out.print(f"API role {role!r} ready (member of conectades_app)")
+
+
+@db_app.command("status")
+def db_status(as_json: JsonOpt = False) -> None:
+    """List applied and pending migrations."""
+
+    async def go() -> list[migrations.MigrationState]:
+        async with admin_connection() as conn:
+            try:
+                return await migrations.status(conn)
+            except migrations.MigrationError as exc:
+                raise CliError(str(exc)) from None
+
+    states = run(go())
+    rows: list[dict[str, Any]] = [
+        {
+            "version": s.migration.version,
+            "name": s.migration.name,
+            "state": "pending"
+            if s.applied_at is None
+            else ("applied" if s.checksum_ok else "changed"),
+            "applied_at": s.applied_at.isoformat() if s.applied_at else None,
+        }
+        for s in states
+    ]
+    if as_json:
+        emit_json(rows)
+    else:
+        table = Table("version", "name", "state", "applied at")
+        for r in rows:
+            table.add_row(f"{r['version']:04d}", r["name"], r["state"], r["applied_at"] or "-")
+        out.print(table)
+        pending = sum(r["state"] == "pending" for r in rows)
+        out.print(f"{len(rows) - pending} applied, {pending} pending")
+    if any(r["state"] == "changed" for r in rows):
+        err.print("error: an applied migration file changed since it was applied")
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- tenant
+
+
+def _tenant_dict(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "slug": row["slug"],
+        "name": row["name"],
+        "status": row["status"],
+        "rate_plan": row["rate_plan"],
+        "created_at": row["created_at"].isoformat(),
+    }
+
+
+@tenant_app.command("create")
+def tenant_create(
+    slug: Annotated[str, typer.Argument(help="URL-safe id: a-z, 0-9 and '-', up to 63.")],
+    name: Annotated[str, typer.Option("--name", help="Display name (1-200 characters).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a tenant."""
+    if not SLUG_RE.match(slug):
+        raise_cli(f"bad slug {slug!r}: use a-z, 0-9 and '-' (not at the ends), up to 63")
+    if not 1 <= len(name.strip()) <= 200:
+        raise_cli("--name must have 1 to 200 characters")
+
+    async def go() -> asyncpg.Record:
+        async with admin_connection() as conn:
+            if await tq.select_tenant_by_slug(conn, slug) is not None:
+                raise CliError(f"a tenant with slug {slug!r} already exists")
+            return await tq.insert_tenant(conn, slug=slug, name=name.strip())
+
+    row = run(go())
+    if as_json:
+        emit_json(_tenant_dict(row))
+    else:
+        out.print(f"created tenant {row['slug']} ({row['id']})")
+
+
+@tenant_app.command("list")
+def tenant_list(as_json: JsonOpt = False) -> None:
+    """List tenants with their live keys and campaigns."""
+
+    async def go() -> list[asyncpg.Record]:
+        async with admin_connection() as conn:
+            return await tq.select_tenants(conn)
+
+    rows = run(go())
+    data = [
+        {**_tenant_dict(r), "campaigns": r["campaigns"], "live_keys": r["live_keys"]} for r in rows
+    ]
+    if as_json:
+        emit_json(data)
+        return
+    table = Table("slug", "name", "status", "campaigns", "live keys", "created")
+    for t in data:
+        table.add_row(
+            t["slug"], t["name"], t["status"], str(t["campaigns"]), str(t["live_keys"]),
+            t["created_at"][:19],
+        )  # fmt: skip
+    out.print(table)
+
+
+@tenant_app.command("show")
+def tenant_show(slug: str, as_json: JsonOpt = False) -> None:
+    """Show one tenant."""
+
+    async def go() -> asyncpg.Record:
+        async with admin_connection() as conn:
+            await _tenant(conn, slug)
+            return next(r for r in await tq.select_tenants(conn) if r["slug"] == slug)
+
+    row = run(go())
+    data = {**_tenant_dict(row), "campaigns": row["campaigns"], "live_keys": row["live_keys"]}
+    if as_json:
+        emit_json(data)
+        return
+    table = Table(show_header=False)
+    for k, v in data.items():
+        table.add_row(k, str(v))
+    out.print(table)
+
+
+def _set_status(slug: str, status: str) -> None:
+    async def go() -> asyncpg.Record:
+        async with admin_connection() as conn:
+            row = await tq.update_tenant_status(conn, slug=slug, status=status)
+            if row is None:
+                raise CliError(f"no tenant with slug {slug!r} (see `conectades tenant list`)")
+            return row
+
+    row = run(go())
+    out.print(f"tenant {row['slug']} is {row['status']}")
+
+
+@tenant_app.command("suspend")
+def tenant_suspend(slug: str) -> None:
+    """Suspend a tenant: its keys and logins are refused until resumed."""
+    _set_status(slug, "suspended")
+
+
+@tenant_app.command("resume")
+def tenant_resume(slug: str) -> None:
+    """Resume a suspended tenant."""
+    _set_status(slug, "active")
+
+
+# ---------------------------------------------------------------- key
+
+
+def _scopes(raw: str) -> list[str]:
+    scopes = [s.strip() for s in raw.split(",") if s.strip()]
+    bad = [s for s in scopes if s not in keys.SCOPES]
+    if not scopes or bad or len(set(scopes)) != len(scopes):
+        raise_cli(f"--scopes must be distinct values from {', '.join(keys.SCOPES)} (got {raw!r})")
+    return scopes
+
+
+def _key_dict(row: asyncpg.Record) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    status = (
+        "revoked"
+        if row["revoked_at"]
+        else "expired"
+        if row["expires_at"] and row["expires_at"] <= now
+        else "live"
+    )
+    return {
+        "id": str(row["id"]),
+        "prefix": row["prefix"],
+        "scopes": list(row["scopes"]),
+        "label": row["label"],
+        "created_at": row["created_at"].isoformat(),
+        "last_used_at": row["last_used_at"].isoformat() if row["last_used_at"] else None,
+        "expires_at": row["expires_at"].isoformat() if row["expires_at"] else None,
+        "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None,
+        "status": status,
+    }
+
+
+def _print_new_key(row: asyncpg.Record, full_key: str, as_json: bool, **extra: Any) -> None:
+    if as_json:
+        emit_json({"key": full_key, "id": str(row["id"]), "prefix": row["prefix"], **extra})
+        return
+    err.print(f"key {row['id']} ({', '.join(row['scopes'])}); shown once, store it now:")
+    echo(full_key)
+
+
+@key_app.command("issue")
+def key_issue(
+    tenant: TenantOpt,
+    scopes: Annotated[str, typer.Option(help="Comma-separated: read,write,keys.")] = "read,write",
+    label: Annotated[str, typer.Option(help="A note for humans (≤ 100 characters).")] = "",
+    expires_in_days: Annotated[
+        int | None, typer.Option(min=1, max=36500, help="Expire after N days.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue an API key; the full key is printed once and never stored."""
+    scope_list = _scopes(scopes)
+    if len(label) > 100:
+        raise_cli("--label must have at most 100 characters")
+    expires_at = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+
+    async def go() -> tuple[asyncpg.Record, str]:
+        async with admin_connection() as conn:
+            t = await _tenant(conn, tenant)
+            async with tenant_scope(conn, t["id"]):
+                return await keys.issue(
+                    conn, tenant_id=t["id"], scopes=scope_list, label=label, expires_at=expires_at
+                )
+
+    row, full_key = run(go())
+    _print_new_key(row, full_key, as_json)
+
+
+@key_app.command("list")
+def key_list(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
+    """List a tenant's keys (prefixes only; secrets are never stored)."""
+
+    async def go() -> list[asyncpg.Record]:
+        async with admin_connection() as conn:
+            t = await _tenant(conn, tenant)
+            rows: list[asyncpg.Record] = []
+            async with tenant_scope(conn, t["id"]):
+                while True:
+                    after = (rows[-1]["created_at"], rows[-1]["id"]) if rows else None
+                    batch = await kq.select_keys(conn, tenant_id=t["id"], after=after, limit=500)
+                    rows.extend(batch)
+                    if len(batch) < 500:
+                        return rows
+
+    data = [_key_dict(r) for r in run(go())]
+    if as_json:
+        emit_json(data)
+        return
+    # Ids and prefixes are what operators copy: never truncated.
+    table = Table(box=None)
+    table.add_column("id", no_wrap=True, min_width=36)
+    table.add_column("prefix", no_wrap=True, min_width=21)
+    for name in ("scopes", "status", "expires", "label"):
+        table.add_column(name)
+    for k in data:
+        table.add_row(
+            k["id"], k["prefix"], ",".join(k["scopes"]), k["status"],
+            (k["expires_at"] or "-")[:16], k["label"],
+        )  # fmt: skip
+    out.print(table)
+
+
+@key_app.command("revoke")
+def key_revoke(
+    tenant: TenantOpt, key_id: Annotated[str, typer.Argument(help="The key's id.")]
+) -> None:
+    """Revoke a key; it is refused from the next request on."""
+    kid = _key_id(key_id)
+
+    async def go() -> asyncpg.Record:
+        async with admin_connection() as conn:
+            t = await _tenant(conn, tenant)
+            async with tenant_scope(conn, t["id"]):
+                row = await kq.revoke_key(conn, tenant_id=t["id"], key_id=kid)
+            if row is None:
+                raise CliError(f"tenant {tenant!r} has no key {key_id}")
+            return row
+
+    row = run(go())
+    out.print(f"revoked key {row['id']} ({row['prefix']}) at {_ts(row['revoked_at'])}")
+
+
+@key_app.command("rotate")
+def key_rotate(
+    tenant: TenantOpt,
+    key_id: Annotated[str, typer.Argument(help="The id of the key to replace.")],
+    grace_hours: Annotated[
+        float, typer.Option(min=0, max=24 * 365, help="Hours the old key keeps working.")
+    ] = 24,
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue a key with the same scopes and label; the old one expires after the grace."""
+    kid = _key_id(key_id)
+
+    async def go() -> tuple[asyncpg.Record, str, asyncpg.Record]:
+        async with admin_connection() as conn:
+            t = await _tenant(conn, tenant)
+            async with tenant_scope(conn, t["id"]):
+                old = await kq.select_key(conn, tenant_id=t["id"], key_id=kid)
+                if old is None:
+                    raise CliError(f"tenant {tenant!r} has no key {key_id}")
+                if old["revoked_at"] is not None:
+                    raise CliError(f"key {key_id} is revoked; issue a new one instead")
+                at = datetime.now(UTC) + timedelta(hours=grace_hours)
+                expired = await kq.expire_key(conn, tenant_id=t["id"], key_id=kid, at=at)
+                assert expired is not None
+                row, full_key = await keys.issue(
+                    conn,
+                    tenant_id=t["id"],
+                    scopes=list(old["scopes"]),
+                    label=old["label"],
+                )
+                return row, full_key, expired
+
+    row, full_key, old = run(go())
+    old_expiry = _ts(old["expires_at"])
+    if not as_json:
+        err.print(f"old key {old['id']} keeps working until {old_expiry}")
+    _print_new_key(
+        row, full_key, as_json, old_id=str(old["id"]), old_expires_at=old["expires_at"].isoformat()
+    )
+
+
+# ---------------------------------------------------------------- user
+
+
+def _password(given: str | None) -> tuple[str, bool]:
+    if given is None:
+        return secrets.token_urlsafe(18), True
+    if len(given) < MIN_PASSWORD:
+        raise_cli(f"--password must have at least {MIN_PASSWORD} characters")
+    return given, False
+
+
+PasswordOpt = Annotated[
+    str | None,
+    typer.Option(help="The password; without it one is generated and printed once."),
+]
+
+
+@user_app.command("create")
+def user_create(
+    tenant: TenantOpt,
+    username: Annotated[str, typer.Argument(help="Login name: letters, digits, _.@+- (≤ 150).")],
+    role: Annotated[Role, typer.Option(help="owner, editor or viewer.")] = Role.editor,
+    password: PasswordOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a staff user with an argon2id-hashed password."""
+    if not USERNAME_RE.match(username):
+        raise_cli(f"bad username {username!r}: letters, digits and _.@+- only, up to 150")
+    secret, generated = _password(password)
+    pw_hash = hash_password(secret)
+
+    async def go() -> asyncpg.Record:
+        async with admin_connection() as conn:
+            t = await _tenant(conn, tenant)
+            async with tenant_scope(conn, t["id"]):
+                try:
+                    return await sq.insert_staff_user(
+                        conn,
+                        tenant_id=t["id"],
+                        username=username,
+                        password_hash=pw_hash,
+                        role=role.value,
+                    )
+                except asyncpg.UniqueViolationError:
+                    raise CliError(f"tenant {tenant!r} already has a user {username!r}") from None
+
+    row = run(go())
+    if as_json:
+        data = {"id": str(row["id"]), "username": row["username"], "role": row["role"]}
+        emit_json({**data, "password": secret} if generated else data)
+        return
+    err.print(f"created {row['role']} {row['username']} in {tenant}")
+    if generated:
+        err.print("generated password (shown once):")
+        echo(secret)
+
+
+@user_app.command("passwd")
+def user_passwd(
+    tenant: TenantOpt,
+    username: Annotated[str, typer.Argument(help="The staff user's login name.")],
+    password: PasswordOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set a staff user's password."""
+    secret, generated = _password(password)
+    pw_hash = hash_password(secret)
+
+    async def go() -> asyncpg.Record:
+        async with admin_connection() as conn:
+            t = await _tenant(conn, tenant)
+            async with tenant_scope(conn, t["id"]):
+                row = await sq.update_staff_password(
+                    conn, tenant_id=t["id"], username=username, password_hash=pw_hash
+                )
+            if row is None:
+                raise CliError(f"tenant {tenant!r} has no user {username!r}")
+            return row
+
+    row = run(go())
+    if as_json:
+        data = {"id": str(row["id"]), "username": row["username"]}
+        emit_json({**data, "password": secret} if generated else data)
+        return
+    err.print(f"password of {row['username']} in {tenant} changed")
+    if generated:
+        err.print("generated password (shown once):")
+        echo(secret)
+
+
+# ---------------------------------------------------------------- seed
+
+
+@app.command("seed")
+def seed(
+    tenants: Annotated[int, typer.Option(min=0, max=10_000, help="New tenants to create.")] = 1,
+    campaigns_per_tenant: Annotated[int, typer.Option(min=0, max=1_000_000)] = 20,
+    donations: Annotated[
+        int, typer.Option(min=0, max=100_000_000, help="Donations in total, over all tenants.")
+    ] = 2_000,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", "-t", help="Seed this existing tenant instead.")
+    ] = None,
+    seed_random: Annotated[
+        int | None, typer.Option(help="Random seed: the same number makes the same data.")
+    ] = None,
+    per_row_totals: Annotated[
+        bool,
+        typer.Option(help="Let the totals trigger run per donation (slower; for comparison)."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load realistic demo data: campaigns, items and donations in every status."""
+    if tenant is None and tenants == 0 and (campaigns_per_tenant or donations):
+        raise_cli("nothing to seed into: give --tenants N (N ≥ 1) or --tenant SLUG")
+    plan = SeedPlan(
+        tenants=tenants,
+        campaigns_per_tenant=campaigns_per_tenant,
+        donations=donations,
+        tenant_slug=tenant,
+        seed=seed_random,
+        per_row_totals=per_row_totals,
+    )
+    columns = (
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with RichProgress(*columns, console=err, transient=as_json) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done)
+
+        async def go() -> dict[str, Any]:
+            async with admin_connection() as conn:
+                try:
+                    result = await run_seed(conn, plan, progress)
+                except SeedError as exc:
+                    raise CliError(str(exc)) from None
+                return result.as_dict()
+
+        summary = run(go())
+    if as_json:
+        emit_json(summary)
+        return
+    table = Table("created", "count", title=f"seed {summary['seed']}")
+    table.add_row("tenants", ", ".join(t["slug"] for t in summary["tenants"]))
+    table.add_row("campaigns", f"{summary['campaigns']} {summary['campaign_statuses']}")
+    table.add_row("items", str(summary["items"]))
+    table.add_row("donations", f"{summary['donations']} {summary['donation_statuses']}")
+    table.add_row("time", f"{summary['seconds']} s ({summary['donations_per_second']}/s)")
+    out.print(table)
+
+
+# ---------------------------------------------------------------- serve
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=512, help="Worker processes (default: one per core).")
+    ] = None,
+) -> None:
+    """Run the API: `sanic api.server:create_app --factory` (replaces this process)."""
+    count = workers or os.cpu_count() or 1
+    argv = [
+        sys.executable, "-m", "sanic", "api.server:create_app", "--factory",
+        "--host", host, "--port", str(port), "--workers", str(count), "--no-motd",
+    ]  # fmt: skip
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)  # noqa: S606 - serve becomes the API process
+
+
+def raise_cli(message: str) -> NoReturn:
+    """A usage error found before any work: clear message, exit status 2."""
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(2)
+
+
+def main() -> None:
+    try:
+        app()
+    except CliError as exc:  # raised outside `run`: still one clear line, no traceback
+        err.print(f"[bold red]error:[/] {exc}", markup=True)
+        sys.exit(1)

@@ -1,0 +1,109 @@
+"""What every CLI command shares: configuration, connections, output, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import unquote, urlsplit
+from uuid import UUID
+
+import asyncpg
+import typer
+from rich.console import Console
+
+from db.tenancy import SET_TENANT
+
+T = TypeVar("T")
+
+ADMIN_URL_ENV = "CONECTADES_ADMIN_DATABASE_URL"
+API_URL_ENV = "CONECTADES_DATABASE_URL"
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+if not out.is_terminal:
+    out.width = 200  # piped or captured: tables keep ids whole instead of fitting 80 columns
+
+
+class CliError(Exception):
+    """An expected failure: printed as one clear line, exit status 1."""
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+def env_url(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise CliError(f"set {name} (a postgresql:// URL)")
+    return value
+
+
+def url_user(url: str) -> tuple[str, str]:
+    """User and password of a postgresql:// URL (percent-decoded)."""
+    parts = urlsplit(url)
+    return unquote(parts.username or ""), unquote(parts.password or "")
+
+
+@asynccontextmanager
+async def admin_connection() -> AsyncIterator[asyncpg.Connection]:
+    """A connection as the owner role (migrations and admin work)."""
+    conn = await asyncpg.connect(env_url(ADMIN_URL_ENV), timeout=10)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def tenant_scope(conn: asyncpg.Connection, tenant_id: UUID) -> AsyncIterator[None]:
+    """A transaction with the tenant set, so the work also passes row-level security."""
+    async with conn.transaction():
+        await conn.execute(SET_TENANT, str(tenant_id))
+        yield
+
+
+_PG_MESSAGES: list[tuple[type[Exception], str]] = [
+    (asyncpg.UniqueViolationError, "already exists"),
+    (asyncpg.CheckViolationError, "a value is outside its allowed form or range"),
+    (asyncpg.ForeignKeyViolationError, "it is referenced by other rows"),
+    (asyncpg.InvalidPasswordError, "the database refused the password"),
+    (asyncpg.InvalidAuthorizationSpecificationError, "the database refused the login"),
+    (asyncpg.InvalidCatalogNameError, "the database does not exist"),
+    (asyncpg.UndefinedTableError, "the schema is missing; run `conectades db migrate`"),
+    (asyncpg.InsufficientPrivilegeError, "the role lacks the privilege"),
+]
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one command's coroutine; expected failures exit non-zero without a traceback."""
+    try:
+        return asyncio.run(coro)
+    except CliError as exc:
+        fail(str(exc))
+    except asyncpg.PostgresError as exc:
+        for kind, message in _PG_MESSAGES:
+            if isinstance(exc, kind):
+                detail = getattr(exc, "detail", None) or getattr(exc, "constraint_name", None)
+                fail(f"{message} ({detail or exc})")
+        fail(f"database error: {exc}")
+    except (TimeoutError, OSError, asyncpg.InterfaceError) as exc:
+        fail(f"cannot reach the database: {exc}")
+
+
+def emit_json(data: Any) -> None:
+    """Machine-readable output on stdout, one document, nothing else."""
+    sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def echo(text: str) -> None:
+    """Plain text that must never be wrapped or styled (keys, passwords)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
