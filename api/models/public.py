@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from api.models.campaigns import Item
 from api.models.common import Quantity, Strict, text
 
 
@@ -42,20 +43,8 @@ class CampaignPublicList(BaseModel):
     next_cursor: str | None
 
 
-class ItemPublic(BaseModel):
-    """A need of a campaign with its exact totals."""
-
-    id: UUID
-    name: str
-    unit: str
-    quantity_requested: int
-    pending_quantity: int
-    pending_count: int
-    confirmed_quantity: int
-    delivered_quantity: int
-    contributed_quantity: int
-    contributed_count: int
-    progress: float
+# The same need with its exact totals as partners see it: nothing in it is private.
+ItemPublic = Item
 
 
 class CampaignPublicDetail(CampaignPublic):
