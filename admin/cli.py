@@ -1,7 +1,9 @@
-"""`conectades`: the operator CLI (migrations, tenants, keys, staff users, seed, serve).
+"""`conectades`: the operator CLI (migrations, tenants, keys, staff users, seed, cache,
+serve).
 
 Configuration comes from the environment: CONECTADES_ADMIN_DATABASE_URL (the owner
-role: migrations and admin work) and CONECTADES_DATABASE_URL (the API's role).
+role: migrations and admin work) and CONECTADES_DATABASE_URL (the API's role);
+the `cache` commands also CONECTADES_REDIS_URL and CONECTADES_API_URL.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import os
 import re
 import secrets
 import sys
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn
@@ -17,6 +20,7 @@ from uuid import UUID
 
 import asyncpg
 import typer
+from redis.exceptions import RedisError
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
@@ -41,6 +45,7 @@ from db.queries import keys as kq
 from db.queries import staff as sq
 from db.queries import tenants as tq
 from tenants import keys
+from tenants.cache import CircuitBreaker, ResponseCache, create_client
 from tenants.passwords import hash_password
 
 app = typer.Typer(
@@ -54,10 +59,12 @@ db_app = typer.Typer(help="Schema migrations.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants (partner organizations).", no_args_is_help=True)
 key_app = typer.Typer(help="API keys of a tenant.", no_args_is_help=True)
 user_app = typer.Typer(help="Staff users (logins) of a tenant.", no_args_is_help=True)
+cache_app = typer.Typer(help="The API's response cache in Redis.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(key_app, name="key")
 app.add_typer(user_app, name="user")
+app.add_typer(cache_app, name="cache")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant slug.")]
@@ -588,6 +595,133 @@ def seed(
     table.add_row("donations", f"{summary['donations']} {summary['donation_statuses']}")
     table.add_row("time", f"{summary['seconds']} s ({summary['donations_per_second']}/s)")
     out.print(table)
+
+
+# ---------------------------------------------------------------- cache
+
+REDIS_URL_ENV = "CONECTADES_REDIS_URL"
+API_BASE_ENV = "CONECTADES_API_URL"
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+
+
+def _response_cache() -> ResponseCache:
+    """A client for one command: patient timeouts, no retries, the breaker off."""
+    url = os.environ.get(REDIS_URL_ENV, "").strip()
+    if not url:
+        raise CliError(f"set {REDIS_URL_ENV} (a redis:// URL)")
+    client = create_client(url, connect_timeout=2.0, timeout=2.0)
+    return ResponseCache(client, timeout=4.0, breaker=CircuitBreaker(threshold=1_000_000))
+
+
+@cache_app.command("purge")
+def cache_purge(tenant: TenantOpt) -> None:
+    """Drop every cached response of a tenant (and of the public directory), in O(1)."""
+
+    async def go() -> asyncpg.Record:
+        async with admin_connection() as conn:
+            row = await _tenant(conn, tenant)
+        cache = _response_cache()
+        try:
+            purged = await cache.purge_tenant(row["id"])
+        finally:
+            await cache.close()
+        if not purged:
+            raise CliError(f"cannot reach Redis at {REDIS_URL_ENV}; nothing was purged")
+        return row
+
+    row = run(go())
+    out.print(f"cached responses of tenant {row['slug']} dropped (and the public directory's)")
+
+
+def _lookups(api_url: str) -> list[dict[str, Any]]:
+    """conectades_cache_lookups_total of every API worker, from the API's /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = api_url.rstrip("/") + "/metrics"
+    if not url.startswith(("http://", "https://")):
+        raise CliError(f"{API_BASE_ENV} must be an http(s):// URL, not {api_url!r}")
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (checked above)
+            text = response.read().decode()
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read {url} (set {API_BASE_ENV} or --api): {exc}") from None
+    counts: dict[tuple[str, str], dict[str, Any]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "conectades_cache_lookups":
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            labels = sample.labels
+            row = counts.setdefault(
+                (labels["tenant"], labels["resource"]),
+                {"tenant": labels["tenant"], "resource": labels["resource"]},
+            )
+            row[labels["result"]] = row.get(labels["result"], 0) + int(sample.value)
+    rows = sorted(counts.values(), key=lambda r: (r["tenant"], r["resource"]))
+    for row in rows:
+        for result in ("hit", "miss", "bypass", "error"):
+            row.setdefault(result, 0)
+        total = row["hit"] + row["miss"] + row["bypass"] + row["error"]
+        row["hit_ratio"] = round(row["hit"] / total, 4) if total else None
+    return rows
+
+
+async def _slugs() -> dict[str, str]:
+    """Tenant slugs by id, when the database is configured (labels are ids)."""
+    if not os.environ.get(ADMIN_URL_ENV):
+        return {}
+    async with admin_connection() as conn:
+        rows = await tq.select_tenants(conn)
+    return {str(r["id"]): r["slug"] for r in rows}
+
+
+@cache_app.command("stats")
+def cache_stats(
+    api_url: Annotated[
+        str | None,
+        typer.Option("--api", help=f"The API's base URL (default ${API_BASE_ENV} or localhost)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hits and misses per tenant and resource (from /metrics) and Redis' own figures."""
+    base = api_url or os.environ.get(API_BASE_ENV) or DEFAULT_API_URL
+
+    async def go() -> dict[str, Any]:
+        rows = _lookups(base)
+        slugs = await _slugs() if rows else {}
+        for row in rows:
+            row["slug"] = slugs.get(row["tenant"], "")
+        server: dict[str, Any] | None = None
+        if os.environ.get(REDIS_URL_ENV):
+            cache = _response_cache()
+            try:
+                server = await cache.server_stats()
+            except RedisError as exc:
+                raise CliError(f"cannot reach Redis at {REDIS_URL_ENV}: {exc}") from None
+            finally:
+                await cache.close()
+        return {"lookups": rows, "redis": server}
+
+    stats = run(go())
+    if as_json:
+        emit_json(stats)
+        return
+    table = Table("tenant", "resource", "hit", "miss", "bypass", "error", "hit ratio")
+    for row in stats["lookups"]:
+        ratio = row["hit_ratio"]
+        table.add_row(
+            row["slug"] or row["tenant"],
+            row["resource"],
+            *(str(row[k]) for k in ("hit", "miss", "bypass", "error")),
+            f"{ratio:.1%}" if ratio is not None else "-",
+        )
+    out.print(table)
+    if stats["redis"] is not None:
+        redis_table = Table("redis", "value")
+        for key, value in stats["redis"].items():
+            redis_table.add_row(key, str(value))
+        out.print(redis_table)
 
 
 # ---------------------------------------------------------------- serve

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from uuid import UUID
 
+import asyncpg
 from sanic import Request
 
 from api.errors import Forbidden, Unauthorized
@@ -33,25 +35,45 @@ async def _from_api_key(request: Request, token: str) -> Principal:
     prefix = keys.parse_prefix(token)
     if prefix is None:
         raise Unauthorized()
-    pool = request.app.ctx.pool
-    async with pool.acquire(timeout=request.app.config.DB_ACQUIRE_TIMEOUT) as conn:
-        row = await q.find_api_key(conn, prefix)
-        if row is None or not keys.matches(token, bytes(row["secret_hash"])):
-            raise Unauthorized()
-        now = datetime.now(UTC)
-        if row["revoked_at"] is not None or (
-            row["expires_at"] is not None and row["expires_at"] <= now
-        ):
-            raise Unauthorized()
-        if row["tenant_status"] != "active":
-            raise Forbidden("This organization is suspended.")
-        await q.touch_api_key(conn, row["key_id"])
+    ctx = request.app.ctx
+    # The row may be up to the memo's TTL (5 s) old in this worker: that bounds how
+    # long a key revoked elsewhere (another worker, the CLI) or a tenant suspended
+    # keeps working here. Every check below still runs on every request.
+    row = await ctx.api_keys.get_or_load(prefix, lambda: _load_api_key(request, prefix))
+    if row is None or not keys.matches(token, bytes(row["secret_hash"])):
+        raise Unauthorized()
+    now = datetime.now(UTC)
+    if row["revoked_at"] is not None or (
+        row["expires_at"] is not None and row["expires_at"] <= now
+    ):
+        raise Unauthorized()
+    if row["tenant_status"] != "active":
+        raise Forbidden("This organization is suspended.")
+    key_id: UUID = row["key_id"]
+    # last_used_at has minute resolution (touch_api_key): at most one touch per
+    # key per minute from this worker, so a memoized key needs no connection.
+    if ctx.key_touches.get(key_id) is None:
+        ctx.key_touches.put(key_id, True)
+        async with ctx.pool.acquire(timeout=request.app.config.DB_ACQUIRE_TIMEOUT) as conn:
+            await q.touch_api_key(conn, key_id)
     return Principal(
         tenant_id=row["tenant_id"],
         scopes=frozenset(row["scopes"]),
         kind="api_key",
-        subject_id=row["key_id"],
+        subject_id=key_id,
     )
+
+
+async def _load_api_key(request: Request, prefix: str) -> asyncpg.Record | None:
+    pool = request.app.ctx.pool
+    async with pool.acquire(timeout=request.app.config.DB_ACQUIRE_TIMEOUT) as conn:
+        return await q.find_api_key(conn, prefix)
+
+
+def forget_api_key(request: Request, prefix: str) -> None:
+    """Drop a key from THIS worker's memo (right after revoking it here); other
+    workers notice within the memo's TTL."""
+    request.app.ctx.api_keys.discard(prefix)
 
 
 async def _from_access_token(request: Request, token: str) -> Principal:

@@ -28,6 +28,12 @@ class AppConfig(Config):
     ACCESS_TOKEN_TTL: int
     REFRESH_TOKEN_TTL: int
     IDEMPOTENCY_TTL: int
+    # Optional: empty disables the response cache (every read is X-Cache: BYPASS).
+    REDIS_URL: str
+    CACHE_CONNECT_TIMEOUT: float
+    CACHE_TIMEOUT: float
+    CACHE_BREAKER_THRESHOLD: int
+    CACHE_BREAKER_COOLDOWN: float
 
     def __init__(self, overrides: dict[str, Any] | None = None) -> None:
         super().__init__(
@@ -44,6 +50,11 @@ class AppConfig(Config):
                 "ACCESS_TOKEN_TTL": 15 * 60,
                 "REFRESH_TOKEN_TTL": 7 * 24 * 3600,
                 "IDEMPOTENCY_TTL": 24 * 3600,
+                "REDIS_URL": "",
+                "CACHE_CONNECT_TIMEOUT": 0.1,
+                "CACHE_TIMEOUT": 0.1,
+                "CACHE_BREAKER_THRESHOLD": 3,
+                "CACHE_BREAKER_COOLDOWN": 5.0,
                 # Sanic's own settings, overridable the same way.
                 "REQUEST_MAX_SIZE": 64 * 1024,
                 "REQUEST_TIMEOUT": 30,

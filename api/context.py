@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import asyncpg
+
+from tenants.memo import Memo
+
+if TYPE_CHECKING:
+    from tenants.cache import ResponseCache
 
 
 @dataclass
 class AppContext:
     pool: asyncpg.Pool | None = None
-    redis: Any = None  # joins with the cache layer
+    # The response cache (None when REDIS_URL is empty) and its client.
+    cache: ResponseCache | None = None
+    redis: Any = None
+    # API-key rows by prefix (5 s: the bound on a revocation made elsewhere) and
+    # the keys whose last_used_at this worker updated in the last minute.
+    api_keys: Memo[str, asyncpg.Record] = field(default_factory=Memo)
+    key_touches: Memo[UUID, bool] = field(default_factory=lambda: Memo(ttl=60.0))

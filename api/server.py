@@ -8,12 +8,14 @@ import orjson
 from sanic import Sanic
 
 from api.auth import principal_from_request
+from api.cache import default_x_cache
 from api.config import AppConfig
 from api.context import AppContext
 from api.errors import setup_errors
 from api.openapi import setup_openapi
 from api.pagination import Page
 from db.pool import setup_postgres
+from tenants.cache import setup_cache
 from tenants.principal import Principal
 
 BLUEPRINTS = (
@@ -25,6 +27,8 @@ BLUEPRINTS = (
     "api.routes.public",
     "api.routes.tokens",
     "api.routes.legacy",
+    "api.routes.cache",
+    "api.routes.metrics",
 )
 
 
@@ -43,6 +47,8 @@ def create_app(config: AppConfig | object | None = None) -> Sanic[AppConfig, App
     setup_errors(app)
     setup_openapi(app)
     setup_postgres(app)
+    setup_cache(app)
+    app.register_middleware(default_x_cache, "response")
     app.ext.add_dependency(Principal, principal_from_request)
     app.ext.add_dependency(Page, Page.from_request)
     for name in BLUEPRINTS:

@@ -1,5 +1,7 @@
-"""The local stack under `var/`: PostgreSQL, the API workers (Redis and Nginx slot
-in as further services). Used by `./start.sh`; `python -m infra.stack --help`.
+"""The local stack under `var/`: PostgreSQL, Redis (the response cache), the API
+workers (Nginx slots in as a further service). Used by `./start.sh`;
+`python -m infra.stack --help`. `DATABASE_URL` / `REDIS_URL` in the environment
+point it at existing servers instead of the local ones.
 
 Every service has `start()`, `stop()` and `status()`; `up` starts them in order,
 `down` stops them in reverse order. Secrets are generated once into
@@ -26,6 +28,7 @@ from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from infra.postgres import LocalPostgres, free_port
+from infra.redis import LocalRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("CONECTADES_VAR", ROOT / "var"))
@@ -48,6 +51,7 @@ def load_env() -> dict[str, str]:
         "API_DB_PASSWORD": secrets.token_urlsafe(24),
         "JWT_SECRET": secrets.token_urlsafe(48),
         "API_PORT": str(_port_or_free(8000)),
+        "REDIS_PORT": str(_port_or_free(56379)),
     }
     changed = False
     for key, value in defaults.items():
@@ -118,6 +122,23 @@ class Settings:
         )
 
     @property
+    def external_redis(self) -> str | None:
+        return os.environ.get("REDIS_URL") or None
+
+    @property
+    def local_redis(self) -> LocalRedis:
+        return LocalRedis(
+            dir=VAR / "redis",
+            port=int(self.env["REDIS_PORT"]),
+            maxmemory="256mb",
+            maxmemory_policy="allkeys-lru",
+        )
+
+    @property
+    def redis_url(self) -> str:
+        return self.external_redis or self.local_redis.url
+
+    @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.env['API_PORT']}"
 
@@ -128,6 +149,7 @@ class Settings:
                 "CONECTADES_DATABASE_URL": self.api_dsn,
                 "CONECTADES_ADMIN_DATABASE_URL": self.admin_dsn,
                 "CONECTADES_JWT_SECRET": self.env["JWT_SECRET"],
+                "CONECTADES_REDIS_URL": self.redis_url,
             }
         )
         return env
@@ -155,6 +177,27 @@ class Postgres:
             return "external (DATABASE_URL)"
         pg = self.settings.local_pg
         return f"running on 127.0.0.1:{pg.port}" if pg.running() else "stopped"
+
+
+class Redis:
+    name = "redis"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def start(self) -> None:
+        if not self.settings.external_redis:
+            self.settings.local_redis.start()
+
+    def stop(self) -> None:
+        if not self.settings.external_redis:
+            self.settings.local_redis.stop()
+
+    def status(self) -> str:
+        if self.settings.external_redis:
+            return "external (REDIS_URL)"
+        redis = self.settings.local_redis
+        return f"running on 127.0.0.1:{redis.port}" if redis.running() else "stopped"
 
 
 class Migrations:
@@ -210,6 +253,11 @@ class ApiWorkers:
         self.pidfile.parent.mkdir(parents=True, exist_ok=True)
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
         port = self.settings.env["API_PORT"]
+        from tenants.cache import prepare_metrics_dir
+
+        # Fresh per start: /metrics sums the counters of the workers started now.
+        metrics = prepare_metrics_dir(VAR / "metrics")
+        env = {**self.settings.process_env(), "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
         cmd = [
             sys.executable, "-m", "sanic", "api.server:create_app", "--factory",
             "--host", "127.0.0.1", "--port", port,
@@ -219,7 +267,7 @@ class ApiWorkers:
             proc = subprocess.Popen(
                 cmd,
                 cwd=ROOT,
-                env=self.settings.process_env(),
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -265,7 +313,7 @@ class ApiWorkers:
 
 
 def services(settings: Settings) -> list[Service]:
-    return [Postgres(settings), Migrations(settings), ApiWorkers(settings)]
+    return [Postgres(settings), Redis(settings), Migrations(settings), ApiWorkers(settings)]
 
 
 def demo(settings: Settings) -> dict[str, str]:
@@ -344,6 +392,8 @@ Conectades is up.
   API            {url}
   API docs       {url}/api/docs/
   Health         {url}/health/ready
+  Metrics        {url}/metrics
+  Redis cache    {settings.redis_url}
   Public         {url}/api/public/campaigns
 
   Tenant         {creds["tenant"]}
@@ -405,9 +455,14 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "status":
         return cmd_status(settings)
     elif args.command == "env":
-        for key in ("CONECTADES_DATABASE_URL", "CONECTADES_ADMIN_DATABASE_URL"):
+        for key in (
+            "CONECTADES_DATABASE_URL",
+            "CONECTADES_ADMIN_DATABASE_URL",
+            "CONECTADES_REDIS_URL",
+        ):
             print(f"export {key}={shlex.quote(settings.process_env()[key])}")
         print(f"export CONECTADES_JWT_SECRET={shlex.quote(settings.env['JWT_SECRET'])}")
+        print(f"export CONECTADES_API_URL={shlex.quote(settings.api_url)}")
     return 0
 
 

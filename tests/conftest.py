@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from infra.redis import LocalRedis
 from tests.factories import Factory
-from tests.services import ROOT, ApiServer, Database, api_env
+from tests.services import ROOT, ApiServer, Database, api_env, start_redis
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +33,11 @@ def db(workdir) -> Iterator[Database]:
 
 
 @pytest.fixture(scope="session")
-def api(db: Database, workdir) -> Iterator[ApiServer]:
-    server = ApiServer(api_env(db), workers=1, log=workdir / "api.log")
+def api(db: Database, redis_server: LocalRedis, workdir) -> Iterator[ApiServer]:
+    """The real app with the response cache on (the session Redis)."""
+    server = ApiServer(
+        api_env(db, CONECTADES_REDIS_URL=redis_server.url), workers=1, log=workdir / "api.log"
+    )
     server.start()
     yield server
     server.stop()
@@ -51,11 +55,9 @@ def factory(db: Database, client: httpx.Client) -> Factory:
 
 
 @pytest.fixture(scope="session")
-def redis_server(workdir) -> Iterator:
+def redis_server(workdir) -> Iterator[LocalRedis]:
     """One project-local Redis for the session (tests/cache/ starts its own for
     kill/pause tests)."""
-    from tests.services import start_redis
-
     server = start_redis(workdir)
     yield server
     server.stop()

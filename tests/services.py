@@ -121,12 +121,19 @@ def api_env(db: Database, **extra: str) -> dict[str, str]:
 
 
 class ApiServer:
-    """`sanic api.server:create_app --factory` in a subprocess on a free port."""
+    """`sanic <app> --factory` (the real app by default) in a subprocess on a free port."""
 
-    def __init__(self, env: dict[str, str], workers: int = 1, log: Path | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        workers: int = 1,
+        log: Path | None = None,
+        app: str = "api.server:create_app",
+    ) -> None:
         self.port = free_port()
         self.env = env
         self.workers = workers
+        self.app = app
         self.log_path = log
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -141,7 +148,7 @@ class ApiServer:
                 sys.executable,
                 "-m",
                 "sanic",
-                "api.server:create_app",
+                self.app,
                 "--factory",
                 "--host",
                 "127.0.0.1",

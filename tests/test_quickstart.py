@@ -23,6 +23,7 @@ from tests.services import ROOT
 def stack(var: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
     env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
     env.update({"CONECTADES_VAR": str(var), "CONECTADES_WORKERS": "1"})
     return subprocess.run(
         [sys.executable, "-m", "infra.stack", *args],
@@ -116,6 +117,7 @@ def test_start_again_is_harmless_and_status_reports(started: tuple[Path, str]) -
     status = stack(var, "status")
     assert status.returncode == 0
     assert "ready" in status.stdout
+    assert re.search(r"^redis\s+running on 127\.0\.0\.1:\d+", status.stdout, re.M)
 
 
 def test_stop_stops_every_process(workdir: Path) -> None:
@@ -123,16 +125,18 @@ def test_stop_stops_every_process(workdir: Path) -> None:
     assert stack(var, "up").returncode == 0
     api_pid = int((var / "run" / "api.pid").read_text())
     pg_pid = int((var / "pg" / "data" / "postmaster.pid").read_text().split()[0])
+    redis_pid = int((var / "redis" / "redis.pid").read_text())
     env = dict(line.split("=", 1) for line in (var / "stack.env").read_text().splitlines()[1:])
-    ports = [int(env["PG_PORT"]), int(env["API_PORT"])]
+    ports = [int(env["PG_PORT"]), int(env["API_PORT"]), int(env["REDIS_PORT"])]
     children = subprocess.run(
         ["pgrep", "-g", str(api_pid)], capture_output=True, text=True
     ).stdout.split()
-    assert alive(api_pid, 0) and alive(pg_pid, 0) and children
+    assert alive(api_pid, 0) and alive(pg_pid, 0) and alive(redis_pid, 0) and children
     stopped = stack(var, "stop")
     assert stopped.returncode == 0
     assert not alive(api_pid)
     assert not alive(pg_pid)
+    assert not alive(redis_pid)
     assert not any(alive(int(p)) for p in children)
     assert not any(port_open(p) for p in ports)
     assert stack(var, "status").returncode == 3

@@ -14,6 +14,7 @@ from sanic import Blueprint, HTTPResponse, Request
 
 from api.auth import require
 from api.body import parse_body, validation_errors
+from api.cache import cached_json, invalidate_after_write
 from api.errors import BadRequest, Conflict, NotFound, ValidationFailed, field_error
 from api.models.campaigns import (
     Campaign,
@@ -25,7 +26,7 @@ from api.models.campaigns import (
 )
 from api.openapi import doc
 from api.pagination import Page, page_of
-from api.responses import json_response, no_content
+from api.responses import dumps, json_response, no_content
 from db.queries import campaigns as q
 from db.queries import items as iq
 from db.tenancy import tenant_transaction
@@ -35,6 +36,7 @@ bp = Blueprint("campaigns", url_prefix="/api/v1")
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 TAG = "campaigns"
+RESOURCE = "campaigns"  # the response cache's resource (TTL 1 h)
 HAS_DONATIONS = (
     "This campaign has donations and cannot be deleted; close it instead with "
     'PATCH /api/v1/campaigns/{id} {{"status": "closed"}}.'
@@ -119,20 +121,27 @@ async def list_campaigns(request: Request, principal: Principal, page: Page) -> 
     require(principal, "read")
     filters = parse_query(request, CampaignFilters)
     after = cursor_after(page.cursor)
-    async with tenant_transaction(request.app.ctx.pool, principal.tenant_id) as conn:
-        rows = await q.select_campaigns(
-            conn,
-            tenant_id=principal.tenant_id,
-            after=after,
-            limit=page.limit + 1,
-            **filters.model_dump(),
-        )
-        rows, next_cursor = page_of(
-            rows, page.limit, lambda r: [r["created_at"].isoformat(), str(r["id"])]
-        )
-        ids = [r["id"] for r in rows]
-        items = await iq.select_items(conn, tenant_id=principal.tenant_id, campaign_ids=ids)
-    return json_response({"data": with_items(rows, items), "next_cursor": next_cursor})
+    tenant_id = principal.tenant_id
+
+    async def build() -> bytes:
+        async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+            rows = await q.select_campaigns(
+                conn,
+                tenant_id=tenant_id,
+                after=after,
+                limit=page.limit + 1,
+                **filters.model_dump(),
+            )
+            rows, next_cursor = page_of(
+                rows, page.limit, lambda r: [r["created_at"].isoformat(), str(r["id"])]
+            )
+            ids = [r["id"] for r in rows]
+            items = await iq.select_items(conn, tenant_id=tenant_id, campaign_ids=ids)
+        return dumps({"data": with_items(rows, items), "next_cursor": next_cursor})
+
+    return await cached_json(
+        request, tenant_id=tenant_id, resource=RESOURCE, build=build, private=True
+    )
 
 
 @bp.post("/campaigns")
@@ -160,6 +169,7 @@ async def create_campaign(request: Request, principal: Principal) -> HTTPRespons
                 campaign_id=row["id"],
                 items=[i.model_dump() for i in body.items],
             )
+    await invalidate_after_write(request, tenant_id, directory=True)
     location = f"/api/v1/campaigns/{row['id']}"
     return json_response(campaign_out(row, items), 201, headers={"Location": location})
 
@@ -171,10 +181,15 @@ async def get_campaign(request: Request, campaign_id: str, principal: Principal)
     require(principal, "read")
     cid = parse_id(campaign_id)
     tenant_id = principal.tenant_id
-    async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
-        row = await q.select_campaign(conn, tenant_id=tenant_id, campaign_id=cid)
-        data = await campaign_with_items(conn, tenant_id, row)
-    return json_response(data)
+
+    async def build() -> bytes:
+        async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+            row = await q.select_campaign(conn, tenant_id=tenant_id, campaign_id=cid)
+            return dumps(await campaign_with_items(conn, tenant_id, row))
+
+    return await cached_json(
+        request, tenant_id=tenant_id, resource=RESOURCE, build=build, private=True
+    )
 
 
 @bp.patch("/campaigns/<campaign_id>")
@@ -197,6 +212,7 @@ async def update_campaign(request: Request, campaign_id: str, principal: Princip
                 conn, tenant_id=tenant_id, campaign_id=cid, changes=changes
             )
             data = await campaign_with_items(conn, tenant_id, row)
+    await invalidate_after_write(request, tenant_id, directory=True)
     return json_response(data)
 
 
@@ -213,4 +229,5 @@ async def delete_campaign(request: Request, campaign_id: str, principal: Princip
         raise Conflict(HAS_DONATIONS.format(id=cid)) from None
     if not deleted:
         raise NotFound()
+    await invalidate_after_write(request, principal.tenant_id, directory=True)
     return no_content()

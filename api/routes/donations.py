@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -16,7 +16,7 @@ from sanic_ext import openapi
 from api import idempotency
 from api.auth import require
 from api.body import parse_body
-from api.cache import invalidate_after_write
+from api.cache import cached_json, invalidate_after_write
 from api.errors import BadRequest, IllegalTransition, NotFound, field_error
 from api.models.donations import Donation, DonationCreate, DonationList
 from api.openapi import doc
@@ -29,6 +29,7 @@ from tenants.principal import Principal
 bp = Blueprint("donations", url_prefix="/api/v1")
 
 TAG = "donations"
+RESOURCE = "donations"  # the response cache's resource (TTL 15 min)
 STATUSES = ("pending", "confirmed", "delivered", "cancelled")
 # new status → the statuses it may be reached from
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -123,9 +124,18 @@ def _campaign_filter(request: Request) -> uuid.UUID | None:
         raise field_error("campaign_id", "must be a UUID", "uuid_parsing") from None
 
 
-def _page_response(rows: list[asyncpg.Record], page: Page) -> HTTPResponse:
+def _page_body(rows: list[asyncpg.Record], page: Page) -> bytes:
     rows, cursor = page_of(rows, page.limit, lambda r: [r["created_at"].isoformat(), str(r["id"])])
-    return json_response({"data": [donation_out(r) for r in rows], "next_cursor": cursor})
+    return dumps({"data": [donation_out(r) for r in rows], "next_cursor": cursor})
+
+
+async def _cached(
+    request: Request, tenant_id: uuid.UUID, build: Callable[[], Awaitable[bytes]]
+) -> HTTPResponse:
+    """A read from the tenant's response cache (built after auth and input checks)."""
+    return await cached_json(
+        request, tenant_id=tenant_id, resource=RESOURCE, build=build, private=True
+    )
 
 
 @bp.get("/campaigns/<campaign_id:str>/donations")
@@ -139,22 +149,26 @@ async def list_campaign_donations(
     cid = _uuid_or_404(campaign_id, "campaign")
     status, since, after = _status_filter(request), _since_filter(request), _after(page)
     tid = principal.tenant_id
-    async with tenant_transaction(
-        request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
-    ) as conn:
-        rows = await q.select_donations(
-            conn,
-            tenant_id=tid,
-            campaign_id=cid,
-            status=status,
-            since=since,
-            after=after,
-            limit=page.limit + 1,
-        )
-        # Rows prove the campaign is this tenant's; only an empty page needs the check.
-        if not rows and not await q.campaign_exists(conn, tenant_id=tid, campaign_id=cid):
-            raise NotFound("No such campaign.")
-    return _page_response(rows, page)
+
+    async def build() -> bytes:
+        async with tenant_transaction(
+            request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
+        ) as conn:
+            rows = await q.select_donations(
+                conn,
+                tenant_id=tid,
+                campaign_id=cid,
+                status=status,
+                since=since,
+                after=after,
+                limit=page.limit + 1,
+            )
+            # Rows prove the campaign is this tenant's; only an empty page needs the check.
+            if not rows and not await q.campaign_exists(conn, tenant_id=tid, campaign_id=cid):
+                raise NotFound("No such campaign.")
+        return _page_body(rows, page)
+
+    return await _cached(request, tid, build)
 
 
 @bp.post("/campaigns/<campaign_id:str>/donations")
@@ -213,8 +227,9 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
             )
             status, payload, replayed = outcome.status, outcome.body, outcome.replayed
     if not replayed:
-        # Totals changed: the tenant's cached reads and the directory's progress.
-        await invalidate_after_write(request, tid, directory=True)
+        # Totals changed: the tenant's cached reads; the directory's progress only
+        # when the donation counts as contributed (not while pending).
+        await invalidate_after_write(request, tid, directory=body.status != "pending")
     headers = dict(PRIVATE)
     if status == 201:
         headers["Location"] = f"/api/v1/donations/{orjson.loads(payload)['id']}"
@@ -232,19 +247,23 @@ async def list_donations(request: Request, principal: Principal, page: Page) -> 
     cid = _campaign_filter(request)
     status, since, after = _status_filter(request), _since_filter(request), _after(page)
     tid = principal.tenant_id
-    async with tenant_transaction(
-        request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
-    ) as conn:
-        rows = await q.select_donations(
-            conn,
-            tenant_id=tid,
-            campaign_id=cid,
-            status=status,
-            since=since,
-            after=after,
-            limit=page.limit + 1,
-        )
-    return _page_response(rows, page)
+
+    async def build() -> bytes:
+        async with tenant_transaction(
+            request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
+        ) as conn:
+            rows = await q.select_donations(
+                conn,
+                tenant_id=tid,
+                campaign_id=cid,
+                status=status,
+                since=since,
+                after=after,
+                limit=page.limit + 1,
+            )
+        return _page_body(rows, page)
+
+    return await _cached(request, tid, build)
 
 
 @bp.get("/donations/<donation_id:str>")
@@ -254,13 +273,17 @@ async def get_donation(request: Request, principal: Principal, donation_id: str)
     require(principal, "read")
     did = _uuid_or_404(donation_id, "donation")
     tid = principal.tenant_id
-    async with tenant_transaction(
-        request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
-    ) as conn:
-        row = await q.select_donation(conn, tenant_id=tid, donation_id=did)
-    if row is None:
-        raise NotFound("No such donation.")
-    return json_response(donation_out(row))
+
+    async def build() -> bytes:
+        async with tenant_transaction(
+            request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
+        ) as conn:
+            row = await q.select_donation(conn, tenant_id=tid, donation_id=did)
+        if row is None:
+            raise NotFound("No such donation.")
+        return dumps(donation_out(row))
+
+    return await _cached(request, tid, build)
 
 
 async def _transition(
@@ -284,7 +307,8 @@ async def _transition(
                 f"The donation is {current}; it can become {to_status} only from "
                 f"{' or '.join(allowed)}."
             )
-    await invalidate_after_write(request, tid, directory=True)
+    # confirmed → delivered leaves contributed quantities (and the directory) alone.
+    await invalidate_after_write(request, tid, directory=to_status != "delivered")
     return json_response(donation_out(row))
 
 

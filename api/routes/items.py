@@ -10,6 +10,7 @@ from sanic import Blueprint, HTTPResponse, Request
 
 from api.auth import require
 from api.body import parse_body
+from api.cache import invalidate_after_write
 from api.errors import Conflict, NotFound
 from api.models.campaigns import MAX_ITEMS, Item, ItemCreate, ItemUpdate, item_out
 from api.openapi import doc
@@ -43,6 +44,7 @@ async def create_item(request: Request, campaign_id: str, principal: Principal) 
         rows = await q.insert_items(
             conn, tenant_id=tenant_id, campaign_id=cid, items=[body.model_dump()]
         )
+    await invalidate_after_write(request, tenant_id, directory=True)
     item = item_out(rows[0])
     location = f"/api/v1/campaigns/{cid}/items/{item['id']}"
     return json_response(item, 201, headers={"Location": location})
@@ -75,6 +77,7 @@ async def update_item(
             conn, tenant_id=tenant_id, campaign_id=cid, item_id=iid, changes=changes
         )
         rows = await q.select_items(conn, tenant_id=tenant_id, campaign_ids=[cid], item_id=iid)
+    await invalidate_after_write(request, tenant_id, directory=True)
     return json_response(item_out(rows[0]))
 
 
@@ -95,4 +98,5 @@ async def delete_item(
                 raise NotFound()
     except asyncpg.ForeignKeyViolationError:
         raise Conflict(ITEM_HAS_DONATIONS) from None
+    await invalidate_after_write(request, tenant_id, directory=True)
     return no_content()

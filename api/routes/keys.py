@@ -105,7 +105,7 @@ async def create_key(request: Request, principal: Principal) -> HTTPResponse:
 @bp.delete("/keys/<key_id:str>")
 @doc(tag=TAG, status=204, errors=(401, 403, 404))
 async def delete_key(request: Request, principal: Principal, key_id: str) -> HTTPResponse:
-    """Revoke an API key; it is refused from the next request on."""
+    """Revoke an API key (refused by every API worker within 5 seconds)."""
     require(principal, "keys")
     kid = _key_id(key_id)
     async with tenant_transaction(request.app.ctx.pool, principal.tenant_id) as conn:

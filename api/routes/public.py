@@ -1,7 +1,8 @@
 """Public donor API: the directory, campaign pages, recent donations, pledges.
 
-No credentials. GETs are cacheable for a second at the edge; pledges need an
-`Idempotency-Key`. Reads across tenants go through the owner-owned public views;
+No credentials. GETs are cacheable for a second at the edge and come from the
+response cache (the organization's scope, or the cross-tenant directory's);
+pledges need an `Idempotency-Key`. Reads across tenants go through the owner-owned public views;
 one tenant's items and donations are read in that tenant's transaction (RLS).
 """
 
@@ -20,6 +21,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from sanic_ext import openapi
 
 from api.body import parse_body
+from api.cache import cached_json, invalidate_after_write
 from api.errors import BadRequest, Conflict, NotFound, field_error
 from api.idempotency import fingerprint, read_key, run_once
 from api.models.public import (
@@ -31,7 +33,7 @@ from api.models.public import (
 )
 from api.openapi import doc
 from api.pagination import Page, page_of
-from api.responses import dumps, json_response, raw_json_response
+from api.responses import dumps, raw_json_response
 from db.queries import donations as dq
 from db.queries import public as pq
 from db.tenancy import tenant_transaction
@@ -39,7 +41,7 @@ from db.tenancy import tenant_transaction
 bp = Blueprint("public")
 F = TypeVar("F", bound=Callable[..., Any])
 
-PUBLIC_CACHE = {"Cache-Control": "public, max-age=1"}
+RESOURCE = "campaigns"  # the response cache's resource of campaign pages and the directory
 NO_STORE = {"Cache-Control": "private, no-store"}
 MAX_Q = 200
 MAX_FILTER = 200
@@ -200,20 +202,27 @@ def _campaign(row: asyncpg.Record, *, tenant: Mapping[str, Any] | None = None) -
 
 
 async def directory_response(request: Request, page: Page, f: pq.DirectoryFilter) -> HTTPResponse:
-    """One page of the directory for these filters (also used by the legacy route)."""
+    """One page of the directory for these filters (also used by the legacy route).
+
+    Cached in the organization's scope when `f.tenant_id` is set, else in the
+    cross-tenant directory's scope."""
     after = _after(f.order, page.cursor)
     pool = request.app.ctx.pool
-    async with pool.acquire(timeout=request.app.config.DB_ACQUIRE_TIMEOUT) as conn:
-        if f.order == "progress":
-            async with conn.transaction():
-                await pq.disable_jit(conn)
+
+    async def build() -> bytes:
+        async with pool.acquire(timeout=request.app.config.DB_ACQUIRE_TIMEOUT) as conn:
+            if f.order == "progress":
+                async with conn.transaction():
+                    await pq.disable_jit(conn)
+                    rows = await pq.select_directory(conn, f, after=after, limit=page.limit + 1)
+            else:
                 rows = await pq.select_directory(conn, f, after=after, limit=page.limit + 1)
-        else:
-            rows = await pq.select_directory(conn, f, after=after, limit=page.limit + 1)
-    rows, next_cursor = page_of(rows, page.limit, lambda r: _cursor_key(f.order, r))
-    data = [{**_campaign(r), "progress": float(r["progress"])} for r in rows]
-    return json_response(
-        {"data": data, "next_cursor": next_cursor}, private=False, headers=PUBLIC_CACHE
+        rows, next_cursor = page_of(rows, page.limit, lambda r: _cursor_key(f.order, r))
+        data = [{**_campaign(r), "progress": float(r["progress"])} for r in rows]
+        return dumps({"data": data, "next_cursor": next_cursor})
+
+    return await cached_json(
+        request, tenant_id=f.tenant_id, resource=RESOURCE, build=build, private=False
     )
 
 
@@ -274,25 +283,31 @@ async def get_public_campaign(request: Request, tenant: str, slug: str) -> HTTPR
     """A campaign page: items with requested, contributed and pending quantities."""
     org = await _tenant(request, tenant)
     _check_slug(slug)
-    async with tenant_transaction(request.app.ctx.pool, org["id"]) as conn:
-        row = await pq.select_campaign(conn, tenant_id=org["id"], slug=slug)
-        if row is None or row["status"] == "draft":
-            raise NotFound("No such campaign.")
-        items = [
-            _item(i)
-            for i in await pq.select_items(conn, tenant_id=org["id"], campaign_id=row["id"])
-        ]
-    progress = (
-        sum(min(1.0, cast(float, i["progress"])) for i in items) / len(items) if items else 0.0
+
+    async def build() -> bytes:
+        async with tenant_transaction(request.app.ctx.pool, org["id"]) as conn:
+            row = await pq.select_campaign(conn, tenant_id=org["id"], slug=slug)
+            if row is None or row["status"] == "draft":
+                raise NotFound("No such campaign.")
+            items = [
+                _item(i)
+                for i in await pq.select_items(conn, tenant_id=org["id"], campaign_id=row["id"])
+            ]
+        progress = (
+            sum(min(1.0, cast(float, i["progress"])) for i in items) / len(items) if items else 0.0
+        )
+        body = {
+            **_campaign(row, tenant=org),
+            "progress": progress,
+            "status": row["status"],
+            "accepting_pledges": row["accepting"],
+            "items": items,
+        }
+        return dumps(body)
+
+    return await cached_json(
+        request, tenant_id=org["id"], resource=RESOURCE, build=build, private=False
     )
-    body = {
-        **_campaign(row, tenant=org),
-        "progress": progress,
-        "status": row["status"],
-        "accepting_pledges": row["accepting"],
-        "items": items,
-    }
-    return json_response(body, private=False, headers=PUBLIC_CACHE)
 
 
 def _donation_after(cursor: list[Any] | None) -> tuple[datetime, UUID] | None:
@@ -312,36 +327,40 @@ async def list_public_donations(
     after = _donation_after(page.cursor)
     org = await _tenant(request, tenant)
     _check_slug(slug)
-    async with tenant_transaction(request.app.ctx.pool, org["id"]) as conn:
-        campaign = await pq.select_campaign(conn, tenant_id=org["id"], slug=slug)
-        if campaign is None or campaign["status"] == "draft":
-            raise NotFound("No such campaign.")
-        rows = await pq.select_donations(
-            conn,
-            tenant_id=org["id"],
-            campaign_id=campaign["id"],
-            after=after,
-            limit=page.limit + 1,
+
+    async def build() -> bytes:
+        async with tenant_transaction(request.app.ctx.pool, org["id"]) as conn:
+            campaign = await pq.select_campaign(conn, tenant_id=org["id"], slug=slug)
+            if campaign is None or campaign["status"] == "draft":
+                raise NotFound("No such campaign.")
+            rows = await pq.select_donations(
+                conn,
+                tenant_id=org["id"],
+                campaign_id=campaign["id"],
+                after=after,
+                limit=page.limit + 1,
+            )
+        rows, next_cursor = page_of(
+            rows, page.limit, lambda r: [r["created_at"].isoformat(), str(r["id"])]
         )
-    rows, next_cursor = page_of(
-        rows, page.limit, lambda r: [r["created_at"].isoformat(), str(r["id"])]
-    )
-    data = [
-        {
-            "id": str(r["id"]),
-            "display_name": r["donor_name"] or ANONYMOUS,
-            "item_id": str(r["item_id"]),
-            "item_name": r["item_name"],
-            "unit": r["unit"],
-            "quantity": r["quantity"],
-            "status": r["status"],
-            "message": r["message"],
-            "created_at": r["created_at"],
-        }
-        for r in rows
-    ]
-    return json_response(
-        {"data": data, "next_cursor": next_cursor}, private=False, headers=PUBLIC_CACHE
+        data = [
+            {
+                "id": str(r["id"]),
+                "display_name": r["donor_name"] or ANONYMOUS,
+                "item_id": str(r["item_id"]),
+                "item_name": r["item_name"],
+                "unit": r["unit"],
+                "quantity": r["quantity"],
+                "status": r["status"],
+                "message": r["message"],
+                "created_at": r["created_at"],
+            }
+            for r in rows
+        ]
+        return dumps({"data": data, "next_cursor": next_cursor})
+
+    return await cached_json(
+        request, tenant_id=org["id"], resource="donations", build=build, private=False
     )
 
 
@@ -406,6 +425,10 @@ async def create_public_pledge(request: Request, tenant: str, slug: str) -> HTTP
             ttl=float(config.IDEMPOTENCY_TTL),
             create=create,
         )
+    if not outcome.replayed:
+        # A pending pledge changes the organization's pages and lists, not the
+        # directory (its progress counts confirmed and delivered quantities only).
+        await invalidate_after_write(request, tenant_id, directory=False)
     headers = dict(NO_STORE)
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"

@@ -1,7 +1,6 @@
-"""A test-only app: the real `create_app()` plus the cache pieces that phase 2 wires
-into it (each added only if the factory does not already), and probe routes that
-exercise `cached_json` / `invalidate_after_write` without depending on the
-resource routes."""
+"""A test-only app: the real `create_app()` (which wires the cache) plus probe
+routes that exercise `cached_json` / `invalidate_after_write` without depending
+on the resource routes."""
 
 from __future__ import annotations
 
@@ -13,12 +12,10 @@ from uuid import UUID
 import orjson
 from sanic import Blueprint, HTTPResponse, Request, Sanic
 
-import api.routes.cache
-import api.routes.metrics
 from api import server
-from api.cache import cached_json, default_x_cache, invalidate_after_write
-from api.errors import NotFound
-from tenants.cache import setup_cache
+from api.auth import principal_from_request
+from api.cache import cached_json, invalidate_after_write
+from api.errors import ApiError, NotFound
 
 probe = Blueprint("cache_probe", url_prefix="/api/probe")
 _builds = count(1)
@@ -71,15 +68,20 @@ async def get_directory(request: Request) -> HTTPResponse:
     )
 
 
+@probe.get("/whoami")
+async def whoami(request: Request) -> HTTPResponse:
+    """Which worker answered, and whether it accepted the request's credentials
+    (through the real authentication, memo included)."""
+    try:
+        principal = await principal_from_request(request)
+    except ApiError as exc:
+        auth = str(exc.status_code)
+    else:
+        auth = f"ok {principal.tenant_id}"
+    return HTTPResponse(orjson.dumps({"pid": os.getpid(), "auth": auth}))
+
+
 def create_test_app(_: object = None) -> Sanic:  # type: ignore[type-arg]
     app = server.create_app()
-    wired = server.create_app.__code__.co_names
-    if "setup_cache" not in wired:
-        setup_cache(app)
-    if "default_x_cache" not in wired:
-        app.register_middleware(default_x_cache, "response")
-    for module in (api.routes.cache, api.routes.metrics):
-        if module.bp.name not in app.blueprints:
-            app.blueprint(module.bp)
     app.blueprint(probe)
     return app

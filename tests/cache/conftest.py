@@ -3,9 +3,6 @@ for the kill/pause/restart cases (so they never disturb other tests)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +13,7 @@ import pytest
 
 from infra.redis import LocalRedis
 from tenants.cache import CircuitBreaker, ResponseCache, create_client, prepare_metrics_dir
-from tests.services import ROOT, ApiServer, Database, api_env, start_redis
+from tests.services import ApiServer, Database, api_env, start_redis
 
 # Generous on a busy machine; the failure tests use their own, shorter ones.
 TIMEOUT = 2.0
@@ -68,47 +65,7 @@ async def caches() -> AsyncIterator[Callable[..., ResponseCache]]:
         await c.close()
 
 
-class ProbeServer(ApiServer):
-    """ApiServer running tests/cache/app.py (create_app + the cache pieces + probes)."""
-
-    TARGET = "tests.cache.app:create_test_app"
-
-    def start(self, timeout: float = 30) -> None:
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sanic",
-                self.TARGET,
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(self.workers),
-                "--no-motd",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        if self.log_path:
-            out.close()  # type: ignore[union-attr]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"API exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                if httpx.get(self.url + "/health/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("API did not become ready")
+PROBE_APP = "tests.cache.app:create_test_app"
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +76,7 @@ def probe_redis(workdir: Path) -> Iterator[LocalRedis]:
 
 
 @pytest.fixture(scope="module")
-def probe_api(db: Database, probe_redis: LocalRedis, workdir: Path) -> Iterator[ProbeServer]:
+def probe_api(db: Database, probe_redis: LocalRedis, workdir: Path) -> Iterator[ApiServer]:
     """Two workers sharing one Redis, metrics in multiprocess mode."""
     name = uuid4().hex[:8]
     metrics = prepare_metrics_dir(workdir / f"metrics-{name}")
@@ -131,13 +88,13 @@ def probe_api(db: Database, probe_redis: LocalRedis, workdir: Path) -> Iterator[
         CONECTADES_CACHE_BREAKER_COOLDOWN="0.5",
         PROMETHEUS_MULTIPROC_DIR=str(metrics),
     )
-    server = ProbeServer(env, workers=2, log=workdir / f"probe-api-{name}.log")
+    server = ApiServer(env, workers=2, log=workdir / f"probe-api-{name}.log", app=PROBE_APP)
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def probe(probe_api: ProbeServer) -> Iterator[httpx.Client]:
+def probe(probe_api: ApiServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=probe_api.url, timeout=30) as c:
         yield c

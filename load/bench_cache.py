@@ -1,0 +1,399 @@
+"""Benchmark: a partner read served from Redis vs from PostgreSQL vs a bare route.
+
+One run starts, on a throwaway PostgreSQL and Redis under var/bench/:
+
+  cached   the real app (`api.server:create_app`) with REDIS_URL: the read is a HIT
+  postgres the real app without REDIS_URL: the same read built from PostgreSQL
+  bare     a tiny Sanic app (in this file) answering fixed bytes of the same size
+
+each as ONE Sanic process (--single-process), and loads
+`GET /api/v1/campaigns/{id}` (same API key header on all three) with the same
+client: wrk if it is on PATH, else a small asyncio HTTP/1.1 keep-alive client.
+Rounds are interleaved (cached, postgres, bare, cached, ...) and medians are
+reported, because the machine is shared and noisy; the figure that matters is the
+ratio cached / bare (goal: at least 0.5).
+
+Usage (from the repository root):
+
+    .venv/bin/python -m load.bench_cache
+    .venv/bin/python -m load.bench_cache --rounds 3 --duration 10 --connections 32
+    .venv/bin/python -m load.bench_cache --client python     # without wrk
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sanic import HTTPResponse, Request, Sanic
+
+ROOT = Path(__file__).resolve().parent.parent
+API_ROLE = "conectades_api"
+PATH_TEMPLATE = "/api/v1/campaigns/{id}"
+KINDS = ("cached", "postgres", "bare")
+
+# --------------------------------------------------------------------------- the bare app
+
+
+def create_bare_app(_: object = None) -> Sanic:  # type: ignore[type-arg]
+    """`sanic load.bench_cache:create_bare_app --factory`: BENCH_BODY_FILE's bytes on
+    any GET under /api/v1/campaigns/ (the ceiling of a Sanic route)."""
+    body = Path(os.environ["BENCH_BODY_FILE"]).read_bytes()
+    headers = {"Cache-Control": "private, no-store", "X-Cache": "HIT"}
+    app = Sanic("bench_bare")
+    app.config.ACCESS_LOG = False
+
+    @app.get("/api/v1/campaigns/<campaign_id:str>")
+    async def bare(request: Request, campaign_id: str) -> HTTPResponse:
+        return HTTPResponse(body, headers=headers, content_type="application/json")
+
+    return app
+
+
+# --------------------------------------------------------------------------- services
+
+
+@contextlib.contextmanager
+def services(base: Path) -> Iterator[dict[str, str]]:
+    """A throwaway PostgreSQL (migrated) and Redis; their URLs."""
+    from infra.postgres import LocalPostgres, free_port
+    from infra.redis import LocalRedis
+
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    pg = LocalPostgres(datadir=base / "pgdata", port=free_port(), password=secrets.token_hex(12))
+    redis = LocalRedis(dir=base / "redis", port=free_port(), maxmemory="256mb")
+    api_password = secrets.token_hex(12)
+    try:
+        pg.init({"max_connections": "100"})
+        pg.start(base / "postgres.log")
+        asyncio.run(_migrate(pg.admin_dsn, api_password))
+        redis.start()
+        yield {
+            "admin": pg.admin_dsn,
+            "api": pg.dsn(API_ROLE, api_password),
+            "redis": redis.url,
+        }
+    finally:
+        redis.stop()
+        pg.destroy()  # the logs stay in `base` until the next run
+
+
+async def _migrate(admin_dsn: str, api_password: str) -> None:
+    import asyncpg
+
+    from db import migrate
+
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await migrate.migrate(conn)
+        await migrate.ensure_api_role(conn, API_ROLE, api_password)
+    finally:
+        await conn.close()
+
+
+async def _tenant_key(admin_dsn: str) -> str:
+    import asyncpg
+
+    from db.queries import tenants as tq
+    from tenants import keys
+
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        async with conn.transaction():
+            row = await tq.insert_tenant(conn, slug="bench", name="ONG Benchmark")
+            _, full = await keys.issue(conn, tenant_id=row["id"], scopes=["read", "write"])
+    finally:
+        await conn.close()
+    return full
+
+
+def start(kind: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    target = "load.bench_cache:create_bare_app" if kind == "bare" else "api.server:create_app"
+    cmd = [
+        sys.executable, "-m", "sanic", target, "--factory", "--single-process",
+        "--no-access-logs", "--no-motd", "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + 60
+    probe = "/api/v1/campaigns/x" if kind == "bare" else "/health/ready"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{kind} server exited; see {log}")
+        url = f"http://127.0.0.1:{port}{probe}"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as r:
+            if r.status == 200:
+                return proc
+        time.sleep(0.2)
+    stop(proc)
+    raise SystemExit(f"{kind} server not ready; see {log}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def fetch(
+    url: str, key: str, method: str = "GET", body: Any = None
+) -> tuple[int, dict[str, str], bytes]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)  # noqa: S310
+    req.add_header("Authorization", f"Bearer {key}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310
+        return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+
+
+def campaign_body() -> dict[str, Any]:
+    """A realistic campaign: a few items, a paragraph of description."""
+    return {
+        "slug": "inverno-solidario",
+        "title": "Inverno solidário 2026",
+        "subtitle": "Agasalhos e alimentos para famílias do bairro",
+        "description": "Arrecadação de cobertores, roupas de frio e alimentos não "
+        "perecíveis para 120 famílias atendidas pela associação. " * 3,
+        "categories": ["agasalhos", "alimentos"],
+        "location": "São Paulo - Zona Leste",
+        "contact": "contato@example.org",
+        "status": "published",
+        "items": [
+            {"name": name, "unit": unit, "quantity_requested": q}
+            for name, unit, q in (
+                ("Cobertor", "unit", 120),
+                ("Casaco", "unit", 200),
+                ("Arroz", "kg", 600),
+                ("Feijão", "kg", 400),
+                ("Leite em pó", "kg", 150),
+            )
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- clients
+
+WRK_LUA = r"""
+done = function(summary, latency, requests)
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"errors":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    summary.errors.connect + summary.errors.read + summary.errors.write
+      + summary.errors.status + summary.errors.timeout))
+end
+"""
+
+
+def run_wrk(
+    url: str, key: str, lua: Path, args: argparse.Namespace, duration: int
+) -> dict[str, Any]:
+    cmd = [
+        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s",
+        "-H", f"Authorization: Bearer {key}", "-s", str(lua), url,
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
+    data: dict[str, Any] = json.loads(line.removeprefix("WRKJSON "))
+    data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
+    return data
+
+
+async def _python_load(
+    host: str, port: int, path: str, key: str, conns: int, duration: float
+) -> dict[str, Any]:
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {key}\r\n\r\n"
+    ).encode()
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + duration
+
+    async def worker() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while time.monotonic() < deadline:
+                t0 = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - t0)
+                errors += status != 200
+        finally:
+            writer.close()
+
+    start_at = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(conns)))
+    elapsed = time.monotonic() - start_at
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1e6
+
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "p50_us": pct(50),
+        "p99_us": pct(99),
+        "errors": errors,
+    }
+
+
+def load(
+    url: str, path: str, key: str, lua: Path, args: argparse.Namespace, duration: int
+) -> dict[str, Any]:
+    if args.client == "wrk":
+        return run_wrk(url + path, key, lua, args, duration)
+    port = int(url.rsplit(":", 1)[1])
+    return asyncio.run(_python_load("127.0.0.1", port, path, key, args.connections, duration))
+
+
+# --------------------------------------------------------------------------- main
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def main() -> None:
+    from infra.postgres import free_port
+    from tenants.cache import prepare_metrics_dir
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per load run")
+    ap.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per server")
+    ap.add_argument("--threads", type=int, default=1, help="wrk threads")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument(
+        "--client", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python"
+    )
+    args = ap.parse_args()
+
+    base = ROOT / "var" / "bench" / "cache"
+    lua = base.with_suffix(".lua")
+    body_file = base.with_suffix(".body")
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    urls: dict[str, str] = {}
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
+    with services(base) as urls_in:
+        lua.write_text(WRK_LUA)
+        key = asyncio.run(_tenant_key(urls_in["admin"]))
+        common = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
+        common |= {
+            "CONECTADES_DATABASE_URL": urls_in["api"],
+            "CONECTADES_JWT_SECRET": secrets.token_urlsafe(48),
+            "PYTHONUNBUFFERED": "1",
+        }
+        envs = {
+            "cached": common
+            | {
+                "CONECTADES_REDIS_URL": urls_in["redis"],
+                "PROMETHEUS_MULTIPROC_DIR": str(prepare_metrics_dir(base / "metrics")),
+            },
+            "postgres": dict(common),
+            "bare": common | {"BENCH_BODY_FILE": str(body_file)},
+        }
+        try:
+            for kind in ("cached", "postgres"):
+                port = free_port()
+                urls[kind] = f"http://127.0.0.1:{port}"
+                procs[kind] = start(kind, port, envs[kind], base / f"{kind}.log")
+            status, _, raw = fetch(
+                urls["cached"] + "/api/v1/campaigns", key, "POST", campaign_body()
+            )
+            assert status == 201, raw
+            path = PATH_TEMPLATE.format(id=json.loads(raw)["id"])
+            bodies = {}
+            for kind in ("cached", "cached", "postgres"):
+                status, headers, bodies[kind] = fetch(urls[kind] + path, key)
+                assert status == 200, (kind, status)
+            assert headers["x-cache"] == "BYPASS"
+            _, headers, _ = fetch(urls["cached"] + path, key)
+            assert headers["x-cache"] == "HIT", headers
+            assert bodies["cached"] == bodies["postgres"]
+            body_file.write_bytes(bodies["cached"])
+            port = free_port()
+            urls["bare"] = f"http://127.0.0.1:{port}"
+            procs["bare"] = start("bare", port, envs["bare"], base / "bare.log")
+
+            for kind in KINDS:
+                if args.warmup:
+                    load(urls[kind], path, key, lua, args, args.warmup)
+            for rnd in range(1, args.rounds + 1):
+                for kind in KINDS:  # interleaved
+                    res = load(urls[kind], path, key, lua, args, args.duration)
+                    runs[kind].append(res)
+                    print(
+                        f"round {rnd} {kind:8s} {res['rps']:8.0f} req/s  "
+                        f"p50 {res['p50_us'] / 1000:6.2f} ms  p99 {res['p99_us'] / 1000:6.2f} ms  "
+                        f"errors {res['errors']}",
+                        flush=True,
+                    )
+            _, headers, _ = fetch(urls["cached"] + path, key)
+            assert headers["x-cache"] == "HIT", "the cached server stopped hitting"
+        finally:
+            for proc in procs.values():
+                stop(proc)
+            lua.unlink(missing_ok=True)
+            body_file.unlink(missing_ok=True)
+
+    size = len(bodies["cached"])
+    rps = {k: median([r["rps"] for r in runs[k]]) for k in KINDS}
+    p50 = {k: median([r["p50_us"] / 1000 for r in runs[k]]) for k in KINDS}
+    p99 = {k: median([r["p99_us"] / 1000 for r in runs[k]]) for k in KINDS}
+    client = (
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s"
+        if args.client == "wrk"
+        else f"python asyncio client, {args.connections} connections, {args.duration}s"
+    )
+    print()
+    print(
+        f"GET {PATH_TEMPLATE} ({size} bytes), one Sanic process each, {client}, "
+        f"{args.rounds} interleaved rounds; medians"
+    )
+    print(
+        f"{'read':10s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'vs bare':>8s} {'errors':>7s}"
+    )
+    for kind in KINDS:
+        errors = sum(r["errors"] for r in runs[kind])
+        print(
+            f"{kind:10s} {rps[kind]:9.0f} {p50[kind]:8.2f} {p99[kind]:8.2f} "
+            f"{rps[kind] / rps['bare']:8.2f} {errors:7d}"
+        )
+    ratio = rps["cached"] / rps["bare"]
+    print(f"cached / bare throughput: {ratio:.2f} (goal >= 0.5)")
+    print(f"cached / postgres throughput: {rps['cached'] / rps['postgres']:.2f}")
+    print("JSON " + json.dumps({"benchmark": "cache", "body_bytes": size, "runs": runs}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""`conectades cache purge --tenant` and `conectades cache stats`, run as operators run
+them, against the session API and its Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+
+from infra.redis import LocalRedis
+from tests.factories import Factory
+from tests.services import ROOT, ApiServer, Database
+
+
+def cli(db: Database, redis: LocalRedis, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
+    env.update(
+        CONECTADES_ADMIN_DATABASE_URL=db.admin_dsn,
+        CONECTADES_DATABASE_URL=db.api_dsn,
+        CONECTADES_REDIS_URL=redis.url,
+        COLUMNS="200",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "admin", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def x_cache(client: httpx.Client, headers: dict[str, str]) -> str:
+    r = client.get("/api/v1/campaigns", headers=headers)
+    assert r.status_code == 200, r.text
+    return r.headers["x-cache"]
+
+
+def test_cli_purge_drops_one_tenants_entries_only(
+    client: httpx.Client, factory: Factory, db: Database, redis_server: LocalRedis
+) -> None:
+    a, b = factory.tenant(), factory.tenant()
+    for t in (a, b):
+        factory.campaign(t)
+        x_cache(client, t.headers)
+        assert x_cache(client, t.headers) == "HIT"
+    done = cli(db, redis_server, "cache", "purge", "--tenant", a.slug)
+    assert done.returncode == 0, done.stderr
+    assert a.slug in done.stdout
+    assert x_cache(client, a.headers) == "MISS"
+    assert x_cache(client, b.headers) == "HIT"
+
+
+def test_cli_purge_of_unknown_tenant_fails_clearly(db: Database, redis_server: LocalRedis) -> None:
+    done = cli(db, redis_server, "cache", "purge", "--tenant", "no-such-tenant")
+    assert done.returncode == 1
+    assert "no tenant" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_stats_counts_hits_and_misses_per_tenant(
+    api: ApiServer,
+    client: httpx.Client,
+    factory: Factory,
+    db: Database,
+    redis_server: LocalRedis,
+) -> None:
+    tenant = factory.tenant()
+    factory.campaign(tenant)
+    assert x_cache(client, tenant.headers) == "MISS"
+    assert x_cache(client, tenant.headers) == "HIT"
+    assert x_cache(client, tenant.headers) == "HIT"
+    done = cli(db, redis_server, "cache", "stats", "--api", api.url, "--json")
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    rows = [r for r in stats["lookups"] if r["tenant"] == str(tenant.id)]
+    assert rows == [
+        {
+            "tenant": str(tenant.id),
+            "slug": tenant.slug,
+            "resource": "campaigns",
+            "hit": 2,
+            "miss": 1,
+            "bypass": 0,
+            "error": 0,
+            "hit_ratio": round(2 / 3, 4),
+        }
+    ]
+    assert stats["redis"]["maxmemory_policy"] == "allkeys-lru"
+    table = cli(db, redis_server, "cache", "stats", "--api", api.url)
+    assert table.returncode == 0 and tenant.slug in table.stdout
+
+
+def test_cli_stats_without_a_reachable_api_fails_clearly(
+    db: Database, redis_server: LocalRedis
+) -> None:
+    done = cli(db, redis_server, "cache", "stats", "--api", "http://127.0.0.1:9")
+    assert done.returncode == 1
+    assert "cannot read" in done.stderr and "Traceback" not in done.stderr
