@@ -261,6 +261,7 @@ def _set_status(slug: str, status: str) -> None:
 
     row = run(go())
     out.print(f"tenant {row['slug']} is {row['status']}")
+    _purge_after_admin_write(row["id"])
 
 
 @tenant_app.command("suspend")
@@ -585,6 +586,7 @@ def seed(
                 return result.as_dict()
 
         summary = run(go())
+    _purge_after_admin_write(None)
     if as_json:
         emit_json(summary)
         return
@@ -611,6 +613,29 @@ def _response_cache() -> ResponseCache:
         raise CliError(f"set {REDIS_URL_ENV} (a redis:// URL)")
     client = create_client(url, connect_timeout=2.0, timeout=2.0)
     return ResponseCache(client, timeout=4.0, breaker=CircuitBreaker(threshold=1_000_000))
+
+
+def _purge_after_admin_write(tenant_id: UUID | None) -> None:
+    """Cached API responses must not outlive an admin change (a suspended tenant would
+    stay in the cached directory): drop the tenant's (None: every) cached response.
+    Without CONECTADES_REDIS_URL there is nothing to drop."""
+    if not os.environ.get(REDIS_URL_ENV, "").strip():
+        return
+
+    async def go() -> bool:
+        cache = _response_cache()
+        try:
+            if tenant_id is None:
+                return await cache.purge_all()
+            return await cache.purge_tenant(tenant_id)
+        finally:
+            await cache.close()
+
+    if not run(go()):
+        err.print(
+            f"warning: cannot reach Redis at {REDIS_URL_ENV}; cached responses may lag "
+            "until their TTL (run `conectades cache purge` when Redis is back)"
+        )
 
 
 @cache_app.command("purge")

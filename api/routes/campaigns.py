@@ -15,7 +15,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from api.auth import require
 from api.body import parse_body, validation_errors
 from api.cache import cached_json, invalidate_after_write
-from api.errors import BadRequest, Conflict, NotFound, ValidationFailed, field_error
+from api.errors import Conflict, NotFound, ValidationFailed, field_error
 from api.models.campaigns import (
     Campaign,
     CampaignCreate,
@@ -26,6 +26,7 @@ from api.models.campaigns import (
 )
 from api.openapi import doc
 from api.pagination import Page, page_of
+from api.params import path_id, recency_after
 from api.responses import dumps, json_response, no_content
 from db.queries import campaigns as q
 from db.queries import items as iq
@@ -42,14 +43,6 @@ HAS_DONATIONS = (
     'PATCH /api/v1/campaigns/{id} {{"status": "closed"}}.'
 )
 BAD_CURSOR = "cursor: not a cursor returned by this API"
-
-
-def parse_id(raw: str) -> UUID:
-    """A path id; anything that is not a UUID is simply not found."""
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise NotFound() from None
 
 
 def parse_query(request: Request, model: type[M]) -> M:
@@ -85,19 +78,6 @@ def constraint_errors() -> Iterator[None]:
         raise field_error("ends_at", "must be after starts_at", "period") from None
 
 
-def cursor_after(cursor: list[Any] | None) -> tuple[datetime, UUID] | None:
-    if cursor is None:
-        return None
-    try:
-        created, last_id = cursor
-        when = datetime.fromisoformat(created)
-        if when.tzinfo is None:
-            raise ValueError("naive")
-        return when, UUID(last_id)
-    except (ValueError, TypeError, AttributeError):
-        raise BadRequest(BAD_CURSOR) from None
-
-
 def with_items(rows: Sequence[asyncpg.Record], items: Sequence[asyncpg.Record]) -> list[Any]:
     by_campaign: dict[UUID, list[asyncpg.Record]] = {r["id"]: [] for r in rows}
     for item in items:
@@ -120,7 +100,7 @@ async def list_campaigns(request: Request, principal: Principal, page: Page) -> 
     """List campaigns, newest first (filters: status, q, category, location)."""
     require(principal, "read")
     filters = parse_query(request, CampaignFilters)
-    after = cursor_after(page.cursor)
+    after = recency_after(page.cursor)
     tenant_id = principal.tenant_id
 
     async def build() -> bytes:
@@ -179,7 +159,7 @@ async def create_campaign(request: Request, principal: Principal) -> HTTPRespons
 async def get_campaign(request: Request, campaign_id: str, principal: Principal) -> HTTPResponse:
     """Read a campaign with its items and progress."""
     require(principal, "read")
-    cid = parse_id(campaign_id)
+    cid = path_id(campaign_id, "campaign")
     tenant_id = principal.tenant_id
 
     async def build() -> bytes:
@@ -202,7 +182,7 @@ async def get_campaign(request: Request, campaign_id: str, principal: Principal)
 async def update_campaign(request: Request, campaign_id: str, principal: Principal) -> HTTPResponse:
     """Update some fields of a campaign (null clears image_url, starts_at, ends_at)."""
     require(principal, "write")
-    cid = parse_id(campaign_id)
+    cid = path_id(campaign_id, "campaign")
     changes = parse_body(request, CampaignUpdate).changes()
     check_period(changes.get("starts_at"), changes.get("ends_at"))
     tenant_id = principal.tenant_id
@@ -221,7 +201,7 @@ async def update_campaign(request: Request, campaign_id: str, principal: Princip
 async def delete_campaign(request: Request, campaign_id: str, principal: Principal) -> HTTPResponse:
     """Delete a campaign that has no donations (otherwise close it)."""
     require(principal, "write")
-    cid = parse_id(campaign_id)
+    cid = path_id(campaign_id, "campaign")
     try:
         async with tenant_transaction(request.app.ctx.pool, principal.tenant_id) as conn:
             deleted = await q.delete_campaign(conn, tenant_id=principal.tenant_id, campaign_id=cid)

@@ -17,10 +17,11 @@ from api import idempotency
 from api.auth import require
 from api.body import parse_body
 from api.cache import cached_json, invalidate_after_write
-from api.errors import BadRequest, IllegalTransition, NotFound, field_error
+from api.errors import IllegalTransition, NotFound, field_error
 from api.models.donations import Donation, DonationCreate, DonationList
 from api.openapi import doc
 from api.pagination import Page, page_of
+from api.params import path_id, recency_after
 from api.responses import PRIVATE, dumps, json_response, raw_json_response
 from db.queries import donations as q
 from db.tenancy import tenant_transaction
@@ -69,29 +70,11 @@ def donation_out(row: asyncpg.Record) -> dict[str, Any]:
     return out
 
 
-def _uuid_or_404(raw: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound(f"No such {what}.") from None
-
-
 def _aware(value: datetime) -> datetime:
     """In UTC; a naive time is refused (ValueError), one that cannot be in UTC overflows."""
     if value.tzinfo is None:
         raise ValueError("naive timestamp")
     return value.astimezone(UTC)
-
-
-def _after(page: Page) -> tuple[datetime, uuid.UUID] | None:
-    if page.cursor is None:
-        return None
-    try:
-        created_raw, id_raw = page.cursor
-        created = _aware(datetime.fromisoformat(created_raw))
-        return created, uuid.UUID(id_raw)
-    except (TypeError, ValueError, AttributeError, OverflowError):
-        raise BadRequest("cursor: not a cursor returned by this API") from None
 
 
 def _status_filter(request: Request) -> str | None:
@@ -146,8 +129,12 @@ async def list_campaign_donations(
 ) -> HTTPResponse:
     """List a campaign's donations, newest first (filters: status, since)."""
     require(principal, "read")
-    cid = _uuid_or_404(campaign_id, "campaign")
-    status, since, after = _status_filter(request), _since_filter(request), _after(page)
+    cid = path_id(campaign_id, "campaign")
+    status, since, after = (
+        _status_filter(request),
+        _since_filter(request),
+        recency_after(page.cursor),
+    )
     tid = principal.tenant_id
 
     async def build() -> bytes:
@@ -182,7 +169,7 @@ async def list_campaign_donations(
 async def create_donation(request: Request, principal: Principal, campaign_id: str) -> HTTPResponse:
     """Record a donation to one of the campaign's items (optional Idempotency-Key)."""
     require(principal, "write")
-    cid = _uuid_or_404(campaign_id, "campaign")
+    cid = path_id(campaign_id, "campaign")
     key = idempotency.read_key(request, required=False)
     body = parse_body(request, DonationCreate)
     tid = principal.tenant_id
@@ -245,7 +232,11 @@ async def list_donations(request: Request, principal: Principal, page: Page) -> 
     """List donations across campaigns, newest first (filters: campaign_id, status, since)."""
     require(principal, "read")
     cid = _campaign_filter(request)
-    status, since, after = _status_filter(request), _since_filter(request), _after(page)
+    status, since, after = (
+        _status_filter(request),
+        _since_filter(request),
+        recency_after(page.cursor),
+    )
     tid = principal.tenant_id
 
     async def build() -> bytes:
@@ -271,7 +262,7 @@ async def list_donations(request: Request, principal: Principal, page: Page) -> 
 async def get_donation(request: Request, principal: Principal, donation_id: str) -> HTTPResponse:
     """Read one donation."""
     require(principal, "read")
-    did = _uuid_or_404(donation_id, "donation")
+    did = path_id(donation_id, "donation")
     tid = principal.tenant_id
 
     async def build() -> bytes:
@@ -290,7 +281,7 @@ async def _transition(
     request: Request, principal: Principal, donation_id: str, to_status: str
 ) -> HTTPResponse:
     require(principal, "write")
-    did = _uuid_or_404(donation_id, "donation")
+    did = path_id(donation_id, "donation")
     tid = principal.tenant_id
     allowed: Sequence[str] = TRANSITIONS[to_status]
     async with tenant_transaction(

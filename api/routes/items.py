@@ -14,8 +14,8 @@ from api.cache import invalidate_after_write
 from api.errors import Conflict, NotFound
 from api.models.campaigns import MAX_ITEMS, Item, ItemCreate, ItemUpdate, item_out
 from api.openapi import doc
+from api.params import path_id
 from api.responses import json_response, no_content
-from api.routes.campaigns import parse_id
 from db.queries import campaigns as cq
 from db.queries import items as q
 from db.tenancy import tenant_transaction
@@ -33,7 +33,7 @@ UNIT_LOCKED = "cannot change once the item has donations"
 async def create_item(request: Request, campaign_id: str, principal: Principal) -> HTTPResponse:
     """Add an item (a need) to a campaign."""
     require(principal, "write")
-    cid = parse_id(campaign_id)
+    cid = path_id(campaign_id, "campaign")
     body = parse_body(request, ItemCreate)
     tenant_id = principal.tenant_id
     async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
@@ -57,7 +57,7 @@ async def update_item(
 ) -> HTTPResponse:
     """Update an item's name, unit (only without donations) or requested quantity."""
     require(principal, "write")
-    cid, iid = parse_id(campaign_id), parse_id(item_id)
+    cid, iid = path_id(campaign_id, "campaign"), path_id(item_id, "item")
     changes = parse_body(request, ItemUpdate).changes()
     tenant_id = principal.tenant_id
     async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
@@ -88,7 +88,7 @@ async def delete_item(
 ) -> HTTPResponse:
     """Delete an item that has no donations."""
     require(principal, "write")
-    cid, iid = parse_id(campaign_id), parse_id(item_id)
+    cid, iid = path_id(campaign_id, "campaign"), path_id(item_id, "item")
     tenant_id = principal.tenant_id
     try:
         async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:

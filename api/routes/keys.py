@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,10 +10,11 @@ from sanic import Blueprint, HTTPResponse, Request
 
 from api.auth import forget_api_key, require
 from api.body import parse_body
-from api.errors import BadRequest, NotFound
+from api.errors import NotFound
 from api.models.keys import KeyCreate, KeyIssued, KeyPage, KeyStatus
 from api.openapi import doc
 from api.pagination import Page, page_of
+from api.params import path_id, recency_after
 from api.responses import json_response, no_content
 from db.queries import keys as q
 from db.tenancy import tenant_transaction
@@ -48,32 +48,12 @@ def key_out(row: asyncpg.Record, now: datetime) -> dict[str, Any]:
     }
 
 
-def _after(page: Page) -> tuple[datetime, uuid.UUID] | None:
-    if page.cursor is None:
-        return None
-    try:
-        created_raw, id_raw = page.cursor
-        created = datetime.fromisoformat(created_raw)
-        if created.tzinfo is None:
-            raise ValueError("naive timestamp")
-        return created, uuid.UUID(id_raw)
-    except (TypeError, ValueError):
-        raise BadRequest("cursor: not a cursor returned by this API") from None
-
-
-def _key_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound("No such key.") from None
-
-
 @bp.get("/keys")
 @doc(tag=TAG, response=KeyPage, errors=(400, 401, 403, 422))
 async def list_keys(request: Request, principal: Principal, page: Page) -> HTTPResponse:
     """List this organization's API keys (never their secrets)."""
     require(principal, "keys")
-    after = _after(page)
+    after = recency_after(page.cursor)
     async with tenant_transaction(request.app.ctx.pool, principal.tenant_id) as conn:
         rows = await q.select_keys(
             conn, tenant_id=principal.tenant_id, after=after, limit=page.limit + 1
@@ -107,7 +87,7 @@ async def create_key(request: Request, principal: Principal) -> HTTPResponse:
 async def delete_key(request: Request, principal: Principal, key_id: str) -> HTTPResponse:
     """Revoke an API key (refused by every API worker within 5 seconds)."""
     require(principal, "keys")
-    kid = _key_id(key_id)
+    kid = path_id(key_id, "key")
     async with tenant_transaction(request.app.ctx.pool, principal.tenant_id) as conn:
         row = await q.revoke_key(conn, tenant_id=principal.tenant_id, key_id=kid)
     if row is None:

@@ -33,6 +33,7 @@ from api.models.public import (
 )
 from api.openapi import doc
 from api.pagination import Page, page_of
+from api.params import recency_after
 from api.responses import dumps, raw_json_response
 from db.queries import donations as dq
 from db.queries import public as pq
@@ -50,6 +51,10 @@ _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
 _BAD_CURSOR = "cursor: not a cursor returned by this API"
 # The infinite deadline of campaigns without one (asyncpg maps it to datetime.max).
 _NO_DEADLINE = datetime.max
+# Writes invalidate cached pages at once, but time alone also changes them: a
+# deadline passing moves a campaign from "active" to "ended" and stops pledges.
+# Public pages are therefore kept at most a minute, however long the resource TTL.
+DEADLINE_BOUND_TTL = 60
 
 
 @dataclass(frozen=True)
@@ -222,7 +227,12 @@ async def directory_response(request: Request, page: Page, f: pq.DirectoryFilter
         return dumps({"data": data, "next_cursor": next_cursor})
 
     return await cached_json(
-        request, tenant_id=f.tenant_id, resource=RESOURCE, build=build, private=False
+        request,
+        tenant_id=f.tenant_id,
+        resource=RESOURCE,
+        build=build,
+        private=False,
+        ttl=DEADLINE_BOUND_TTL,
     )
 
 
@@ -306,16 +316,13 @@ async def get_public_campaign(request: Request, tenant: str, slug: str) -> HTTPR
         return dumps(body)
 
     return await cached_json(
-        request, tenant_id=org["id"], resource=RESOURCE, build=build, private=False
+        request,
+        tenant_id=org["id"],
+        resource=RESOURCE,
+        build=build,
+        private=False,
+        ttl=DEADLINE_BOUND_TTL,
     )
-
-
-def _donation_after(cursor: list[Any] | None) -> tuple[datetime, UUID] | None:
-    if cursor is None:
-        return None
-    if len(cursor) != 2:
-        raise BadRequest(_BAD_CURSOR)
-    return _parse_time(cursor[0]), _parse_id(cursor[1])
 
 
 @bp.get("/api/public/<tenant>/campaigns/<slug>/donations")
@@ -324,7 +331,7 @@ async def list_public_donations(
     request: Request, tenant: str, slug: str, page: Page
 ) -> HTTPResponse:
     """Recent donations of a campaign: display name, item, quantity, date; no contact data."""
-    after = _donation_after(page.cursor)
+    after = recency_after(page.cursor)
     org = await _tenant(request, tenant)
     _check_slug(slug)
 

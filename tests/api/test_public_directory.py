@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +15,7 @@ import orjson
 import pytest
 
 from tests.factories import Factory, TenantCtx
+from tests.services import ROOT
 
 NOW = datetime.now(UTC)
 ORDERS = ("recent", "oldest", "deadline", "progress")
@@ -234,18 +238,30 @@ def test_filter_by_location_is_accent_insensitive_prefix(
     assert [r["id"] for r in rows] == [str(sp["id"])]
 
 
+def operator(db: Any, redis: Any, *args: str) -> None:
+    """Run `conectades ARGS` as an operator would, against the test services."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
+    env.update(CONECTADES_ADMIN_DATABASE_URL=db.admin_dsn, CONECTADES_REDIS_URL=redis.url)
+    done = subprocess.run(
+        [sys.executable, "-m", "admin", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
 def test_suspended_tenant_disappears_from_directory(
-    client: httpx.Client, factory: Factory, db: Any
+    client: httpx.Client, factory: Factory, db: Any, redis_server: Any
 ) -> None:
     tag = token()
     org = factory.tenant()
     c = factory.campaign_row(org, title=f"Campanha {tag}")
     assert len(page_all(client, "/api/public/campaigns", q=tag)) == 1
-    db.execute("UPDATE tenant SET status = 'suspended' WHERE id = $1", org.id)
+    # Through the CLI: it purges the cached directory, which spans every tenant.
+    operator(db, redis_server, "tenant", "suspend", org.slug)
     assert page_all(client, "/api/public/campaigns", q=tag) == []
     assert client.get(f"/api/public/{org.slug}/campaigns").status_code == 404
     assert client.get(f"/api/public/{org.slug}/campaigns/{c['slug']}").status_code == 404
-    db.execute("UPDATE tenant SET status = 'active' WHERE id = $1", org.id)
+    operator(db, redis_server, "tenant", "resume", org.slug)
     assert len(page_all(client, "/api/public/campaigns", q=tag)) == 1
 
 
