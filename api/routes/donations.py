@@ -121,15 +121,10 @@ async def _cached(
     )
 
 
-@bp.get("/campaigns/<campaign_id:str>/donations")
-@doc(tag=TAG, response=DonationList, errors=(400, 401, 403, 404, 422))
-@_query("status", "since", "limit", "cursor")
-async def list_campaign_donations(
-    request: Request, principal: Principal, page: Page, campaign_id: str
+async def _list(
+    request: Request, principal: Principal, page: Page, cid: uuid.UUID | None, *, scoped: bool
 ) -> HTTPResponse:
-    """List a campaign's donations, newest first (filters: status, since)."""
-    require(principal, "read")
-    cid = path_id(campaign_id, "campaign")
+    """A page of donations, newest first; `scoped`: under /campaigns/{id} (404 if unknown)."""
     status, since, after = (
         _status_filter(request),
         _since_filter(request),
@@ -151,11 +146,24 @@ async def list_campaign_donations(
                 limit=page.limit + 1,
             )
             # Rows prove the campaign is this tenant's; only an empty page needs the check.
-            if not rows and not await q.campaign_exists(conn, tenant_id=tid, campaign_id=cid):
-                raise NotFound("No such campaign.")
+            if scoped and not rows:
+                assert cid is not None
+                if not await q.campaign_exists(conn, tenant_id=tid, campaign_id=cid):
+                    raise NotFound("No such campaign.")
         return _page_body(rows, page)
 
     return await _cached(request, tid, build)
+
+
+@bp.get("/campaigns/<campaign_id:str>/donations")
+@doc(tag=TAG, response=DonationList, errors=(400, 401, 403, 404, 422))
+@_query("status", "since", "limit", "cursor")
+async def list_campaign_donations(
+    request: Request, principal: Principal, page: Page, campaign_id: str
+) -> HTTPResponse:
+    """List a campaign's donations, newest first (filters: status, since)."""
+    require(principal, "read")
+    return await _list(request, principal, page, path_id(campaign_id, "campaign"), scoped=True)
 
 
 @bp.post("/campaigns/<campaign_id:str>/donations")
@@ -231,30 +239,7 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
 async def list_donations(request: Request, principal: Principal, page: Page) -> HTTPResponse:
     """List donations across campaigns, newest first (filters: campaign_id, status, since)."""
     require(principal, "read")
-    cid = _campaign_filter(request)
-    status, since, after = (
-        _status_filter(request),
-        _since_filter(request),
-        recency_after(page.cursor),
-    )
-    tid = principal.tenant_id
-
-    async def build() -> bytes:
-        async with tenant_transaction(
-            request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
-        ) as conn:
-            rows = await q.select_donations(
-                conn,
-                tenant_id=tid,
-                campaign_id=cid,
-                status=status,
-                since=since,
-                after=after,
-                limit=page.limit + 1,
-            )
-        return _page_body(rows, page)
-
-    return await _cached(request, tid, build)
+    return await _list(request, principal, page, _campaign_filter(request), scoped=False)
 
 
 @bp.get("/donations/<donation_id:str>")
