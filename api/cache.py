@@ -33,7 +33,10 @@ PUBLIC = {"Cache-Control": "public, max-age=1"}
 def request_key(request: Request) -> str:
     """Method, path and the query with parameters ordered by name (values of a
     repeated name keep their order; blank values are kept)."""
-    args = parse_qsl(request.query_string, keep_blank_values=True)
+    raw = request.query_string
+    if not raw:  # the common case: nothing to parse or order
+        return f"{request.method} {request.path}?"
+    args = parse_qsl(raw, keep_blank_values=True)
     query = urlencode(sorted(args, key=lambda kv: kv[0]))
     return f"{request.method} {request.path}?{query}"
 
@@ -42,9 +45,16 @@ def _cache(request: Request) -> ResponseCache | None:
     return getattr(request.app.ctx, "cache", None)
 
 
+# The response headers of each (private, X-Cache) pair, built once (Sanic copies them).
+_HEADERS = {
+    (private, x_cache): {**(PRIVATE if private else PUBLIC), "X-Cache": x_cache}
+    for private in (True, False)
+    for x_cache in ("HIT", "MISS", "BYPASS")
+}
+
+
 def _respond(body: bytes, x_cache: str, *, private: bool) -> HTTPResponse:
-    headers = {**(PRIVATE if private else PUBLIC), "X-Cache": x_cache}
-    return HTTPResponse(body, status=200, headers=headers, content_type=JSON)
+    return HTTPResponse(body, status=200, headers=_HEADERS[private, x_cache], content_type=JSON)
 
 
 async def cached_json(

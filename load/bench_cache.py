@@ -345,6 +345,7 @@ def main() -> None:
             urls["bare"] = f"http://127.0.0.1:{port}"
             procs["bare"] = start("bare", port, envs["bare"], base / "bare.log")
 
+            load_before = os.getloadavg()[0]
             for kind in KINDS:
                 if args.warmup:
                     load(urls[kind], path, key, lua, args, args.warmup)
@@ -358,6 +359,7 @@ def main() -> None:
                         f"errors {res['errors']}",
                         flush=True,
                     )
+            load_after = os.getloadavg()[0]
             _, headers, _ = fetch(urls["cached"] + path, key)
             assert headers["x-cache"] == "HIT", "the cached server stopped hitting"
         finally:
@@ -392,6 +394,7 @@ def main() -> None:
     ratio = rps["cached"] / rps["bare"]
     print(f"cached / bare throughput: {ratio:.2f} (goal >= 0.5)")
     print(f"cached / postgres throughput: {rps['cached'] / rps['postgres']:.2f}")
+    print(f"load average (1 min) before / after the load: {load_before:.2f} / {load_after:.2f}")
     print("JSON " + json.dumps({"benchmark": "cache", "body_bytes": size, "runs": runs}))
 
 

@@ -22,9 +22,9 @@ write that commits while a body is being built makes that body unreachable: a
 read after one's own write never finds the previous value — as long as the
 write's invalidation reached Redis.
 
-Fail-open. Every call has a short connect/read timeout and a hard asyncio bound,
-no retries. Failures are counted; after `threshold` consecutive ones the circuit
-breaker opens and Redis is not called at all for `cooldown` seconds (responses are
+Fail-open. Every call has a hard bound (`timeout`: connect + reply), no retries.
+Failures are counted; after `threshold` consecutive ones the circuit breaker
+opens and Redis is not called at all for `cooldown` seconds (responses are
 BYPASS, built from PostgreSQL); then one probe call is let through (half-open),
 and its success closes the breaker.
 
@@ -42,10 +42,27 @@ worker's own stalled event loop), and it lasts until this worker's next
 successful call — at most the breaker cooldown plus the retry interval after
 Redis answers it again.
 
+The hot-path client (`RedisPipe`). redis-py's asyncio client costs more per call
+than a whole bare Sanic request (pool checkout and release, an asyncio.timeout,
+retry wrappers, a StreamReader read per reply: ~160-200 µs of CPU per call, see
+docs/decisions.md section 3). So every call of this class goes through ONE
+connection per worker on which concurrent callers' commands are buffered and written
+once per event-loop pass (pipelined) and replies, parsed by `hiredis.Reader`, are
+handed to the callers in order (Redis answers a connection's commands in order).
+Each command carries its deadline; ONE timer per connection (not one per call)
+checks the earliest: when a reply is late the connection is closed and every pending
+caller fails at once with a timeout (a later command cannot be answered before an
+earlier one anyway). A closed connection (Redis restarted, timeout) is reopened by
+the next call. `EVALSHA` answered `NOSCRIPT` (Redis restarted) is repeated once as
+`EVAL`. TLS (`rediss://`) or credential providers fall back to redis-py
+(`_RedisPyExecutor`, same hard bound). The redis-py client (`.redis`) stays for
+tests and the operator commands (`server_stats`).
+
 Metrics (prometheus-client, multiprocess-safe when PROMETHEUS_MULTIPROC_DIR is
 set before this module is imported; see `prepare_metrics_dir`):
 `conectades_cache_lookups_total{tenant,resource,result}` with result
-hit|miss|bypass|error, and `conectades_cache_failures_total{op,reason}`.
+hit|miss|bypass|error, and `conectades_cache_failures_total{op,reason}`. The
+labelled children are looked up once and kept (`_counter`), not per call.
 """
 
 from __future__ import annotations
@@ -56,28 +73,36 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 from uuid import UUID
 
+import hiredis
 from prometheus_client import Counter
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    InvalidResponse,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+)
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tenants.memo import SingleFlight
 
 if TYPE_CHECKING:
+    from prometheus_client.metrics import Counter as CounterChild
     from sanic import Sanic
 
 log = logging.getLogger("conectades.cache")
-
-T = TypeVar("T")
 
 # Seconds an entry lives, by resource (from the system we replace).
 TTLS: dict[str, int] = {"campaigns": 3600, "donations": 900, "users": 1800}
@@ -134,6 +159,9 @@ class Result(StrEnum):
     ERROR = "error"  # Redis failed on this very call (answered like BYPASS)
 
 
+_HEADERS = {Result.HIT: "HIT", Result.MISS: "MISS", Result.BYPASS: "BYPASS", Result.ERROR: "BYPASS"}
+
+
 @dataclass(frozen=True, slots=True)
 class Lookup:
     result: Result
@@ -145,7 +173,7 @@ class Lookup:
     @property
     def header(self) -> str:
         """The X-Cache value."""
-        return {Result.HIT: "HIT", Result.MISS: "MISS"}.get(self.result, "BYPASS")
+        return _HEADERS[self.result]
 
 
 def ttl_for(resource: str) -> int:
@@ -193,10 +221,9 @@ class CircuitBreaker:
         return "half-open"
 
     def allow(self) -> bool:
-        state = self.state
-        if state == "closed":
+        if self.opened_at is None:  # closed: the hot path, no clock read
             return True
-        if state == "open" or self.probing:
+        if self.state == "open" or self.probing:
             return False
         self.probing = True
         return True
@@ -229,6 +256,289 @@ class Unavailable(Exception):
         self.reason = reason
 
 
+# --------------------------------------------------------------------------- client
+
+Arg = str | bytes | int
+
+
+class Executor(Protocol):
+    """Runs one Redis command within its hard bound, or raises (RedisError, OSError)."""
+
+    async def execute(self, *args: Arg) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+def _pack(args: tuple[Arg, ...]) -> bytes:
+    packed: bytes = hiredis.pack_command(args)  # type: ignore[arg-type]  # (stub too narrow)
+    return packed
+
+
+class _PipeConnection(asyncio.Protocol):
+    """One TCP/Unix connection: commands written in order, replies matched in order."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.reader = hiredis.Reader(protocolError=InvalidResponse, replyError=ResponseError)
+        self.pending: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        self.error: RedisError | None = None  # set once closed: never used again
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        self.outgoing: list[bytes] = []
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (uvloop's transports are not asyncio.Transport subclasses)
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        pending = self.pending
+        reader.feed(data)
+        while True:
+            try:
+                reply = reader.gets()
+            except InvalidResponse as exc:
+                self.abort(RedisConnectionError(f"protocol error from Redis: {exc}"))
+                return
+            if reply is False:
+                return
+            if not pending:
+                self.abort(RedisConnectionError("reply from Redis without a command"))
+                return
+            future = pending.popleft()[1]
+            if future.done():  # its caller was cancelled (or timed out): drop the reply
+                continue
+            if isinstance(reply, ResponseError):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.abort(RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
+
+    # ours
+    def send(self, data: bytes, deadline: float) -> asyncio.Future[Any]:
+        if self.error is not None or self.transport is None:
+            raise RedisConnectionError("connection to Redis closed")
+        future = self.loop.create_future()
+        self.pending.append((deadline, future))
+        # Commands sent during one event-loop pass leave in one write (one syscall).
+        if not self.outgoing:
+            self.loop.call_soon(self._flush)
+        self.outgoing.append(data)
+        if self.timer is None or deadline < self.timer_at:
+            self._arm(deadline)
+        return future
+
+    def _flush(self) -> None:
+        outgoing, self.outgoing = self.outgoing, []
+        if self.error is None and self.transport is not None:
+            self.transport.write(b"".join(outgoing))
+
+    def _arm(self, at: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer_at = at
+        self.timer = self.loop.call_at(at, self._check_deadlines)
+
+    def _check_deadlines(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        earliest: float | None = None
+        for deadline, future in self.pending:
+            if future.done():
+                continue
+            if deadline <= now + 0.001:  # timers may fire a hair early
+                self.abort(RedisTimeoutError("timeout waiting for Redis"))
+                return
+            if earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is not None:
+            self._arm(earliest)
+
+    def abort(self, exc: RedisError) -> None:
+        """Close for good and fail every pending caller with (a copy of) `exc`."""
+        if self.error is None:
+            self.error = exc
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.transport is not None:
+            self.transport.abort()
+        while self.pending:
+            future = self.pending.popleft()[1]
+            if not future.done():
+                future.set_exception(type(exc)(*exc.args))
+
+
+class RedisPipe:
+    """A multiplexed Redis client: one connection, any number of concurrent callers,
+    their commands pipelined; `execute()` returns within `timeout` or raises.
+
+    RESP2 only, no pub/sub, no blocking commands, no MULTI (a caller's commands
+    must not depend on holding the connection)."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        path: str | None = None,
+        db: int = 0,
+        username: str | None = None,
+        password: str | None = None,
+        client_name: str | None = None,
+        connect_timeout: float = 0.1,
+        timeout: float = 0.2,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.path = path
+        self.db = db
+        self.username = username
+        self.password = password
+        self.client_name = client_name
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self._conn: _PipeConnection | None = None
+        self._connecting: asyncio.Task[_PipeConnection] | None = None
+
+    @classmethod
+    def for_client(cls, redis: Redis, timeout: float) -> RedisPipe | None:
+        """A pipe to the server `redis` (redis-py) talks to, with the same database,
+        credentials and client name; None when it cannot (TLS, credential provider,
+        a custom connection class), so the caller falls back to redis-py. The pipe
+        speaks RESP2 whatever protocol redis-py uses."""
+        pool = redis.connection_pool
+        kwargs = pool.connection_kwargs
+        if kwargs.get("credential_provider") is not None:
+            return None
+        common: dict[str, Any] = {
+            "db": int(kwargs.get("db") or 0),
+            "username": kwargs.get("username"),
+            "password": kwargs.get("password"),
+            "client_name": kwargs.get("client_name"),
+            "connect_timeout": min(float(kwargs.get("socket_connect_timeout") or timeout), timeout),
+            "timeout": timeout,
+        }
+        if pool.connection_class is Connection:
+            return cls(
+                host=kwargs.get("host", "localhost"), port=int(kwargs.get("port", 6379)), **common
+            )
+        if pool.connection_class is UnixDomainSocketConnection:
+            return cls(path=kwargs["path"], **common)
+        return None
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and self._conn.error is None
+
+    async def execute(self, *args: Arg) -> Any:
+        """Send one command; its reply (bytes, int, list, None), or raise RedisError."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        conn = self._conn
+        if conn is None or conn.error is not None:
+            conn = await self._connect(deadline)
+        return await conn.send(_pack(args), deadline)
+
+    async def close(self) -> None:
+        task, self._connecting = self._connecting, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.abort(RedisConnectionError("client closed"))
+
+    async def _connect(self, deadline: float) -> _PipeConnection:
+        task = self._connecting
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._open())
+            self._connecting = task
+            task.add_done_callback(self._opened)
+        try:
+            async with asyncio.timeout_at(deadline):
+                # Shared by every caller meanwhile; one caller timing out does not stop it.
+                return await asyncio.shield(task)
+        except TimeoutError as exc:
+            raise RedisTimeoutError("timeout connecting to Redis") from exc
+
+    def _opened(self, task: asyncio.Task[_PipeConnection]) -> None:
+        if self._connecting is task:
+            self._connecting = None
+        if not task.cancelled() and task.exception() is None:
+            self._conn = task.result()
+
+    async def _open(self) -> _PipeConnection:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.connect_timeout):
+            if self.path is not None:
+                _, conn = await loop.create_unix_connection(
+                    lambda: _PipeConnection(loop), self.path
+                )
+            else:
+                _, conn = await loop.create_connection(
+                    lambda: _PipeConnection(loop), self.host, self.port
+                )
+        setup: list[tuple[Arg, ...]] = []
+        if self.password is not None:
+            auth: tuple[Arg, ...] = ("AUTH", self.password)
+            setup.append(auth if self.username is None else ("AUTH", self.username, self.password))
+        if self.db:
+            setup.append(("SELECT", self.db))
+        if self.client_name:
+            setup.append(("CLIENT", "SETNAME", self.client_name))
+        deadline = loop.time() + self.timeout
+        replies = [conn.send(_pack(cmd), deadline) for cmd in setup]
+        try:
+            for reply in replies:
+                await reply
+        except BaseException:
+            conn.abort(RedisConnectionError("connection setup failed"))
+            for reply in replies:  # the ones after the failure: nobody awaits them
+                if reply.done() and not reply.cancelled():
+                    reply.exception()
+            raise
+        return conn
+
+
+class _RedisPyExecutor:
+    """The fallback (TLS, credential providers): redis-py's pool under a hard bound."""
+
+    def __init__(self, redis: Redis, timeout: float) -> None:
+        self.redis = redis
+        self.timeout = timeout
+
+    async def execute(self, *args: Arg) -> Any:
+        async with asyncio.timeout(self.timeout):
+            return await self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    async def close(self) -> None:
+        return None  # the redis-py client is closed by its owner
+
+
+def _sha(source: str) -> str:
+    return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()  # Redis' id
+
+
+LOOKUP_SHA = _sha(LOOKUP_LUA)
+BUMP_SHA = _sha(BUMP_LUA)
+_SCRIPTS: dict[Arg, str] = {LOOKUP_SHA: LOOKUP_LUA, BUMP_SHA: BUMP_LUA}
+
+
+def _no_script(exc: BaseException) -> bool:
+    return isinstance(exc, NoScriptError) or (
+        isinstance(exc, ResponseError) and str(exc).startswith("NOSCRIPT")
+    )
+
+
+# --------------------------------------------------------------------------- the cache
+
+
 class ResponseCache:
     """Ready-to-send response bodies per tenant in Redis; every method fails open."""
 
@@ -239,14 +549,16 @@ class ResponseCache:
         timeout: float = 0.1,
         breaker: CircuitBreaker | None = None,
         retry_interval: float = 0.5,
+        pipelined: bool = True,
     ) -> None:
+        # redis-py: for tests and operator commands; the calls below use `executor`.
         self.redis = redis
-        # A hard bound over connect + read, in case a call stalls between the two.
+        # A hard bound over connect + reply of every call.
         self.timeout = timeout
         self.breaker = breaker or CircuitBreaker()
         self.retry_interval = retry_interval
-        self._lookup = redis.register_script(LOOKUP_LUA)
-        self._bump = redis.register_script(BUMP_LUA)
+        pipe = RedisPipe.for_client(redis, timeout) if pipelined else None
+        self.executor: Executor = pipe if pipe is not None else _RedisPyExecutor(redis, timeout)
         self._pending_scopes: builtins.set[str] = builtins.set()
         self._pending_epoch = False
         self._flusher: asyncio.Task[None] | None = None
@@ -257,31 +569,35 @@ class ResponseCache:
 
     async def lookup(self, tenant_id: UUID | None, resource: str, key: str) -> Lookup:
         """The cached body (HIT) or where to store it (MISS); BYPASS/ERROR fail open."""
-        label = _label(tenant_id)
         try:
-            await self._settle()
-            slot, body = await self._call(
+            if self._pending_epoch or self._pending_scopes:
+                await self._settle()
+            scope = f"t:{tenant_id}" if tenant_id is not None else "dir"
+            reply = await self._call(
                 "lookup",
-                lambda: self._lookup(
-                    keys=[EPOCH_KEY, generation_key(tenant_id)],
-                    args=[f"{PREFIX}:{scope_of(tenant_id)}:{resource}:", digest(key)],
-                ),
+                "EVALSHA",
+                LOOKUP_SHA,
+                2,
+                EPOCH_KEY,
+                f"{PREFIX}:gen:{scope}",
+                f"{PREFIX}:{scope}:{resource}:",
+                digest(key),
             )
         except Unavailable as exc:
             result = Result.BYPASS if exc.reason == "open" else Result.ERROR
-            LOOKUPS.labels(label, resource, result.value).inc()
+            _counter(tenant_id, resource, result).inc()
             return Lookup(result)
+        slot, body = reply
         result = Result.HIT if body is not None else Result.MISS
-        LOOKUPS.labels(label, resource, result.value).inc()
-        return Lookup(result, bytes(body) if body is not None else None, _text(slot))
+        _counter(tenant_id, resource, result).inc()
+        return Lookup(result, body, _text(slot))
 
     async def store(self, lookup: Lookup, body: bytes, ttl: int) -> bool:
         """Store a body built after a MISS under the generation of that lookup."""
         if lookup.slot is None or self._owes_invalidation():
             return False
-        slot = lookup.slot
         try:
-            await self._call("store", lambda: self.redis.set(slot, body, ex=ttl))
+            await self._call("store", "SET", lookup.slot, body, "EX", ttl)
         except Unavailable:
             return False
         return True
@@ -338,7 +654,7 @@ class ResponseCache:
 
     async def ping(self) -> bool:
         try:
-            await self._call("ping", self.redis.ping)
+            await self._call("ping", "PING")
         except Unavailable:
             return False
         return True
@@ -366,32 +682,44 @@ class ResponseCache:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None
+        await self.executor.close()
         await self.redis.aclose()
 
     # -- internals ---------------------------------------------------------------
 
-    async def _call(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
-        if not self.breaker.allow():
-            FAILURES.labels(op, "open").inc()
+    async def _call(self, op: str, *args: Arg) -> Any:
+        """One command through the breaker; the executor bounds it by `timeout`."""
+        breaker = self.breaker
+        if not breaker.allow():
+            _failure(op, "open").inc()
             raise Unavailable("open")
         try:
-            async with asyncio.timeout(self.timeout):
-                value = await fn()
+            value = await self._execute(args)
         except (RedisError, OSError, TimeoutError) as exc:
-            FAILURES.labels(op, "error").inc()
-            if self.breaker.failure():
+            _failure(op, "error").inc()
+            if breaker.failure():
                 log.warning(
                     "cache: Redis failing (%s: %s); breaker open for %.1f s",
                     op,
                     type(exc).__name__,
-                    self.breaker.cooldown,
+                    breaker.cooldown,
                 )
             raise Unavailable("error") from exc
         except BaseException:
-            self.breaker.release()
+            breaker.release()
             raise
-        self.breaker.success()
+        breaker.success()
         return value
+
+    async def _execute(self, args: tuple[Arg, ...]) -> Any:
+        try:
+            return await self.executor.execute(*args)
+        except ResponseError as exc:
+            # EVALSHA of a script Redis forgot (it restarted): once more as EVAL.
+            source = _SCRIPTS.get(args[1]) if args[0] == "EVALSHA" else None
+            if source is None or not _no_script(exc):
+                raise
+        return await self.executor.execute("EVAL", source, *args[2:])
 
     def _owes_invalidation(self) -> bool:
         return self._pending_epoch or bool(self._pending_scopes)
@@ -410,7 +738,7 @@ class ResponseCache:
         scopes = builtins.set(self._pending_scopes)
         keys = [EPOCH_KEY] if epoch else [f"{PREFIX}:gen:{s}" for s in sorted(scopes)]
         try:
-            await self._call("invalidate", lambda: self._bump(keys=keys))
+            await self._call("invalidate", "EVALSHA", BUMP_SHA, len(keys), *keys)
         except Unavailable:
             self._schedule_retry()
             raise
@@ -439,13 +767,34 @@ class ResponseCache:
                 await self._settle()
 
 
+# Labelled children, looked up once: `.labels()` costs a lock and a few dict lookups.
+_LOOKUP_CHILDREN: dict[tuple[UUID | None, str, Result], CounterChild] = {}
+_FAILURE_CHILDREN: dict[tuple[str, str], CounterChild] = {}
+
+
+def _counter(tenant_id: UUID | None, resource: str, result: Result) -> CounterChild:
+    key = (tenant_id, resource, result)
+    child = _LOOKUP_CHILDREN.get(key)
+    if child is None:
+        child = LOOKUPS.labels(_label(tenant_id), resource, result.value)
+        _LOOKUP_CHILDREN[key] = child
+    return child
+
+
+def _failure(op: str, reason: str) -> CounterChild:
+    child = _FAILURE_CHILDREN.get((op, reason))
+    if child is None:
+        child = _FAILURE_CHILDREN[(op, reason)] = FAILURES.labels(op, reason)
+    return child
+
+
 def _label(tenant_id: UUID | None) -> str:
     return str(tenant_id) if tenant_id is not None else DIRECTORY
 
 
 def count_disabled(tenant_id: UUID | None, resource: str) -> None:
     """Count a read answered without a cache configured (so hit ratios stay honest)."""
-    LOOKUPS.labels(_label(tenant_id), resource, Result.BYPASS.value).inc()
+    _counter(tenant_id, resource, Result.BYPASS).inc()
 
 
 def _text(value: Any) -> str:
