@@ -7,8 +7,9 @@ from uuid import UUID
 
 import asyncpg
 from sanic import Request
+from sanic.response import BaseHTTPResponse
 
-from api.errors import Forbidden, Unauthorized
+from api.errors import Forbidden, TooManyRequests, Unauthorized
 from db.queries import auth as q
 from tenants import keys
 from tenants.principal import Principal, Scope
@@ -27,6 +28,7 @@ async def principal_from_request(request: Request) -> Principal:
         principal = await _from_api_key(request, token)
     else:
         principal = await _from_access_token(request, token)
+    await _rate_limit(request, principal)
     request.ctx.principal = principal
     return principal
 
@@ -92,6 +94,29 @@ async def _from_access_token(request: Request, token: str) -> Principal:
     if state != "active":
         raise Unauthorized()
     return tokens.principal_from_claims(claims)
+
+
+async def _rate_limit(request: Request, principal: Principal) -> None:
+    """Per API key or staff user; fails open when Redis cannot answer."""
+    limiter = request.app.ctx.ratelimit
+    if limiter is None:
+        return
+    decision = await limiter.check(principal.subject_id)
+    if decision is None:
+        return
+    request.ctx.ratelimit = decision
+    if not decision.allowed:
+        raise TooManyRequests(
+            f"Rate limit of {limiter.rate:g} requests/s (burst {limiter.burst}) for this "
+            "credential exceeded; retry after the time in Retry-After.",
+            headers=decision.headers(),
+        )
+
+
+async def add_rate_limit_headers(request: Request, response: BaseHTTPResponse) -> None:
+    decision = getattr(request.ctx, "ratelimit", None)
+    if decision is not None and decision.allowed:
+        response.headers.update(decision.headers())
 
 
 def require(principal: Principal, scope: Scope) -> None:

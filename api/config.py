@@ -55,6 +55,9 @@ class AppConfig(Config):
                 "CACHE_TIMEOUT": 0.1,
                 "CACHE_BREAKER_THRESHOLD": 3,
                 "CACHE_BREAKER_COOLDOWN": 5.0,
+                # Per API key / staff user on the partner API (Redis GCRA); 0 disables.
+                "RATE_LIMIT_RATE": 50.0,
+                "RATE_LIMIT_BURST": 100,
                 # Sanic's own settings, overridable the same way.
                 "REQUEST_MAX_SIZE": 64 * 1024,
                 "REQUEST_TIMEOUT": 30,

@@ -12,6 +12,7 @@ from tenants.memo import Memo
 
 if TYPE_CHECKING:
     from tenants.cache import ResponseCache
+    from tenants.ratelimit import RateLimiter
 
 
 @dataclass
@@ -20,6 +21,8 @@ class AppContext:
     # The response cache (None when REDIS_URL is empty) and its client.
     cache: ResponseCache | None = None
     redis: Any = None
+    # Per-credential limits on the partner API (None: disabled or no Redis).
+    ratelimit: RateLimiter | None = None
     # API-key rows by prefix (5 s: the bound on a revocation made elsewhere) and
     # the keys whose last_used_at this worker updated in the last minute.
     api_keys: Memo[str, asyncpg.Record] = field(default_factory=Memo)

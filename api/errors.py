@@ -14,6 +14,7 @@ Hierarchy (status in brackets)::
     ├── UnsupportedMediaType [415]
     ├── ValidationFailed [422]      `errors: [{field, message, type}]`
     │   └── IdempotencyMismatch [422]
+    ├── TooManyRequests [429]       per-credential limit; `Retry-After`, `RateLimit-*`
     └── ServiceUnavailable [503]
 
 The framework's own exceptions (unknown route 404, 405, 413, timeouts) and
@@ -120,6 +121,12 @@ class ValidationFailed(ApiError):
 class IdempotencyMismatch(ValidationFailed):
     title = "Idempotency Key Reused"
     slug = "idempotency-mismatch"
+
+
+class TooManyRequests(ApiError):
+    status_code = 429
+    title = "Too Many Requests"
+    slug = "rate-limited"
 
 
 class ServiceUnavailable(ApiError):

@@ -7,7 +7,7 @@ from importlib import import_module
 import orjson
 from sanic import Sanic
 
-from api.auth import principal_from_request
+from api.auth import add_rate_limit_headers, principal_from_request
 from api.cache import default_x_cache
 from api.config import AppConfig
 from api.context import AppContext
@@ -17,6 +17,7 @@ from api.pagination import Page
 from db.pool import setup_postgres
 from tenants.cache import setup_cache
 from tenants.principal import Principal
+from tenants.ratelimit import setup_rate_limits
 
 BLUEPRINTS = (
     "api.routes.health",
@@ -48,7 +49,9 @@ def create_app(config: AppConfig | object | None = None) -> Sanic[AppConfig, App
     setup_openapi(app)
     setup_postgres(app)
     setup_cache(app)
+    setup_rate_limits(app)
     app.register_middleware(default_x_cache, "response")
+    app.register_middleware(add_rate_limit_headers, "response")
     app.ext.add_dependency(Principal, principal_from_request)
     app.ext.add_dependency(Page, Page.from_request)
     for name in BLUEPRINTS:

@@ -685,6 +685,13 @@ class ResponseCache:
         await self.executor.close()
         await self.redis.aclose()
 
+    async def run_script(self, op: str, source: str, keys: list[str], *args: Arg) -> Any:
+        """Another component's Lua script over the same connection and breaker
+        (e.g. the rate limiter); raises `Unavailable` when Redis cannot answer."""
+        sha = _sha(source)
+        _SCRIPTS.setdefault(sha, source)
+        return await self._call(op, "EVALSHA", sha, len(keys), *keys, *args)
+
     # -- internals ---------------------------------------------------------------
 
     async def _call(self, op: str, *args: Arg) -> Any:
