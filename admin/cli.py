@@ -15,6 +15,7 @@ import sys
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from uuid import UUID
 
@@ -60,11 +61,13 @@ tenant_app = typer.Typer(help="Tenants (partner organizations).", no_args_is_hel
 key_app = typer.Typer(help="API keys of a tenant.", no_args_is_help=True)
 user_app = typer.Typer(help="Staff users (logins) of a tenant.", no_args_is_help=True)
 cache_app = typer.Typer(help="The API's response cache in Redis.", no_args_is_help=True)
+edge_app = typer.Typer(help="The Nginx edge of the local stack (var/edge).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(key_app, name="key")
 app.add_typer(user_app, name="user")
 app.add_typer(cache_app, name="cache")
+app.add_typer(edge_app, name="edge")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant slug.")]
@@ -768,6 +771,60 @@ def serve(
     ]  # fmt: skip
     sys.stdout.flush()
     os.execv(sys.executable, argv)  # noqa: S606 - serve becomes the API process
+
+
+# ---------------------------------------------------------------- edge
+
+
+def _edge() -> Any:
+    from infra.nginx import stack_edge
+    from infra.stack import VAR, load_env
+
+    env = load_env()
+    return stack_edge(VAR, int(env["EDGE_PORT"]), f"http://127.0.0.1:{env['API_PORT']}")
+
+
+@edge_app.command("render")
+def edge_render() -> None:
+    """Render var/edge/nginx.conf from edge/ and the environment, and check it (nginx -t)."""
+    from infra.nginx import NginxError
+
+    edge = _edge()
+    try:
+        out.print(str(edge.render()))
+        out.print(edge.check())
+    except NginxError as exc:
+        raise CliError(str(exc)) from None
+
+
+@edge_app.command("reload")
+def edge_reload() -> None:
+    """Re-render, check and gracefully reload the running edge."""
+    from infra.nginx import NginxError
+
+    try:
+        _edge().reload()
+    except NginxError as exc:
+        raise CliError(str(exc)) from None
+    out.print("edge reloaded")
+
+
+@edge_app.command("stats")
+def edge_stats(
+    log: Annotated[Path | None, typer.Option(help="Access log (default: the stack's).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Edge cache hit ratio and status counts from the JSON access log."""
+    from edge.stats import format_text, read_log
+
+    path = log or _edge().access_log
+    if not path.exists():
+        raise CliError(f"no access log at {path} (is the edge running?)")
+    stats = read_log(path)
+    if as_json:
+        emit_json(stats.as_dict())
+    else:
+        out.print(format_text(stats))
 
 
 def raise_cli(message: str) -> NoReturn:

@@ -55,6 +55,8 @@ class AppConfig(Config):
                 "CACHE_TIMEOUT": 0.1,
                 "CACHE_BREAKER_THRESHOLD": 3,
                 "CACHE_BREAKER_COOLDOWN": 5.0,
+                # Peers whose X-Real-IP header is believed (the edge); comma-separated.
+                "TRUSTED_PROXIES": "127.0.0.1",
                 # Per API key / staff user on the partner API (Redis GCRA); 0 disables.
                 "RATE_LIMIT_RATE": 50.0,
                 "RATE_LIMIT_BURST": 100,

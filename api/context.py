@@ -23,6 +23,8 @@ class AppContext:
     redis: Any = None
     # Per-credential limits on the partner API (None: disabled or no Redis).
     ratelimit: RateLimiter | None = None
+    # Peers whose X-Real-IP is believed (the edge).
+    trusted_proxies: frozenset[str] = frozenset()
     # API-key rows by prefix (5 s: the bound on a revocation made elsewhere) and
     # the keys whose last_used_at this worker updated in the last minute.
     api_keys: Memo[str, asyncpg.Record] = field(default_factory=Memo)

@@ -228,7 +228,12 @@ class ProblemErrorHandler(ErrorHandler):
                 slug=_reason(status).lower().replace(" ", "-"),
                 headers=headers,
             )
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception(
+            "unhandled error on %s %s (request %s)",
+            request.method,
+            request.path,
+            getattr(request.ctx, "request_id", "-"),
+        )
         return problem(500, "Internal Server Error", "Unexpected error.", slug="internal")
 
 

@@ -14,6 +14,7 @@ from api.context import AppContext
 from api.errors import setup_errors
 from api.openapi import setup_openapi
 from api.pagination import Page
+from api.request_context import setup_request_context
 from db.pool import setup_postgres
 from tenants.cache import setup_cache
 from tenants.principal import Principal
@@ -46,6 +47,7 @@ def create_app(config: AppConfig | object | None = None) -> Sanic[AppConfig, App
         "conectades", config=config, ctx=AppContext(), dumps=_dumps
     )
     setup_errors(app)
+    setup_request_context(app)
     setup_openapi(app)
     setup_postgres(app)
     setup_cache(app)

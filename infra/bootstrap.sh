@@ -18,6 +18,7 @@ bootstrap_packages() {
         missing+=(postgresql postgresql-contrib)
     fi
     command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
     command -v python3 >/dev/null || missing+=(python3)
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
     if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then

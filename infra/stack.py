@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from infra.nginx import NginxService
 from infra.postgres import LocalPostgres, free_port
 from infra.redis import LocalRedis
 
@@ -52,6 +53,7 @@ def load_env() -> dict[str, str]:
         "JWT_SECRET": secrets.token_urlsafe(48),
         "API_PORT": str(_port_or_free(8000)),
         "REDIS_PORT": str(_port_or_free(56379)),
+        "EDGE_PORT": str(_port_or_free(8080)),
     }
     changed = False
     for key, value in defaults.items():
@@ -313,7 +315,8 @@ class ApiWorkers:
 
 
 def services(settings: Settings) -> list[Service]:
-    return [Postgres(settings), Redis(settings), Migrations(settings), ApiWorkers(settings)]
+    edge = NginxService(VAR, int(settings.env["EDGE_PORT"]), settings.api_url)
+    return [Postgres(settings), Redis(settings), Migrations(settings), ApiWorkers(settings), edge]
 
 
 def demo(settings: Settings) -> dict[str, str]:
@@ -385,24 +388,26 @@ def cmd_up(settings: Settings) -> None:
     creds = demo(settings)
     seed_demo(settings)
     url = settings.api_url
+    edge = f"http://127.0.0.1:{settings.env['EDGE_PORT']}"
     print(
         f"""
 Conectades is up.
 
-  API            {url}
-  API docs       {url}/api/docs/
-  Health         {url}/health/ready
-  Metrics        {url}/metrics
-  Redis cache    {settings.redis_url}
-  Public         {url}/api/public/campaigns
+  Edge (use this)  {edge}
+  API (direct)     {url}
+  API docs         {edge}/api/docs/
+  Health           {edge}/health/ready
+  Metrics          {edge}/metrics  (loopback only)
+  Redis cache      {settings.redis_url}
+  Public           {edge}/api/public/campaigns
 
-  Tenant         {creds["tenant"]}
-  API key        {creds["api_key"]}
-  Staff login    {creds["username"]} / {creds["password"]}
+  Tenant           {creds["tenant"]}
+  API key          {creds["api_key"]}
+  Staff login      {creds["username"]} / {creds["password"]}
 
 Try:
-  curl -H 'Authorization: Bearer {creds["api_key"]}' {url}/api/v1/campaigns
-  curl -X POST {url}/api/token/ -H 'Content-Type: application/json' \\
+  curl -H 'Authorization: Bearer {creds["api_key"]}' {edge}/api/v1/campaigns
+  curl -X POST {edge}/api/token/ -H 'Content-Type: application/json' \\
        -d '{{"username": "admin", "password": "{creds["password"]}"}}'
 
 Logs in var/log/. Stop with ./start.sh stop.
@@ -463,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export {key}={shlex.quote(settings.process_env()[key])}")
         print(f"export CONECTADES_JWT_SECRET={shlex.quote(settings.env['JWT_SECRET'])}")
         print(f"export CONECTADES_API_URL={shlex.quote(settings.api_url)}")
+        edge = f"http://127.0.0.1:{settings.env['EDGE_PORT']}"
+        print(f"export CONECTADES_EDGE_URL={shlex.quote(edge)}")
     return 0
 
 

@@ -75,7 +75,8 @@ def test_start_prints_urls_and_credentials(started: tuple[Path, str]) -> None:
 def test_quick_start_flow_reads_exact_progress(started: tuple[Path, str]) -> None:
     _, out = started
     key = re.search(r"API key\s+(cnd_live_\S+)", out)[1]  # type: ignore[index]
-    api = re.search(r"API\s+(http://\S+)", out)[1]  # type: ignore[index]
+    # Through the edge, as the printed URLs say (partner requests are never cached).
+    api = re.search(r"Edge \(use this\)\s+(http://\S+)", out)[1]  # type: ignore[index]
     auth = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=api, headers=auth, timeout=30) as c:
         r = c.post(
@@ -127,16 +128,24 @@ def test_stop_stops_every_process(workdir: Path) -> None:
     pg_pid = int((var / "pg" / "data" / "postmaster.pid").read_text().split()[0])
     redis_pid = int((var / "redis" / "redis.pid").read_text())
     env = dict(line.split("=", 1) for line in (var / "stack.env").read_text().splitlines()[1:])
-    ports = [int(env["PG_PORT"]), int(env["API_PORT"]), int(env["REDIS_PORT"])]
+    edge_pid = int((var / "edge" / "nginx.pid").read_text())
+    ports = [int(env[k]) for k in ("PG_PORT", "API_PORT", "REDIS_PORT", "EDGE_PORT")]
     children = subprocess.run(
         ["pgrep", "-g", str(api_pid)], capture_output=True, text=True
     ).stdout.split()
-    assert alive(api_pid, 0) and alive(pg_pid, 0) and alive(redis_pid, 0) and children
+    assert (
+        alive(api_pid, 0)
+        and alive(pg_pid, 0)
+        and alive(redis_pid, 0)
+        and alive(edge_pid, 0)
+        and children
+    )
     stopped = stack(var, "stop")
     assert stopped.returncode == 0
     assert not alive(api_pid)
     assert not alive(pg_pid)
     assert not alive(redis_pid)
+    assert not alive(edge_pid)
     assert not any(alive(int(p)) for p in children)
     assert not any(port_open(p) for p in ports)
     assert stack(var, "status").returncode == 3

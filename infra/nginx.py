@@ -1,0 +1,227 @@
+"""A project-local Nginx edge: render, check, start, reload, stop, status.
+
+Runs `nginx -p <prefix> -c <prefix>/nginx.conf -e <logs>/error.log` (our own master,
+never the system service); the pid file, logs, temp files and cache live under the
+prefix. As root the workers drop to nginx's default user, which creates its temp and
+cache directories itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.render import EdgeConfig, write
+from infra.postgres import free_port
+
+__all__ = ["LocalNginx", "NginxError", "NginxService", "free_port", "nginx_binary", "stack_edge"]
+
+
+class NginxError(RuntimeError):
+    pass
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None
+    )
+    if not found:
+        raise NginxError("nginx is not installed (apt-get install -y nginx)")
+    return found
+
+
+@dataclass
+class LocalNginx:
+    config: EdgeConfig
+
+    @property
+    def prefix(self) -> Path:
+        return self.config.prefix
+
+    @property
+    def conf_path(self) -> Path:
+        return self.prefix / "nginx.conf"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.prefix / "nginx.pid"
+
+    @property
+    def error_log(self) -> Path:
+        return self.config.logs / "error.log"
+
+    @property
+    def access_log(self) -> Path:
+        return self.config.access_log
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.listen_host}:{self.config.listen_port}"
+
+    def _cmd(self, *extra: str) -> list[str]:
+        return [
+            nginx_binary(),
+            "-p",
+            str(self.prefix.resolve()),
+            "-c",
+            str(self.conf_path.resolve()),
+            "-e",
+            str(self.error_log.resolve()),
+            *extra,
+        ]
+
+    def render(self) -> Path:
+        return write(self.config, self.conf_path)
+
+    def check(self) -> str:
+        """`nginx -t` on the rendered file; returns its output, raises if it fails."""
+        if not self.conf_path.exists():
+            self.render()
+        run = subprocess.run(self._cmd("-t"), capture_output=True, text=True, timeout=30)
+        out = (run.stderr + run.stdout).strip()
+        if run.returncode != 0:
+            raise NginxError(f"nginx -t failed:\n{out}")
+        return out
+
+    def _pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection(
+                (self.config.listen_host, self.config.listen_port), timeout=0.5
+            ):
+                return True
+        except OSError:
+            return False
+
+    def running(self) -> bool:
+        return self._pid() is not None and self._listening()
+
+    def start(self, timeout: float = 15) -> None:
+        if self.running():
+            return
+        self.render()
+        self.check()
+        self.pidfile.unlink(missing_ok=True)
+        run = subprocess.run(self._cmd(), capture_output=True, text=True, timeout=timeout)
+        if run.returncode != 0:
+            raise NginxError(f"nginx failed: {(run.stderr + run.stdout).strip()}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.running():
+                return
+            time.sleep(0.05)
+        raise NginxError(f"nginx not listening on {self.url}\n{self._tail()}")
+
+    def reload(self) -> None:
+        """Re-render, check, and SIGHUP the master (graceful: old workers finish)."""
+        pid = self._pid()
+        self.render()
+        self.check()
+        if pid is None:
+            raise NginxError("nginx is not running")
+        os.kill(pid, signal.SIGHUP)
+
+    def stop(self, timeout: float = 10) -> None:
+        """SIGQUIT (graceful), SIGTERM then SIGKILL if stuck."""
+        pid = self._pid()
+        if pid is None:
+            return
+        for sig in (signal.SIGQUIT, signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
+            if _wait_gone(pid, timeout):
+                break
+        self.pidfile.unlink(missing_ok=True)
+
+    def status(self) -> str:
+        pid = self._pid()
+        if pid is None:
+            return "stopped"
+        return f"running (pid {pid}) on {self.url}" if self._listening() else f"pid {pid}"
+
+    def _tail(self) -> str:
+        try:
+            return self.error_log.read_text()[-2000:]
+        except OSError:
+            return ""
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs; a zombie counts as gone (the daemon is not our child)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def stack_edge(var: Path, edge_port: int, api_url: str) -> LocalNginx:
+    """The stack's edge (for infra/stack.py and `conectades edge`): var/edge, one
+    upstream (the Sanic master's port; its workers share the socket), limits from
+    the CONECTADES_EDGE_* environment (see `python -m edge.render --help`)."""
+    env = os.environ.get
+    upstreams = [
+        u.strip()
+        for u in env("CONECTADES_EDGE_UPSTREAMS", api_url.removeprefix("http://")).split(",")
+        if u.strip()
+    ]
+    return LocalNginx(
+        EdgeConfig(
+            listen_port=edge_port,
+            listen_host=env("CONECTADES_EDGE_HOST", "127.0.0.1"),
+            upstreams=upstreams,
+            prefix=var / "edge",
+            client_max_body_size=env("CONECTADES_EDGE_BODY_LIMIT", "64k"),
+            rate=env("CONECTADES_EDGE_RATE", "10r/s"),
+            burst=int(env("CONECTADES_EDGE_BURST", "20")),
+            token_rate=env("CONECTADES_EDGE_TOKEN_RATE", "1r/s"),
+            conn_limit=int(env("CONECTADES_EDGE_CONN_LIMIT", "64")),
+        )
+    )
+
+
+class NginxService:
+    """The Service shape infra/stack.py uses (name, start, stop, status)."""
+
+    name = "edge"
+
+    def __init__(self, var: Path, edge_port: int, api_url: str) -> None:
+        self.edge = stack_edge(var, edge_port, api_url)
+
+    def start(self) -> None:
+        self.edge.start()
+
+    def stop(self) -> None:
+        self.edge.stop()
+
+    def status(self) -> str:
+        return self.edge.status()
