@@ -19,6 +19,7 @@ from pathlib import Path
 
 from edge.render import EdgeConfig, write
 from infra.postgres import free_port
+from infra.process import alive, wait_gone
 
 __all__ = ["LocalNginx", "NginxError", "NginxService", "free_port", "nginx_binary", "stack_edge"]
 
@@ -94,7 +95,7 @@ class LocalNginx:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if alive(pid) else None
 
     def _listening(self) -> bool:
         try:
@@ -143,7 +144,7 @@ class LocalNginx:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 break
-            if _wait_gone(pid, timeout):
+            if wait_gone(pid, timeout):
                 break
         self.pidfile.unlink(missing_ok=True)
 
@@ -158,30 +159,6 @@ class LocalNginx:
             return self.error_log.read_text()[-2000:]
         except OSError:
             return ""
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def _alive(pid: int) -> bool:
-    """Whether `pid` runs; a zombie counts as gone (the daemon is not our child)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def stack_edge(var: Path, edge_port: int, api_url: str) -> LocalNginx:

@@ -17,6 +17,7 @@ from pathlib import Path
 import redis
 
 from infra.postgres import free_port
+from infra.process import alive, wait_gone
 
 __all__ = ["LocalRedis", "RedisError", "free_port"]
 
@@ -78,7 +79,7 @@ class LocalRedis:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if alive(pid) else None
 
     def ping(self) -> bool:
         try:
@@ -118,9 +119,9 @@ class LocalRedis:
         if pid is None:
             return
         os.kill(pid, signal.SIGTERM)
-        if not self._wait_gone(pid, timeout):
+        if not wait_gone(pid, timeout):
             os.kill(pid, signal.SIGKILL)
-            self._wait_gone(pid, timeout)
+            wait_gone(pid, timeout)
         self.pidfile.unlink(missing_ok=True)
 
     def kill(self) -> None:
@@ -128,7 +129,7 @@ class LocalRedis:
         pid = self._pid()
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
-            self._wait_gone(pid, 10)
+            wait_gone(pid, 10)
         self.pidfile.unlink(missing_ok=True)
 
     def pause(self, seconds: float) -> None:
@@ -142,29 +143,3 @@ class LocalRedis:
     def flushall(self) -> None:
         with self._client() as client:
             client.flushall()
-
-    @staticmethod
-    def _wait_gone(pid: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                return True
-            time.sleep(0.02)
-        return False
-
-
-def _alive(pid: int) -> bool:
-    """Whether `pid` runs; a zombie (exited, not yet reaped by init) counts as gone.
-
-    The daemonized server is not our child, so we cannot reap it ourselves."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
