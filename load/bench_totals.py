@@ -43,8 +43,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import secrets
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -52,14 +54,44 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from load.bench_drivers import summarize, throwaway_postgres
-
 ITEMS = 1000
 SLOTS = 16
 CASES = [("hot", "one"), ("slots", "one"), ("hot", "spread"), ("slots", "spread")]
 APP_ROLE = "bench_app"
 MIGRATION = Path(__file__).resolve().parent.parent / "db" / "migrations" / "0001_init.sql"
 SLOT_EXPR = "floor(random() * 16)::smallint"
+
+
+@contextlib.contextmanager
+def throwaway_postgres(base: Path = Path("/tmp/benchpg")):  # noqa: S108 (throwaway, rm -rf at exit)
+    """Start a fresh PostgreSQL (infra.postgres.LocalPostgres) and yield its admin DSN."""
+    from infra.postgres import LocalPostgres, free_port
+
+    datadir = base / "data"
+    if datadir.exists():
+        LocalPostgres(datadir=datadir, port=0).stop(mode="immediate")
+        shutil.rmtree(datadir)
+    base.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+    pg = LocalPostgres(datadir=datadir, port=free_port(), password=secrets.token_hex(12))
+    pg.init()
+    pg.start(base / "postgres.log")
+    try:
+        yield pg.admin_dsn
+    finally:
+        pg.stop()
+        shutil.rmtree(datadir, ignore_errors=True)
+
+
+def summarize(values: list[float]) -> dict:
+    med = statistics.median(values)
+    return {
+        "median": med,
+        "min": min(values),
+        "max": max(values),
+        "spread_pct": 100.0 * (max(values) - min(values)) / med if med else 0.0,
+    }
 
 
 def with_db(dsn: str, database: str, user: str | None = None, password: str | None = None) -> str:
