@@ -196,3 +196,25 @@ def start_redis(root: Path, name: str = "redis", maxmemory: str = "64mb") -> Loc
     server = LocalRedis(dir=root / name, port=free_port(), maxmemory=maxmemory)
     server.start()
     return server
+
+
+def run_cli(
+    db: Database, *args: str, redis_url: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`conectades ARGS` as an operator runs it, against the test services."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
+    env.update(
+        CONECTADES_ADMIN_DATABASE_URL=db.admin_dsn,
+        CONECTADES_DATABASE_URL=db.api_dsn,
+        COLUMNS="200",
+    )
+    if redis_url is not None:
+        env["CONECTADES_REDIS_URL"] = redis_url
+    return subprocess.run(
+        [sys.executable, "-m", "admin", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -22,24 +22,11 @@ from admin.seed import Generator, Target
 from db import migrate
 from tenants.passwords import verify_password
 from tests.factories import Factory, bearer
-from tests.services import ROOT, Database
+from tests.services import ROOT, Database, run_cli
 
 
 def cli(db: Database, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
-    env.update(
-        CONECTADES_ADMIN_DATABASE_URL=db.admin_dsn,
-        CONECTADES_DATABASE_URL=db.api_dsn,
-        COLUMNS="200",
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "admin", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_cli(db, *args)
     if check:
         assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr

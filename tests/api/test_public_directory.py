@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +12,7 @@ import orjson
 import pytest
 
 from tests.factories import Factory, TenantCtx
-from tests.services import ROOT
+from tests.services import run_cli
 
 NOW = datetime.now(UTC)
 ORDERS = ("recent", "oldest", "deadline", "progress")
@@ -240,12 +237,7 @@ def test_filter_by_location_is_accent_insensitive_prefix(
 
 def operator(db: Any, redis: Any, *args: str) -> None:
     """Run `conectades ARGS` as an operator would, against the test services."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
-    env.update(CONECTADES_ADMIN_DATABASE_URL=db.admin_dsn, CONECTADES_REDIS_URL=redis.url)
-    done = subprocess.run(
-        [sys.executable, "-m", "admin", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    done = run_cli(db, *args, redis_url=redis.url, timeout=120)
     assert done.returncode == 0, done.stderr
 
 

@@ -4,33 +4,17 @@ them, against the session API and its Redis."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import httpx
 
 from infra.redis import LocalRedis
 from tests.factories import Factory
-from tests.services import ROOT, ApiServer, Database
+from tests.services import ApiServer, Database, run_cli
 
 
 def cli(db: Database, redis: LocalRedis, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
-    env.update(
-        CONECTADES_ADMIN_DATABASE_URL=db.admin_dsn,
-        CONECTADES_DATABASE_URL=db.api_dsn,
-        CONECTADES_REDIS_URL=redis.url,
-        COLUMNS="200",
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "admin", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(db, *args, redis_url=redis.url, timeout=120)
 
 
 def x_cache(client: httpx.Client, headers: dict[str, str]) -> str:
