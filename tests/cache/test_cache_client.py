@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from uuid import uuid4
 
 import pytest
-import redis.asyncio as aioredis
+import redis.asyncio as redis_asyncio
 import uvloop
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -145,7 +145,7 @@ async def test_flushed_scripts_cost_no_failure(cache: ResponseCache) -> None:
 
 
 async def test_a_lookup_is_one_command(cache: ResponseCache, redis_server: LocalRedis) -> None:
-    probe = aioredis.Redis.from_url(redis_server.url)
+    probe = redis_asyncio.Redis.from_url(redis_server.url)
     tenant = uuid4()
     try:
         await cache.lookup(tenant, "campaigns", KEY)  # connected, script loaded
@@ -162,7 +162,7 @@ async def test_a_lookup_is_one_command(cache: ResponseCache, redis_server: Local
 async def test_database_and_client_name_come_from_the_url(redis_server: LocalRedis) -> None:
     pipe = pipe_for(redis_server, db=3)
     key = f"test:pipe:{uuid4()}"
-    plain = aioredis.Redis.from_url(f"{redis_server.url[:-2]}/3")
+    plain = redis_asyncio.Redis.from_url(f"{redis_server.url[:-2]}/3")
     try:
         await pipe.execute("SET", key, "in db 3")
         assert await plain.get(key) == b"in db 3"

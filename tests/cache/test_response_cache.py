@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from uuid import UUID, uuid4
 
-import redis.asyncio as aioredis
+import redis.asyncio as redis_asyncio
 from prometheus_client import REGISTRY
 
 from infra.redis import LocalRedis
@@ -206,7 +206,7 @@ async def test_purge_all_bumps_the_epoch(cache: ResponseCache) -> None:
 async def test_no_keys_or_scan_on_the_hot_path(
     cache: ResponseCache, redis_server: LocalRedis
 ) -> None:
-    probe = aioredis.Redis.from_url(redis_server.url)
+    probe = redis_asyncio.Redis.from_url(redis_server.url)
     try:
         await probe.config_resetstat()
         tenant = uuid4()
