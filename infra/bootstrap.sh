@@ -21,6 +21,8 @@ bootstrap_packages() {
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
     command -v python3 >/dev/null || missing+=(python3)
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+    command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+    command -v wrk >/dev/null || missing+=(wrk)
     if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
         missing+=(postgresql)
     fi
