@@ -9,6 +9,10 @@ Usage (from the repository root):
 
     .venv/bin/python -m edge.render --upstream 127.0.0.1:8000 --listen 8080
     .venv/bin/python -m edge.render --help
+
+`--target compose|k8s` renders the same edge for a container instead (see
+`container_config` and docs/deploy.md): listen on all interfaces, upstream by
+service name, logs to stdout/stderr, `daemon off`, paths inside the image.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["PUBLIC_PREFIXES", "EdgeConfig", "main", "render"]
+__all__ = ["PUBLIC_PREFIXES", "TARGETS", "EdgeConfig", "container_config", "main", "render"]
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -92,6 +96,18 @@ class EdgeConfig:
     cache_valid: str = "1s"
     cache_max_size: str = "256m"
     extra_public_prefixes: Sequence[str] = field(default_factory=tuple)
+    # Containers (all None/False keep the local, project-local rendering unchanged):
+    # `resolver` re-resolves upstream names at run time; `resolve_upstreams` adds the
+    # `resolve` server parameter (open-source nginx >= 1.27.3) so a scaled service's
+    # new replicas get traffic without a reload.
+    resolver: str | None = None
+    resolve_upstreams: bool = False
+    # Upstream connections are recycled after this long, so replicas added behind a
+    # Kubernetes Service (one virtual IP, balanced per connection) get their share.
+    upstream_keepalive_time: str | None = None
+    temp_dir: Path | None = None  # default <prefix>/tmp
+    access_log_path: str | None = None  # e.g. /dev/stdout; default <logs>/access.log
+    error_log_path: str | None = None  # e.g. stderr; default <logs>/error.log
 
     @property
     def cache_path(self) -> Path:
@@ -104,6 +120,49 @@ class EdgeConfig:
     @property
     def access_log(self) -> Path:
         return self.logs / "access.log"
+
+
+TARGETS = ("local", "compose", "k8s")
+# Inside the edge image (infra/edge.Dockerfile): the config is read-only, these two
+# are the only writable paths (tmpfs in compose, emptyDir volumes on Kubernetes).
+CONTAINER_STATE = Path("/var/lib/edge")  # pid file and temp files
+CONTAINER_CACHE = Path("/var/cache/edge")  # the microcache
+CONTAINER_STATIC = Path("/usr/share/edge/static")
+CONTAINER_PORT = 8080  # unprivileged: the edge runs as a non-root user
+# Docker's embedded DNS server, present in every user-defined compose network.
+DOCKER_DNS = "127.0.0.11"
+
+
+def container_config(target: str, **overrides: object) -> EdgeConfig:
+    """The edge as run in a container for `target` ("compose" or "k8s").
+
+    compose: `api` names every replica of the scaled service (Docker DNS answers all
+    of their addresses), so nginx re-resolves it every few seconds (`resolve`,
+    nginx >= 1.27.3) and spreads requests and keepalive connections over them.
+    k8s: `api` is a Service with one stable virtual IP; it is resolved once at start
+    and connections are recycled (`keepalive_time`) so new pods get traffic."""
+    if target not in ("compose", "k8s"):
+        raise ValueError(f"unknown container target {target!r} (compose or k8s)")
+    options: dict[str, object] = {
+        "listen_port": CONTAINER_PORT,
+        "listen_host": "0.0.0.0",
+        "upstreams": ["api:8000"],
+        "prefix": CONTAINER_STATE,
+        "temp_dir": CONTAINER_STATE,
+        "cache_dir": CONTAINER_CACHE,
+        "static_dir": CONTAINER_STATIC,
+        "daemon": False,  # nginx is the container's main process
+        "access_log_path": "/dev/stdout",
+        "error_log_path": "stderr",
+    }
+    if target == "compose":
+        options.update(resolver=DOCKER_DNS, resolve_upstreams=True)
+    else:
+        # One worker per pod: the pod's CPU limit is 1 and the HPA adds pods
+        # (`auto` would count the node's CPUs, not the pod's share).
+        options.update(upstream_keepalive_time="30s", worker_processes="1")
+    options.update(overrides)
+    return EdgeConfig(**options)  # type: ignore[arg-type]
 
 
 def _q(value: str) -> str:
@@ -151,10 +210,26 @@ def render(cfg: EdgeConfig | int, upstreams: Sequence[str] | None = None, **opti
     if not cfg.upstreams:
         raise ValueError("at least one upstream is needed")
     prefix = cfg.prefix.resolve()
-    tmp = prefix / "tmp"
+    tmp = (cfg.temp_dir or prefix / "tmp").resolve()
     logs = cfg.logs.resolve()
+    access_log = cfg.access_log_path or str(logs / "access.log")
+    error_log = cfg.error_log_path or str(logs / "error.log")
+    resolve = " resolve" if cfg.resolve_upstreams else ""
     servers = "".join(
-        f"        server {u} max_fails={cfg.max_fails} fail_timeout=2s;\n" for u in cfg.upstreams
+        f"        server {u} max_fails={cfg.max_fails} fail_timeout=2s{resolve};\n"
+        for u in cfg.upstreams
+    )
+    # `resolve` keeps the resolved addresses in shared memory: it needs a zone.
+    zone = "        zone api 1m;\n" if cfg.resolve_upstreams else ""
+    keepalive_time = (
+        f"        keepalive_time {cfg.upstream_keepalive_time};\n"
+        if cfg.upstream_keepalive_time
+        else ""
+    )
+    resolver = (
+        f"    resolver {cfg.resolver} valid=5s ipv6=off;\n    resolver_timeout 2s;\n"
+        if cfg.resolver
+        else ""
     )
     public = [*PUBLIC_PREFIXES, *cfg.extra_public_prefixes]
     proxy = "        proxy_pass http://api;\n"
@@ -187,7 +262,7 @@ def render(cfg: EdgeConfig | int, upstreams: Sequence[str] | None = None, **opti
 {user}worker_processes {cfg.worker_processes};
 daemon {"on" if cfg.daemon else "off"};
 pid {prefix / "nginx.pid"};
-error_log {logs / "error.log"} warn;
+error_log {error_log} warn;
 
 events {{
     worker_connections {cfg.worker_connections};
@@ -236,7 +311,7 @@ http {{
     }}
 
     log_format edge_json escape=json '{_log_format()}';
-    access_log {logs / "access.log"} edge_json;
+    access_log {access_log} edge_json;
 
     proxy_cache_path {cfg.cache_path.resolve()} levels=1:2 keys_zone=micro:10m
                      max_size={cfg.cache_max_size} inactive=10m use_temp_path=off;
@@ -258,10 +333,10 @@ http {{
     gzip_types application/json application/problem+json text/css application/javascript
                text/plain image/svg+xml;
 
-    upstream api {{
-{servers}        keepalive {cfg.keepalive};
+{resolver}    upstream api {{
+{zone}{servers}        keepalive {cfg.keepalive};
         keepalive_timeout 60s;
-    }}
+{keepalive_time}    }}
 
     proxy_http_version 1.1;
     proxy_set_header Connection "";
@@ -329,12 +404,24 @@ def _parser() -> argparse.ArgumentParser:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="python -m edge.render", description=__doc__.split("\n")[0])
     p.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="local",
+        help="local (project-local process, default) or a container: compose, k8s",
+    )
+    p.add_argument(
         "--listen",
         type=int,
-        default=int(env("CONECTADES_EDGE_PORT", "8080")),
+        default=None,
         help="port to listen on (env CONECTADES_EDGE_PORT, default 8080)",
     )
-    p.add_argument("--listen-host", default=env("CONECTADES_EDGE_HOST", "127.0.0.1"))
+    p.add_argument(
+        "--listen-host",
+        default=None,
+        help="address to listen on (env CONECTADES_EDGE_HOST, default 127.0.0.1; "
+        "containers 0.0.0.0)",
+    )
+    p.add_argument("--worker-processes", default=None, help="nginx worker_processes")
     p.add_argument(
         "--upstream",
         action="append",
@@ -354,8 +441,42 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _container_main(args: argparse.Namespace) -> int:
+    overrides: dict[str, object] = {
+        "client_max_body_size": args.body_limit,
+        "rate": args.rate,
+        "burst": args.burst,
+        "token_rate": args.token_rate,
+        "conn_limit": args.conn_limit,
+    }
+    for name, value in (
+        ("listen_port", args.listen),
+        ("listen_host", args.listen_host),
+        ("upstreams", args.upstream),
+        ("worker_processes", args.worker_processes),
+    ):
+        if value is not None:
+            overrides[name] = value
+    text = render(container_config(args.target, **overrides))
+    if args.stdout or args.out is None:
+        # Never create the container's paths on this machine: print, or write one file.
+        print(text, end="")
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        print(args.out)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.target != "local":
+        return _container_main(args)
+    env = os.environ.get
+    if args.listen is None:
+        args.listen = int(env("CONECTADES_EDGE_PORT", "8080"))
+    if args.listen_host is None:
+        args.listen_host = env("CONECTADES_EDGE_HOST", "127.0.0.1")
     upstreams = args.upstream or [
         u.strip()
         for u in os.environ.get("CONECTADES_EDGE_UPSTREAMS", "127.0.0.1:8000").split(",")
@@ -374,6 +495,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         token_rate=args.token_rate,
         conn_limit=args.conn_limit,
     )
+    if args.worker_processes is not None:
+        cfg.worker_processes = args.worker_processes
     if args.stdout:
         print(render(cfg), end="")
     else:
