@@ -8,6 +8,7 @@ from uuid import UUID
 
 import asyncpg
 
+from api.request_context import TrustedProxies
 from tenants.memo import Memo
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ class AppContext:
     # Per-credential limits on the partner API (None: disabled or no Redis).
     ratelimit: RateLimiter | None = None
     # Peers whose X-Real-IP is believed (the edge).
-    trusted_proxies: frozenset[str] = frozenset()
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     # API-key rows by prefix (5 s: the bound on a revocation made elsewhere) and
     # the keys whose last_used_at this worker updated in the last minute.
     api_keys: Memo[str, asyncpg.Record] = field(default_factory=Memo)

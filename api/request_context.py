@@ -4,8 +4,10 @@ proxy (the edge), never from anyone else."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
+from dataclasses import dataclass
 
 from sanic import Request, Sanic
 from sanic.response import BaseHTTPResponse
@@ -17,9 +19,47 @@ async def identify(request: Request) -> None:
     given = request.headers.get("x-request-id", "")
     request.ctx.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
     peer = request.conn_info.client_ip if request.conn_info else ""
-    trusted = request.app.ctx.trusted_proxies
+    trusted: TrustedProxies = request.app.ctx.trusted_proxies
     forwarded = request.headers.get("x-real-ip", "")
-    request.ctx.client_ip = forwarded if forwarded and peer in trusted else peer
+    request.ctx.client_ip = forwarded if forwarded and trusted.trusts(peer) else peer
+
+
+@dataclass(frozen=True)
+class TrustedProxies:
+    """Exact addresses (the common case, one set lookup) and CIDR ranges, for edges
+    whose address changes (compose containers, Kubernetes pods)."""
+
+    addresses: frozenset[str] = frozenset()
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @classmethod
+    def parse(cls, raw: str) -> TrustedProxies:
+        addresses: set[str] = set()
+        networks = []
+        for part in (p.strip() for p in raw.split(",")):
+            if not part:
+                continue
+            if "/" in part:
+                try:
+                    networks.append(ipaddress.ip_network(part, strict=False))
+                except ValueError as exc:
+                    raise ValueError(
+                        f"CONECTADES_TRUSTED_PROXIES: {part!r} is not a network"
+                    ) from exc
+            else:
+                addresses.add(part)
+        return cls(frozenset(addresses), tuple(networks))
+
+    def trusts(self, peer: str) -> bool:
+        if peer in self.addresses:
+            return True
+        if not self.networks or not peer:
+            return False
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in net for net in self.networks)
 
 
 async def echo_request_id(request: Request, response: BaseHTTPResponse) -> None:
@@ -30,6 +70,6 @@ async def echo_request_id(request: Request, response: BaseHTTPResponse) -> None:
 
 def setup_request_context(app: Sanic) -> None:  # type: ignore[type-arg]
     raw = str(app.config.get("TRUSTED_PROXIES", "127.0.0.1"))
-    app.ctx.trusted_proxies = frozenset(p.strip() for p in raw.split(",") if p.strip())
+    app.ctx.trusted_proxies = TrustedProxies.parse(raw)
     app.register_middleware(identify, "request")
     app.register_middleware(echo_request_id, "response")
