@@ -7,6 +7,7 @@ import json
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -341,11 +342,15 @@ def test_stack_edge_renders_from_environment(
 
 
 def test_token_endpoint_has_stricter_per_ip_limit(edge: LocalNginx) -> None:
-    transport = httpx.HTTPTransport(local_address="127.0.0.50")
-    with httpx.Client(base_url=edge.url, transport=transport, timeout=10) as c:
-        codes = [
-            c.post("/api/token/", json={"username": "nobody", "password": "wrong"}).status_code
-            for _ in range(10)
-        ]
+    # All at once: one after another, a slow login (argon2 on a busy machine) would
+    # let the 1 r/s bucket refill between requests.
+    def login(_: int) -> int:
+        transport = httpx.HTTPTransport(local_address="127.0.0.50")
+        with httpx.Client(base_url=edge.url, transport=transport, timeout=30) as c:
+            body = {"username": "nobody", "password": "wrong"}
+            return c.post("/api/token/", json=body).status_code
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        codes = list(pool.map(login, range(10)))
     assert 429 in codes, codes
     assert codes.count(429) >= 3  # burst 5 (+1 r/s), then refused
