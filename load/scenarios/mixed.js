@@ -1,0 +1,36 @@
+// The old system's acceptance scenario: 1000 concurrent users with 1 s think time.
+// Each VU keeps one role for the run (MIX, default public=85,partner=8,pledge=5,legacy=2):
+// public browsers, partners working with API keys, donors pledging, and the old
+// client that logs in once at /api/token/ and lists /api/campanhas/listar/.
+import exec from 'k6/execution';
+import {
+  browse,
+  buildOptions,
+  legacyList,
+  parseMix,
+  partnerOf,
+  partnerWork,
+  pledge,
+  roleOf,
+  stagger,
+  summaryTo,
+  think,
+} from './lib.js';
+
+export const options = buildOptions('mixed', { defaultVus: 1000 });
+const MIX = parseMix('public=85,partner=8,pledge=5,legacy=2');
+
+export default function () {
+  stagger();
+  const vu = exec.vu.idInTest;
+  const role = roleOf(vu, MIX);
+  if (role === 'partner') partnerWork(partnerOf(vu));
+  else if (role === 'pledge') pledge();
+  else if (role === 'legacy') legacyList(vu);
+  else browse();
+  think();
+}
+
+export function handleSummary(data) {
+  return summaryTo(data);
+}
