@@ -45,6 +45,7 @@ from db import migrate as migrations
 from db.queries import keys as kq
 from db.queries import staff as sq
 from db.queries import tenants as tq
+from load.bench import bench_command
 from load.cli import load_app
 from tenants import keys
 from tenants.cache import CircuitBreaker, ResponseCache, create_client
@@ -70,6 +71,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(cache_app, name="cache")
 app.add_typer(edge_app, name="edge")
 app.add_typer(load_app, name="load")
+app.command("bench")(bench_command)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant slug.")]

@@ -50,9 +50,18 @@ KINDS = ("cached", "postgres", "bare")
 
 
 def create_bare_app(_: object = None) -> Sanic:  # type: ignore[type-arg]
-    """`sanic load.bench_cache:create_bare_app --factory`: BENCH_BODY_FILE's bytes on
-    any GET under /api/v1/campaigns/ (the ceiling of a Sanic route)."""
+    """`sanic load.bench_cache:create_bare_app --factory`: the ceilings of a Sanic route.
+
+    BENCH_BODY_FILE's bytes on any GET under /api/v1/campaigns/ (a bare route), and,
+    when BENCH_DATABASE_URL is set, POST /bench/insert: one INSERT of the body's
+    item_id and quantity into bench_insert through an asyncpg pool of the API's
+    size (CONECTADES_DB_POOL_MAX, default 10), autocommit (load/bench.py)."""
+    import asyncpg
+    import orjson
+
     body = Path(os.environ["BENCH_BODY_FILE"]).read_bytes()
+    dsn = os.environ.get("BENCH_DATABASE_URL", "")
+    pool_max = int(os.environ.get("CONECTADES_DB_POOL_MAX", "10"))
     headers = {"Cache-Control": "private, no-store", "X-Cache": "HIT"}
     app = Sanic("bench_bare")
     app.config.ACCESS_LOG = False
@@ -60,6 +69,32 @@ def create_bare_app(_: object = None) -> Sanic:  # type: ignore[type-arg]
     @app.get("/api/v1/campaigns/<campaign_id:str>")
     async def bare(request: Request, campaign_id: str) -> HTTPResponse:
         return HTTPResponse(body, headers=headers, content_type="application/json")
+
+    @app.get("/health/ready")
+    async def ready(request: Request) -> HTTPResponse:
+        return HTTPResponse(b"{}", content_type="application/json")
+
+    if not dsn:
+        return app
+
+    @app.before_server_start
+    async def open_pool(app: Sanic, _: Any) -> None:  # type: ignore[type-arg]
+        app.ctx.pool = await asyncpg.create_pool(dsn, min_size=2, max_size=pool_max)
+
+    @app.after_server_stop
+    async def close_pool(app: Sanic, _: Any) -> None:  # type: ignore[type-arg]
+        await app.ctx.pool.close()
+
+    @app.post("/bench/insert")
+    async def insert(request: Request) -> HTTPResponse:
+        data = orjson.loads(request.body)
+        new_id = await request.app.ctx.pool.fetchval(
+            "INSERT INTO bench_insert (item_id, quantity) VALUES ($1, $2) RETURNING id",
+            data["item_id"],
+            int(data["quantity"]),
+        )
+        out = orjson.dumps({"id": new_id})
+        return HTTPResponse(out, status=201, headers=headers, content_type="application/json")
 
     return app
 

@@ -49,7 +49,9 @@ import secrets
 import shutil
 import statistics
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -60,10 +62,11 @@ CASES = [("hot", "one"), ("slots", "one"), ("hot", "spread"), ("slots", "spread"
 APP_ROLE = "bench_app"
 MIGRATION = Path(__file__).resolve().parent.parent / "db" / "migrations" / "0001_init.sql"
 SLOT_EXPR = "floor(random() * 16)::smallint"
+Tx = Callable[[asyncpg.Connection], Awaitable[None]]
 
 
 @contextlib.contextmanager
-def throwaway_postgres(base: Path = Path("/tmp/benchpg")):  # noqa: S108 (throwaway, rm -rf at exit)
+def throwaway_postgres(base: Path = Path("/tmp/benchpg")) -> Iterator[str]:  # noqa: S108 (throwaway, rm -rf at exit)
     """Start a fresh PostgreSQL (infra.postgres.LocalPostgres) and yield its admin DSN."""
     from infra.postgres import LocalPostgres, free_port
 
@@ -84,7 +87,7 @@ def throwaway_postgres(base: Path = Path("/tmp/benchpg")):  # noqa: S108 (throwa
         shutil.rmtree(datadir, ignore_errors=True)
 
 
-def summarize(values: list[float]) -> dict:
+def summarize(values: list[float]) -> dict[str, float]:
     med = statistics.median(values)
     return {
         "median": med,
@@ -154,7 +157,9 @@ async def setup_plain(admin_dsn: str) -> str:
     return dsn
 
 
-async def setup_real(admin_dsn: str, name: str, hot: bool, app_password: str) -> tuple[str, dict]:
+async def setup_real(
+    admin_dsn: str, name: str, hot: bool, app_password: str
+) -> tuple[str, dict[str, Any]]:
     """Apply 0001_init.sql (optionally with the slot fixed at 0); seed 1 tenant, 1 campaign,
     ITEMS items. Returns the app-role DSN and the ids."""
     sql = MIGRATION.read_text()
@@ -209,7 +214,7 @@ async def setup_real(admin_dsn: str, name: str, hot: bool, app_password: str) ->
 # --------------------------------------------------------------------------- transactions
 
 
-def plain_tx(strategy: str, target: str):
+def plain_tx(strategy: str, target: str) -> Tx:
     async def tx(conn: asyncpg.Connection) -> None:
         item = 1 if target == "one" else random.randint(1, ITEMS)
         qty = random.randint(1, 100)
@@ -233,7 +238,7 @@ def plain_tx(strategy: str, target: str):
     return tx
 
 
-def real_tx(ids: dict, target: str):
+def real_tx(ids: dict[str, Any], target: str) -> Tx:
     tenant = str(ids["tenant"])
     campaign = ids["campaign"]
     items = ids["items"]
@@ -260,8 +265,8 @@ def real_tx(ids: dict, target: str):
 
 
 async def run_load(
-    dsn: str, admin_dsn: str, tx, concurrency: int, duration: float, warmup: float
-) -> dict:
+    dsn: str, admin_dsn: str, tx: Tx, concurrency: int, duration: float, warmup: float
+) -> dict[str, Any]:
     admin = await asyncpg.connect(admin_dsn)
     try:
         await admin.execute("CHECKPOINT")
@@ -273,9 +278,9 @@ async def run_load(
     start = time.perf_counter()
     measure_from = start + warmup
     stop_at = measure_from + duration
-    cpu0 = None
+    cpu0: float | None = None
 
-    async def worker(conn):
+    async def worker(conn: asyncpg.Connection) -> None:
         nonlocal cpu0
         while True:
             t0 = time.perf_counter()
@@ -291,7 +296,7 @@ async def run_load(
             if t0 >= measure_from and t1 <= stop_at:
                 latencies.append(t1 - t0)
 
-    async def cpu_marker():
+    async def cpu_marker() -> None:
         nonlocal cpu0
         await asyncio.sleep(warmup)
         cpu0 = time.process_time()
@@ -317,7 +322,7 @@ async def run_load(
     }
 
 
-async def check_plain(dsn: str) -> dict:
+async def check_plain(dsn: str) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn)
     try:
         donations = await conn.fetchval("SELECT coalesce(sum(quantity), 0) FROM donation")
@@ -334,7 +339,7 @@ async def check_plain(dsn: str) -> dict:
     }
 
 
-async def check_real(dsn: str) -> dict:
+async def check_real(dsn: str) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn)
     try:
         donations = await conn.fetchval("SELECT coalesce(sum(quantity), 0) FROM donation")
@@ -352,9 +357,9 @@ async def check_real(dsn: str) -> dict:
     }
 
 
-async def bench(admin_dsn: str, args) -> dict:
+async def bench(admin_dsn: str, args: argparse.Namespace) -> dict[str, Any]:
     schemas = args.schemas.split(",")
-    targets: dict[tuple[str, str, str], tuple[str, object]] = {}
+    targets: dict[tuple[str, str, str], tuple[str, Tx]] = {}
     dsns: dict[str, str] = {}
     if "plain" in schemas:
         dsn = await setup_plain(admin_dsn)
@@ -393,7 +398,7 @@ async def bench(admin_dsn: str, args) -> dict:
     finally:
         await conn.close()
 
-    runs: dict[str, list[dict]] = {}
+    runs: dict[str, list[dict[str, Any]]] = {}
     for rnd in range(1, args.rounds + 1):
         for key, (dsn, tx) in targets.items():  # interleaved: every case once per round
             res = await run_load(dsn, admin_dsn, tx, args.concurrency, args.duration, args.warmup)
@@ -428,7 +433,7 @@ def main() -> None:
         result = asyncio.run(bench(admin_dsn, args))
 
     runs = result["runs"]
-    summary: dict[str, dict] = {}
+    summary: dict[str, dict[str, Any]] = {}
     for name, rs in runs.items():
         summary[name] = {
             "tps": summarize([r["tps"] for r in rs]),
