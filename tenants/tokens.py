@@ -27,6 +27,7 @@ import jwt
 
 from db.queries import logins as lq
 from db.queries import refresh_tokens as rq
+from db.queries import staff as sq
 from db.tenancy import tenant_transaction
 from tenants import passwords
 from tenants.principal import ROLE_SCOPES, Principal
@@ -202,9 +203,16 @@ async def login(
     )
     if not ok or row is None or not row["active"] or row["tenant_status"] != "active":
         raise LoginFailed()
+    new_hash = None
+    if passwords.needs_rehash(row["password_hash"]):
+        new_hash = await asyncio.to_thread(passwords.hash_password, password)
     async with tenant_transaction(
         pool, row["tenant_id"], acquire_timeout=config.DB_ACQUIRE_TIMEOUT
     ) as conn:
+        if new_hash is not None:
+            await sq.rehash_staff_password(
+                conn, user_id=row["user_id"], old_hash=row["password_hash"], new_hash=new_hash
+            )
         return await _issue_pair(
             conn,
             config,

@@ -19,6 +19,11 @@ WHERE tenant_id = $1 AND username = $2
 RETURNING {USER_COLUMNS}
 """
 
+REHASH_STAFF_USER = """
+UPDATE staff_user SET password_hash = $3
+WHERE id = $1 AND password_hash = $2
+"""
+
 
 async def insert_staff_user(
     conn: asyncpg.Connection, *, tenant_id: UUID, username: str, password_hash: str, role: str
@@ -36,3 +41,10 @@ async def update_staff_password(
         UPDATE_STAFF_PASSWORD, tenant_id, username, password_hash
     )
     return row
+
+
+async def rehash_staff_password(
+    conn: asyncpg.Connection, *, user_id: UUID, old_hash: str, new_hash: str
+) -> None:
+    """Replace a hash made with older parameters, unless the password changed meanwhile."""
+    await conn.execute(REHASH_STAFF_USER, user_id, old_hash, new_hash)

@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from argon2 import PasswordHasher
 
+from tenants import passwords
 from tests.factories import Factory, TenantCtx, bearer
 from tests.services import ApiServer, Database
 
@@ -113,6 +115,20 @@ def assert_unauthorized(r: httpx.Response) -> None:
 
 
 # --- login ---------------------------------------------------------------------------
+
+
+def test_login_rehashes_a_password_hashed_with_older_parameters(
+    client: httpx.Client, db: Database, staff: Staff
+) -> None:
+    old = PasswordHasher().hash(PASSWORD)  # argon2-cffi defaults: 64 MiB, 3 passes, 4 lanes
+    db.execute("UPDATE staff_user SET password_hash = $1 WHERE id = $2", old, staff.user_id)
+    login_ok(client, staff)
+    stored = db.fetchval("SELECT password_hash FROM staff_user WHERE id = $1", staff.user_id)
+    assert stored != old
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert not passwords.needs_rehash(stored)
+    login_ok(client, staff)  # the new hash verifies
+    assert_unauthorized(login(client, {"username": staff.username, "password": "wrong" * 3}))
 
 
 def test_login_returns_access_and_refresh_with_expected_claims(
