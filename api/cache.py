@@ -13,11 +13,17 @@ A write handler, after its transaction committed::
 
 (`directory=True` when the write can change what the public directory shows:
 anything on a published campaign, its items or its totals.)
+
+Parts. A read that depends on one campaign only names it (`part=campaign_part(id)`,
+or `slug_part(slug)` for public pages addressed by slug); tenant-wide lists name
+`LISTS`. A donation write changes only its campaign and the lists, so it passes
+`parts=donation_parts(...)` and the tenant's other cached pages stay valid. Any
+other write invalidates the whole tenant (no `parts`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from urllib.parse import parse_qsl, urlencode
 from uuid import UUID
 
@@ -28,6 +34,27 @@ from api.responses import JSON, PRIVATE
 from tenants.cache import Lookup, ResponseCache, count_disabled, ttl_for
 
 PUBLIC = {"Cache-Control": "public, max-age=1"}
+
+# The tenant-wide reads that show donations or totals: campaign lists, donation
+# lists, one donation, the tenant's public directory.
+LISTS = "lists"
+
+
+def campaign_part(campaign_id: UUID) -> str:
+    return f"c:{campaign_id}"
+
+
+def slug_part(slug: str) -> str:
+    return f"s:{slug}"
+
+
+def donation_parts(campaign_id: UUID, slug: str | None) -> list[str]:
+    """What a donation write changes: its campaign (by id and, for public pages, by
+    slug) and the tenant-wide lists."""
+    parts = [campaign_part(campaign_id), LISTS]
+    if slug is not None:
+        parts.append(slug_part(slug))
+    return parts
 
 
 def request_key(request: Request) -> str:
@@ -65,6 +92,7 @@ async def cached_json(
     build: Callable[[], Awaitable[bytes]],
     private: bool,
     ttl: int | None = None,
+    part: str | None = None,
 ) -> HTTPResponse:
     """The body from Redis (X-Cache: HIT), or built, stored and sent (MISS), or
     built without the cache (BYPASS: disabled, Redis failing, breaker open).
@@ -74,7 +102,7 @@ async def cached_json(
     if cache is None:
         count_disabled(tenant_id, resource)
         return _respond(await build(), "BYPASS", private=private)
-    found = await cache.lookup(tenant_id, resource, request_key(request))
+    found = await cache.lookup(tenant_id, resource, request_key(request), part)
     if found.body is not None:
         return _respond(found.body, found.header, private=private)
     if found.slot is None:
@@ -95,15 +123,20 @@ async def _build_and_store(
 
 
 async def invalidate_after_write(
-    request: Request, tenant_id: UUID | None, *, directory: bool
+    request: Request,
+    tenant_id: UUID | None,
+    *,
+    directory: bool,
+    parts: Collection[str] | None = None,
 ) -> None:
-    """Make the tenant's cached reads (and the directory's) unreachable; never raises.
+    """Make the tenant's cached reads (only those depending on `parts`, if given)
+    and the directory's unreachable; never raises.
 
     Call after the commit. If Redis cannot be reached the invalidation is owed and
     replayed by this worker before it uses the cache again (see tenants/cache.py)."""
     cache = _cache(request)
     if cache is not None:
-        await cache.invalidate(tenant_id, directory=directory)
+        await cache.invalidate(tenant_id, directory=directory, parts=parts)
 
 
 async def default_x_cache(request: Request, response: BaseHTTPResponse) -> None:

@@ -17,6 +17,14 @@ generation key: a missing generation restarts from the Redis clock in µs, and a
 bump sets max(current + 1, clock), so an old entry's generation is never current
 again (barring the Redis host's clock stepping backwards).
 
+Parts. A tenant's read may also name a *part* of the tenant it depends on (one
+campaign, or the tenant-wide lists); its key then carries that part's generation
+too (`...:<generation>:<part generation>:<digest>`). A write that changes only
+some parts (a donation: its campaign and the lists) bumps those parts'
+generations instead of the tenant's, so the tenant's other cached pages stay
+valid; a write that may change anything bumps the tenant's generation, which
+every key of the tenant carries.
+
 Entries are stored under the generation read *before* the body was built, so a
 write that commits while a body is being built makes that body unreachable: a
 read after one's own write never finds the previous value — as long as the
@@ -74,7 +82,7 @@ import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -123,8 +131,10 @@ FAILURES = Counter(
     ["op", "reason"],
 )
 
-# KEYS[1] epoch, KEYS[2] scope generation; ARGV[1] entry prefix, ARGV[2] digest.
-# A missing counter starts at the server clock in µs (never an earlier value).
+# KEYS[1] epoch, KEYS[2] scope generation, KEYS[3] (optional) part generation;
+# ARGV[1] entry prefix, ARGV[2] digest. The entry key is the prefix, every counter
+# and the digest. A missing counter starts at the server clock in µs (never an
+# earlier value).
 LOOKUP_LUA = """
 local function counter(key)
   local v = redis.call('GET', key)
@@ -135,7 +145,11 @@ local function counter(key)
   end
   return v
 end
-local slot = ARGV[1] .. counter(KEYS[1]) .. ':' .. counter(KEYS[2]) .. ':' .. ARGV[2]
+local slot = ARGV[1]
+for _, key in ipairs(KEYS) do
+  slot = slot .. counter(key) .. ':'
+end
+slot = slot .. ARGV[2]
 return {slot, redis.call('GET', slot)}
 """
 
@@ -567,19 +581,26 @@ class ResponseCache:
 
     # -- reads ---------------------------------------------------------------
 
-    async def lookup(self, tenant_id: UUID | None, resource: str, key: str) -> Lookup:
-        """The cached body (HIT) or where to store it (MISS); BYPASS/ERROR fail open."""
+    async def lookup(
+        self, tenant_id: UUID | None, resource: str, key: str, part: str | None = None
+    ) -> Lookup:
+        """The cached body (HIT) or where to store it (MISS); BYPASS/ERROR fail open.
+
+        `part`: the part of the tenant the body depends on (see the module doc)."""
         try:
             if self._pending_epoch or self._pending_scopes:
                 await self._settle()
             scope = f"t:{tenant_id}" if tenant_id is not None else "dir"
+            if part is None or tenant_id is None:
+                gens: tuple[str, ...] = (EPOCH_KEY, f"{PREFIX}:gen:{scope}")
+            else:
+                gens = (EPOCH_KEY, f"{PREFIX}:gen:{scope}", f"{PREFIX}:gen:{scope}:{part}")
             reply = await self._call(
                 "lookup",
                 "EVALSHA",
                 LOOKUP_SHA,
-                2,
-                EPOCH_KEY,
-                f"{PREFIX}:gen:{scope}",
+                len(gens),
+                *gens,
                 f"{PREFIX}:{scope}:{resource}:",
                 digest(key),
             )
@@ -620,14 +641,24 @@ class ResponseCache:
 
     # -- invalidation ----------------------------------------------------------
 
-    async def invalidate(self, tenant_id: UUID | None, *, directory: bool = False) -> bool:
-        """Make every entry of the tenant (and of the directory) unreachable, O(1).
+    async def invalidate(
+        self,
+        tenant_id: UUID | None,
+        *,
+        directory: bool = False,
+        parts: Collection[str] | None = None,
+    ) -> bool:
+        """Make every entry of the tenant (and of the directory) unreachable, O(1);
+        with `parts`, only the tenant's entries that depend on one of those parts.
 
         On failure the invalidation is owed: replayed before this worker touches
         the cache again. Returns whether it reached Redis now."""
         scopes: builtins.set[str] = builtins.set()
         if tenant_id is not None:
-            scopes.add(scope_of(tenant_id))
+            if parts is None:
+                scopes.add(scope_of(tenant_id))
+            else:
+                scopes.update(f"{scope_of(tenant_id)}:{part}" for part in parts)
         if directory:
             scopes.add(scope_of(None))
         if not scopes:

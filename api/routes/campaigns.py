@@ -14,7 +14,7 @@ from sanic import Blueprint, HTTPResponse, Request
 
 from api.auth import require
 from api.body import parse_body, validation_errors
-from api.cache import cached_json, invalidate_after_write
+from api.cache import LISTS, cached_json, campaign_part, invalidate_after_write
 from api.errors import Conflict, NotFound, ValidationFailed, field_error
 from api.models.campaigns import (
     Campaign,
@@ -120,7 +120,7 @@ async def list_campaigns(request: Request, principal: Principal, page: Page) -> 
         return dumps({"data": with_items(rows, items), "next_cursor": next_cursor})
 
     return await cached_json(
-        request, tenant_id=tenant_id, resource=RESOURCE, build=build, private=True
+        request, tenant_id=tenant_id, resource=RESOURCE, build=build, private=True, part=LISTS
     )
 
 
@@ -168,7 +168,12 @@ async def get_campaign(request: Request, campaign_id: str, principal: Principal)
             return dumps(await campaign_with_items(conn, tenant_id, row))
 
     return await cached_json(
-        request, tenant_id=tenant_id, resource=RESOURCE, build=build, private=True
+        request,
+        tenant_id=tenant_id,
+        resource=RESOURCE,
+        build=build,
+        private=True,
+        part=campaign_part(cid),
     )
 
 

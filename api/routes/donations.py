@@ -16,7 +16,7 @@ from sanic_ext import openapi
 from api import idempotency
 from api.auth import require
 from api.body import parse_body
-from api.cache import cached_json, invalidate_after_write
+from api.cache import LISTS, cached_json, campaign_part, donation_parts, invalidate_after_write
 from api.errors import IllegalTransition, NotFound, field_error
 from api.models.donations import Donation, DonationCreate, DonationList
 from api.openapi import doc
@@ -113,11 +113,11 @@ def _page_body(rows: list[asyncpg.Record], page: Page) -> bytes:
 
 
 async def _cached(
-    request: Request, tenant_id: uuid.UUID, build: Callable[[], Awaitable[bytes]]
+    request: Request, tenant_id: uuid.UUID, part: str, build: Callable[[], Awaitable[bytes]]
 ) -> HTTPResponse:
     """A read from the tenant's response cache (built after auth and input checks)."""
     return await cached_json(
-        request, tenant_id=tenant_id, resource=RESOURCE, build=build, private=True
+        request, tenant_id=tenant_id, resource=RESOURCE, build=build, private=True, part=part
     )
 
 
@@ -152,7 +152,8 @@ async def _list(
                     raise NotFound("No such campaign.")
         return _page_body(rows, page)
 
-    return await _cached(request, tid, build)
+    part = campaign_part(cid) if scoped and cid is not None else LISTS
+    return await _cached(request, tid, part, build)
 
 
 @bp.get("/campaigns/<campaign_id:str>/donations")
@@ -221,10 +222,14 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
                 create=create,
             )
             status, payload, replayed = outcome.status, outcome.body, outcome.replayed
+        # For the invalidation: the public pages address the campaign by slug.
+        slug = None if replayed else await q.campaign_slug(conn, tenant_id=tid, campaign_id=cid)
     if not replayed:
-        # Totals changed: the tenant's cached reads; the directory's progress only
-        # when the donation counts as contributed (not while pending).
-        await invalidate_after_write(request, tid, directory=body.status != "pending")
+        # Totals changed: the campaign's and the tenant's list reads; the directory's
+        # progress only when the donation counts as contributed (not while pending).
+        await invalidate_after_write(
+            request, tid, directory=body.status != "pending", parts=donation_parts(cid, slug)
+        )
     headers = dict(PRIVATE)
     if status == 201:
         headers["Location"] = f"/api/v1/donations/{orjson.loads(payload)['id']}"
@@ -259,7 +264,7 @@ async def get_donation(request: Request, principal: Principal, donation_id: str)
             raise NotFound("No such donation.")
         return dumps(donation_out(row))
 
-    return await _cached(request, tid, build)
+    return await _cached(request, tid, LISTS, build)
 
 
 async def _transition(
@@ -283,8 +288,12 @@ async def _transition(
                 f"The donation is {current}; it can become {to_status} only from "
                 f"{' or '.join(allowed)}."
             )
+        cid = row["campaign_id"]
+        slug = await q.campaign_slug(conn, tenant_id=tid, campaign_id=cid)
     # confirmed → delivered leaves contributed quantities (and the directory) alone.
-    await invalidate_after_write(request, tid, directory=to_status != "delivered")
+    await invalidate_after_write(
+        request, tid, directory=to_status != "delivered", parts=donation_parts(cid, slug)
+    )
     return json_response(donation_out(row))
 
 

@@ -21,7 +21,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from sanic_ext import openapi
 
 from api.body import parse_body
-from api.cache import cached_json, invalidate_after_write
+from api.cache import LISTS, cached_json, donation_parts, invalidate_after_write, slug_part
 from api.errors import BadRequest, Conflict, NotFound, field_error
 from api.idempotency import fingerprint, read_key, run_once
 from api.models.public import (
@@ -233,6 +233,7 @@ async def directory_response(request: Request, page: Page, f: pq.DirectoryFilter
         build=build,
         private=False,
         ttl=DEADLINE_BOUND_TTL,
+        part=LISTS,  # only for an organization's directory (f.tenant_id set)
     )
 
 
@@ -322,6 +323,7 @@ async def get_public_campaign(request: Request, tenant: str, slug: str) -> HTTPR
         build=build,
         private=False,
         ttl=DEADLINE_BOUND_TTL,
+        part=slug_part(slug),
     )
 
 
@@ -367,7 +369,12 @@ async def list_public_donations(
         return dumps({"data": data, "next_cursor": next_cursor})
 
     return await cached_json(
-        request, tenant_id=org["id"], resource="donations", build=build, private=False
+        request,
+        tenant_id=org["id"],
+        resource="donations",
+        build=build,
+        private=False,
+        part=slug_part(slug),
     )
 
 
@@ -389,12 +396,15 @@ async def create_public_pledge(request: Request, tenant: str, slug: str) -> HTTP
     tenant_id: UUID = org["id"]
     config = request.app.config
 
+    written: list[UUID] = []  # the campaign the pledge went to (not set on a replay)
+
     async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
 
         async def create() -> tuple[int, bytes]:
             campaign = await pq.select_campaign(conn, tenant_id=tenant_id, slug=slug)
             if campaign is None:
                 raise NotFound("No such campaign.")
+            written.append(campaign["id"])
             if not campaign["accepting"]:
                 raise Conflict(
                     "This campaign is not accepting pledges "
@@ -432,10 +442,12 @@ async def create_public_pledge(request: Request, tenant: str, slug: str) -> HTTP
             ttl=float(config.IDEMPOTENCY_TTL),
             create=create,
         )
-    if not outcome.replayed:
-        # A pending pledge changes the organization's pages and lists, not the
-        # directory (its progress counts confirmed and delivered quantities only).
-        await invalidate_after_write(request, tenant_id, directory=False)
+    if not outcome.replayed and written:
+        # A pending pledge changes its campaign's pages and the organization's lists,
+        # not the directory (its progress counts confirmed and delivered quantities only).
+        await invalidate_after_write(
+            request, tenant_id, directory=False, parts=donation_parts(written[0], slug)
+        )
     headers = dict(NO_STORE)
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"

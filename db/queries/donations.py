@@ -35,6 +35,7 @@ RETURNING {DONATION_COLUMNS}
 SELECT_DONATION = f"SELECT {DONATION_COLUMNS} FROM donation WHERE tenant_id = $1 AND id = $2"
 SELECT_DONATION_STATUS = "SELECT status FROM donation WHERE tenant_id = $1 AND id = $2"
 CAMPAIGN_EXISTS = "SELECT EXISTS (SELECT 1 FROM campaign WHERE tenant_id = $1 AND id = $2)"
+SELECT_CAMPAIGN_SLUG = "SELECT slug FROM campaign WHERE tenant_id = $1 AND id = $2"
 
 # Keyset pages on (created_at DESC, id DESC). The bounds are always values (the
 # first page passes sentinels, not NULL), so they stay index conditions in the
@@ -123,6 +124,13 @@ async def select_donation_status(
 ) -> str | None:
     status: str | None = await conn.fetchval(SELECT_DONATION_STATUS, tenant_id, donation_id)
     return status
+
+
+async def campaign_slug(
+    conn: asyncpg.Connection, *, tenant_id: UUID, campaign_id: UUID
+) -> str | None:
+    slug: str | None = await conn.fetchval(SELECT_CAMPAIGN_SLUG, tenant_id, campaign_id)
+    return slug
 
 
 async def campaign_exists(conn: asyncpg.Connection, *, tenant_id: UUID, campaign_id: UUID) -> bool:

@@ -331,6 +331,36 @@ def test_read_right_after_each_of_many_writes_sees_it(
         assert get(client, (path, tenant.headers)).headers["x-cache"] == "HIT"
 
 
+@pytest.mark.parametrize(
+    "write", ["donation create", "donation confirm", "donation cancel", "public pledge"]
+)
+def test_a_donation_write_leaves_the_tenants_other_campaigns_cached(
+    client: httpx.Client, truth: httpx.Client, factory: Factory, write: str
+) -> None:
+    """Donations change their campaign and the lists, so the other campaigns' pages
+    stay HIT (the load's pledges would otherwise empty a tenant's cache each time)."""
+    scene = make_scene(factory, client)
+    other = factory.campaign(scene.tenant, title=f"Outra {scene.tag}")
+    page = f"/api/public/{scene.tenant.slug}/campaigns/{other['slug']}"
+    untouched: dict[str, Read] = {
+        "other_detail": (f"/api/v1/campaigns/{other['id']}", scene.tenant.headers),
+        "other_donations": (f"/api/v1/campaigns/{other['id']}/donations", scene.tenant.headers),
+        "other_public_page": (page, {}),
+        "other_public_donations": (f"{page}/donations", {}),
+    }
+    reads = {**scene.reads(), **untouched}
+    warm(client, reads)
+    do_write, changed = WRITES[write]
+    do_write(scene, client)
+    for name, read in reads.items():
+        cached = get(client, read)
+        assert cached.content == get(truth, read).content, (write, name)
+        if name in untouched:
+            assert cached.headers["x-cache"] == "HIT", (write, name)
+        elif name in changed or name not in DIRECTORY_READS:
+            assert cached.headers["x-cache"] == "MISS", (write, name)
+
+
 # -- purge and isolation ----------------------------------------------------------------------
 
 
