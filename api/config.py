@@ -22,6 +22,13 @@ class AppConfig(Config):
     DB_COMMAND_TIMEOUT: float
     # 0 behind PgBouncer in transaction mode (prepared statements do not survive it).
     DB_STATEMENT_CACHE_SIZE: int
+    DB_CONNECT_TIMEOUT: float
+    # Graceful stop (api/routes/health.py: setup_drain): at most DRAIN_TIMEOUT s of
+    # answering with `Connection: close` while readiness is false, then at most
+    # GRACEFUL_SHUTDOWN_TIMEOUT s (Sanic's) for requests still in flight.
+    DRAIN_TIMEOUT: float
+    DRAIN_QUIET: float
+    GRACEFUL_SHUTDOWN_TIMEOUT: float
     JWT_SECRET: str
     JWT_ISSUER: str
     JWT_AUDIENCE: str
@@ -44,6 +51,13 @@ class AppConfig(Config):
                 "DB_ACQUIRE_TIMEOUT": 5.0,
                 "DB_COMMAND_TIMEOUT": 10.0,
                 "DB_STATEMENT_CACHE_SIZE": 100,
+                "DB_CONNECT_TIMEOUT": 5.0,
+                # Longer than the edge's upstream keepalive_timeout, so the edge closes
+                # its idle connections to a draining worker before the worker would.
+                "DRAIN_TIMEOUT": 5.0,
+                # Drain ends early once no client connection has been open this long.
+                "DRAIN_QUIET": 0.3,
+                "GRACEFUL_SHUTDOWN_TIMEOUT": 10.0,
                 "JWT_SECRET": "",
                 "JWT_ISSUER": "conectades",
                 "JWT_AUDIENCE": "conectades-api",

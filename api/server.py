@@ -15,6 +15,7 @@ from api.errors import setup_errors
 from api.openapi import setup_openapi
 from api.pagination import Page
 from api.request_context import setup_request_context
+from api.routes.health import setup_drain
 from db.pool import setup_postgres
 from tenants.cache import setup_cache
 from tenants.principal import Principal
@@ -52,6 +53,7 @@ def create_app(config: AppConfig | object | None = None) -> Sanic[AppConfig, App
     setup_postgres(app)
     setup_cache(app)
     setup_rate_limits(app)
+    setup_drain(app)
     app.register_middleware(default_x_cache, "response")
     app.register_middleware(add_rate_limit_headers, "response")
     app.ext.add_dependency(Principal, principal_from_request)

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from db.pool import UnsafeRoleError, check_api_role
+from db.pool import UnsafeRoleError, check_api_role, create_pool
+from db.tenancy import tenant_transaction
 from tests.factories import Factory, TenantCtx
 from tests.services import ApiServer, Database, api_env
 
@@ -17,6 +18,9 @@ TENANT_TABLES = [
     "tenant", "api_key", "staff_user", "refresh_token", "campaign", "campaign_item",
     "donation", "item_total_slot", "idempotency_record",
 ]  # fmt: skip
+
+
+CURRENT_TENANT = "SELECT current_setting('app.tenant_id', true)"
 
 
 def insert_campaign(db: Database, tenant: TenantCtx) -> uuid.UUID:
@@ -161,3 +165,23 @@ def test_api_refuses_to_start_without_secrets(db: Database, workdir) -> None:
         server.start(timeout=30)
     server.stop()
     assert "CONECTADES_JWT_SECRET" in log.read_text()
+
+
+async def test_pooled_connection_carries_no_tenant_into_the_next_request(db: Database) -> None:
+    """The pool skips asyncpg's session reset on release (db/pool.py): safe only because
+    the tenant setting ends with its transaction, even on an error."""
+    pool = await create_pool(
+        db.api_dsn, min_size=1, max_size=1, command_timeout=5, statement_cache_size=100
+    )
+    try:
+        tenant = uuid.uuid4()
+        async with tenant_transaction(pool, tenant) as conn:
+            assert await conn.fetchval(CURRENT_TENANT) == str(tenant)
+        with pytest.raises(ZeroDivisionError):
+            async with tenant_transaction(pool, tenant) as conn:
+                raise ZeroDivisionError
+        async with pool.acquire() as conn:  # max_size=1: the same connection
+            assert await conn.fetchval(CURRENT_TENANT) in (None, "")
+            assert not conn.is_in_transaction()
+    finally:
+        await pool.close()

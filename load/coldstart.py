@@ -1,0 +1,178 @@
+"""Cold start: seconds from spawning one API worker to its first 200 on /health/ready.
+
+The worker is `python -m sanic api.server:create_app --factory --single-process`:
+one process, as a serverless-style or one-worker-per-pod deployment runs it.
+(`--workers 1` adds Sanic's manager, which spawns the worker as a second Python
+interpreter that imports everything again; `--mode workers` measures that too.)
+The clock starts just before the spawn and stops at the first 200, polled every
+10 ms over keep-alive-free HTTP, so the figure includes interpreter start-up,
+imports, app construction, opening the pool and Redis client, and the first
+PostgreSQL round trip.
+
+Usage (from the repository root; starts a throwaway PostgreSQL and Redis under
+var/coldstart/ unless CONECTADES_DATABASE_URL is set):
+
+    .venv/bin/python -m load.coldstart
+    .venv/bin/python -m load.coldstart --runs 10 --mode workers
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import os
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+API_ROLE = "conectades_api"
+MODES = {"single": ["--single-process"], "workers": ["--workers", "1"]}
+
+
+def _free_port() -> int:
+    from infra.postgres import free_port
+
+    return free_port()
+
+
+def _ready(port: int) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        conn.request("GET", "/health/ready")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def cold_start_once(
+    env: dict[str, str],
+    *,
+    mode: str = "single",
+    timeout: float = 30,
+    log: Path | None = None,
+    root: Path = ROOT,
+) -> float:
+    """One spawn → first 200 on /health/ready, in seconds."""
+    port = _free_port()
+    cmd = [
+        sys.executable, "-m", "sanic", "api.server:create_app", "--factory", *MODES[mode],
+        "--no-motd", "--no-access-logs", "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    out = log.open("ab") if log else subprocess.DEVNULL
+    try:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    finally:
+        if log:
+            out.close()  # type: ignore[union-attr]
+    try:
+        while time.perf_counter() - start < timeout:
+            if _ready(port):
+                return time.perf_counter() - start
+            if proc.poll() is not None:
+                raise RuntimeError(f"API worker exited with {proc.returncode}; see {log}")
+            time.sleep(0.01)
+        raise RuntimeError(f"API worker not ready within {timeout} s; see {log}")
+    finally:
+        _stop(proc)
+
+
+def measure_cold_start(
+    env: dict[str, str],
+    runs: int = 5,
+    *,
+    mode: str = "single",
+    log: Path | None = None,
+    root: Path = ROOT,
+) -> list[float]:
+    """`runs` cold starts of one API worker with `env` (CONECTADES_* settings); seconds each.
+
+    `root` is the source tree to run (another checkout, to compare two versions)."""
+    return [cold_start_once(env, mode=mode, log=log, root=root) for _ in range(runs)]
+
+
+@contextlib.contextmanager
+def services(base: Path) -> Iterator[dict[str, str]]:
+    """A throwaway PostgreSQL (migrated, with the API role) and Redis: the API's env."""
+    import asyncio
+
+    from infra.postgres import LocalPostgres
+    from infra.redis import LocalRedis
+
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    pg = LocalPostgres(datadir=base / "pgdata", port=_free_port(), password=secrets.token_hex(12))
+    redis = LocalRedis(dir=base / "redis", port=_free_port(), maxmemory="64mb")
+    api_password = secrets.token_hex(12)
+    try:
+        pg.init({"max_connections": "50"})
+        pg.start(base / "postgres.log")
+        asyncio.run(_migrate(pg.admin_dsn, api_password))
+        redis.start()
+        yield {
+            "CONECTADES_DATABASE_URL": pg.dsn(API_ROLE, api_password),
+            "CONECTADES_REDIS_URL": redis.url,
+            "CONECTADES_JWT_SECRET": secrets.token_urlsafe(32),
+        }
+    finally:
+        redis.stop()
+        pg.destroy()
+
+
+async def _migrate(admin_dsn: str, api_password: str) -> None:
+    import asyncpg
+
+    from db import migrate
+
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await migrate.migrate(conn)
+        await migrate.ensure_api_role(conn, API_ROLE, api_password)
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--mode", choices=sorted(MODES), default="single")
+    args = parser.parse_args()
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
+    base = ROOT / "var" / "coldstart"
+    with contextlib.ExitStack() as stack:
+        if os.environ.get("CONECTADES_DATABASE_URL"):
+            env = dict(os.environ)
+        else:
+            env = base_env | stack.enter_context(services(base))
+        log = base / "api.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        times = measure_cold_start(env, args.runs, mode=args.mode, log=log)
+    for i, t in enumerate(times, 1):
+        print(f"run {i}: {t:.3f} s")
+    print(f"median: {statistics.median(times):.3f} s ({args.mode}, {args.runs} runs)")
+
+
+if __name__ == "__main__":
+    main()

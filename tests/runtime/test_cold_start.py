@@ -1,0 +1,34 @@
+"""Cold start: the measurement runs, and a worker does no database or Redis work
+before it is asked to serve (importing and building the app needs neither)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from load.coldstart import measure_cold_start
+from tests.services import ROOT, Database, api_env
+
+
+def test_measure_cold_start_returns_positive_seconds(db: Database) -> None:
+    times = measure_cold_start(api_env(db), runs=1)
+    assert len(times) == 1
+    assert 0 < times[0] < 60
+
+
+def test_importing_and_building_the_app_needs_no_services() -> None:
+    # Nothing listens on port 1: any connect at import or construction would fail.
+    code = (
+        "import os\n"
+        "os.environ['CONECTADES_DATABASE_URL'] = 'postgresql://x:y@127.0.0.1:1/x'\n"
+        "os.environ['CONECTADES_REDIS_URL'] = 'redis://127.0.0.1:1/0'\n"
+        "os.environ['CONECTADES_JWT_SECRET'] = 'x' * 40\n"
+        "import api.server\n"
+        "app = api.server.create_app()\n"
+        "assert app.ctx.pool is None and app.ctx.cache is None\n"
+    )
+    env = {"PATH": "/usr/bin:/bin"}
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr[-2000:]

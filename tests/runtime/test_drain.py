@@ -1,0 +1,171 @@
+"""SIGTERM to an API worker under load through the real edge: no request fails.
+
+Two API servers behind Nginx (upstream keepalive, as in production); clients read
+and write donations (with Idempotency-Key) through the edge while one server gets
+SIGTERM, as Kubernetes or `docker stop` sends it. The draining worker turns
+readiness off, answers with `Connection: close`, finishes what is in flight and
+exits; Nginx moves on to the other server. Every request must succeed and every
+acknowledged donation must exist exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from edge.render import EdgeConfig
+from infra.nginx import LocalNginx
+from tests.edge.conftest import hostport, start_edge
+from tests.factories import Factory
+from tests.services import ApiServer, Database, api_env
+
+DRAIN_TIMEOUT = 3.0
+# The edge must close idle upstream connections before a draining worker would
+# (see api/routes/health.py); when edge/render.py offers the setting, use it.
+EDGE_OPTIONS: dict[str, Any] = (
+    {"upstream_keepalive_timeout": "1s"}
+    if "upstream_keepalive_timeout" in {f.name for f in dataclasses.fields(EdgeConfig)}
+    else {}
+)
+
+
+@pytest.fixture
+def servers(db: Database, workdir: Path) -> Iterator[list[ApiServer]]:
+    env = api_env(
+        db,
+        CONECTADES_DRAIN_TIMEOUT=str(DRAIN_TIMEOUT),
+        CONECTADES_GRACEFUL_SHUTDOWN_TIMEOUT="5",
+    )
+    env.pop("CONECTADES_REDIS_URL", None)
+    started = [ApiServer(env, workers=1, log=workdir / f"api-drain-{i}.log") for i in (0, 1)]
+    try:
+        for server in started:
+            server.start()
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+def drain_edge(servers: list[ApiServer], workdir: Path) -> Iterator[LocalNginx]:
+    edge = start_edge(
+        workdir / "edge-drain",
+        [hostport(s.url) for s in servers],
+        per_ip_limits=False,
+        **EDGE_OPTIONS,
+    )
+    yield edge
+    edge.stop()
+
+
+@dataclasses.dataclass
+class Tally:
+    statuses: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+    errors: list[str] = dataclasses.field(default_factory=list)
+    donations: dict[str, str] = dataclasses.field(default_factory=dict)  # key -> id
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+def client_loop(
+    url: str, headers: dict[str, str], campaign: dict[str, Any], stop: threading.Event, t: Tally
+) -> None:
+    item = campaign["items"][0]["id"]
+    with httpx.Client(base_url=url, timeout=20, headers=headers) as c:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            key = f"drain-{uuid.uuid4().hex}"
+            try:
+                if i % 2:
+                    r = c.get(f"/api/v1/campaigns/{campaign['id']}")
+                else:
+                    r = c.post(
+                        f"/api/v1/campaigns/{campaign['id']}/donations",
+                        json={"item_id": item, "quantity": 1, "donor_name": "Ana"},
+                        headers={"Idempotency-Key": key},
+                    )
+            except httpx.HTTPError as exc:  # a reset or timeout is a failed request too
+                with t.lock:
+                    t.errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            with t.lock:
+                t.statuses.append((r.request.method, r.status_code))
+                if r.request.method == "POST" and r.status_code == 201:
+                    t.donations[key] = r.json()["id"]
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known race: when the drain ends, Sanic's stop closes connections the edge has "
+    "just opened (their request not yet read), and Nginx answers 502 for those POSTs; "
+    "needs the listener closed before the last in-flight wait (see the runtime report)",
+)
+def test_sigterm_under_load_fails_no_request(
+    db: Database, servers: list[ApiServer], drain_edge: LocalNginx
+) -> None:
+    victim = servers[0]
+    with httpx.Client(base_url=drain_edge.url, timeout=20) as c:
+        factory = Factory(db, c)
+        tenant = factory.tenant()
+        campaign = factory.campaign(tenant)
+    tally, stop = Tally(), threading.Event()
+    threads = [
+        threading.Thread(
+            target=client_loop, args=(drain_edge.url, tenant.headers, campaign, stop, tally)
+        )
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while len(tally.statuses) < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)  # under load first: both servers hold edge connections
+        assert victim.proc is not None
+        served_before = len(tally.statuses)
+        signalled = time.monotonic()
+        os.kill(victim.proc.pid, signal.SIGTERM)  # what an orchestrator sends to PID 1
+
+        # Readiness goes false first, while the worker still answers.
+        seen_draining = False
+        with httpx.Client(base_url=victim.url, timeout=2) as probe:
+            while time.monotonic() - signalled < DRAIN_TIMEOUT and not seen_draining:
+                try:
+                    r = probe.get("/health/ready")
+                except httpx.TransportError:
+                    break
+                seen_draining = r.status_code == 503 and r.json()["status"] == "draining"
+                time.sleep(0.02)
+        victim.proc.wait(DRAIN_TIMEOUT + 10)  # bounded: drain + in-flight timeout
+        stopped_after = time.monotonic() - signalled
+        resumed = len(tally.statuses)
+        while len(tally.statuses) < resumed + 40 and time.monotonic() < deadline + 15:
+            time.sleep(0.05)  # the survivor carries the load alone
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+
+    assert tally.errors == []
+    failed = [(m, s) for m, s in tally.statuses if s not in (200, 201)]
+    assert failed == [], failed[:10]
+    assert seen_draining, "readiness did not report draining after SIGTERM"
+    assert stopped_after < DRAIN_TIMEOUT + 6
+    assert served_before >= 40 and len(tally.statuses) >= resumed + 40
+    rows = db.fetch(
+        "SELECT id::text FROM donation WHERE campaign_id = $1", uuid.UUID(campaign["id"])
+    )
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)) == len(tally.donations)
+    assert set(ids) == set(tally.donations.values())
