@@ -311,7 +311,8 @@ http {{
     }}
 
     log_format edge_json escape=json '{_log_format()}';
-    access_log {access_log} edge_json;
+    # Buffered: one write per 64 KiB or per second, not one per request.
+    access_log {access_log} edge_json buffer=64k flush=1s;
 
     proxy_cache_path {cfg.cache_path.resolve()} levels=1:2 keys_zone=micro:10m
                      max_size={cfg.cache_max_size} inactive=10m use_temp_path=off;
