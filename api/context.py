@@ -29,4 +29,7 @@ class AppContext:
     # API-key rows by prefix (5 s: the bound on a revocation made elsewhere) and
     # the keys whose last_used_at this worker updated in the last minute.
     api_keys: Memo[str, asyncpg.Record] = field(default_factory=Memo)
+    # Active tenants by slug for public reads (5 s: the bound on a suspension made
+    # elsewhere; pledges always read the tenant afresh).
+    public_tenants: Memo[str, asyncpg.Record] = field(default_factory=Memo)
     key_touches: Memo[UUID, bool] = field(default_factory=lambda: Memo(ttl=60.0))

@@ -237,12 +237,22 @@ async def directory_response(request: Request, page: Page, f: pq.DirectoryFilter
     )
 
 
-async def _tenant(request: Request, slug: str) -> asyncpg.Record:
-    """An active tenant by slug; unknown and suspended ones are 404."""
+async def _tenant(request: Request, slug: str, *, fresh: bool = False) -> asyncpg.Record:
+    """An active tenant by slug; unknown and suspended ones are 404.
+
+    Reads use this worker's 5-second memo (one query fewer on every public page);
+    `fresh` (pledges) always asks the database, so a suspension stops writes at once."""
     if not _SLUG.match(slug) or len(slug) > 63:
         raise NotFound("No such organization.")
-    async with request.app.ctx.pool.acquire(timeout=request.app.config.DB_ACQUIRE_TIMEOUT) as conn:
-        row = await pq.select_public_tenant(conn, slug)
+
+    async def load() -> asyncpg.Record | None:
+        pool = request.app.ctx.pool
+        async with pool.acquire(timeout=request.app.config.DB_ACQUIRE_TIMEOUT) as conn:
+            found: asyncpg.Record | None = await pq.select_public_tenant(conn, slug)
+            return found
+
+    memo = request.app.ctx.public_tenants
+    row = await load() if fresh else await memo.get_or_load(slug, load)
     if row is None:
         raise NotFound("No such organization.")
     return row
@@ -389,7 +399,7 @@ async def list_public_donations(
 )
 async def create_public_pledge(request: Request, tenant: str, slug: str) -> HTTPResponse:
     """Pledge a quantity of an item (status pending); `Idempotency-Key` required."""
-    org = await _tenant(request, tenant)
+    org = await _tenant(request, tenant, fresh=True)
     _check_slug(slug)
     key = cast(str, read_key(request, required=True))
     body = parse_body(request, PledgeCreate)

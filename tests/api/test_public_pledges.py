@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -178,6 +179,20 @@ def test_create_pledge_to_suspended_tenant_is_404(
     r = client.post(url(org, campaign), json=body(campaign), headers=key())
     assert r.status_code == 404
     assert count(db, campaign) == 0
+
+
+def test_suspension_stops_pledges_at_once_and_public_reads_within_5_seconds(
+    client: httpx.Client, db: Any, org: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    page = f"/api/public/{org.slug}/campaigns/{campaign['slug']}"
+    assert client.get(page).status_code == 200  # the worker now remembers the tenant
+    db.execute("UPDATE tenant SET status = 'suspended' WHERE id = $1", org.id)
+    suspended_at = time.monotonic()
+    assert client.post(url(org, campaign), json=body(campaign), headers=key()).status_code == 404
+    assert count(db, campaign) == 0
+    while client.get(page).status_code != 404:
+        assert time.monotonic() - suspended_at < 5.5, "public reads still served after 5.5 s"
+        time.sleep(0.2)
 
 
 BAD_BODIES: list[tuple[str, Any, str]] = [
