@@ -167,6 +167,10 @@ def k6_env(cfg: RunConfig, target: StackTarget, run_id: str, run_dir: Path) -> d
             "RETRY": str(cfg.retry),
             "TIMEOUT": cfg.timeout,
             "SUMMARY": str(run_dir / "k6-summary.json"),
+            # k6 shares the two cores with the stack it measures: fewer garbage
+            # collections (its memory is not the stack's) left it less CPU-starved
+            # (1000 users: p95 1.2 s against 1.6 s, the same run otherwise).
+            "GOGC": os.environ.get("GOGC", "400"),
         }
     )
     if cfg.rate is not None:

@@ -135,7 +135,9 @@ SELECT i.id, i.name, i.unit, i.quantity_requested,
        coalesce(t.confirmed_count, 0) AS confirmed_count,
        coalesce(t.delivered_count, 0) AS delivered_count
 FROM campaign_item i
-LEFT JOIN item_totals t ON t.item_id = i.id
+-- Per item through item_total_slot's key (see db/queries/items.py): a plain join
+-- with the view aggregated every slot of the tenant (8.8 ms a page in the load run).
+LEFT JOIN LATERAL (SELECT * FROM item_totals s WHERE s.item_id = i.id OFFSET 0) t ON true
 WHERE i.tenant_id = $1 AND i.campaign_id = $2
 ORDER BY i.created_at, i.id
 """
