@@ -24,9 +24,11 @@ class AppConfig(Config):
     DB_STATEMENT_CACHE_SIZE: int
     DB_CONNECT_TIMEOUT: float
     # Graceful stop (api/routes/health.py: setup_drain): at most DRAIN_TIMEOUT s of
-    # answering with `Connection: close` while readiness is false, then at most
+    # answering with `Connection: close` while readiness is false (new connections
+    # accepted for the first DRAIN_ACCEPT s only), then at most
     # GRACEFUL_SHUTDOWN_TIMEOUT s (Sanic's) for requests still in flight.
     DRAIN_TIMEOUT: float
+    DRAIN_ACCEPT: float
     DRAIN_QUIET: float
     GRACEFUL_SHUTDOWN_TIMEOUT: float
     JWT_SECRET: str
@@ -52,9 +54,13 @@ class AppConfig(Config):
                 "DB_COMMAND_TIMEOUT": 10.0,
                 "DB_STATEMENT_CACHE_SIZE": 100,
                 "DB_CONNECT_TIMEOUT": 5.0,
-                # Longer than the edge's upstream keepalive_timeout, so the edge closes
-                # its idle connections to a draining worker before the worker would.
+                # Longer than the edge's upstream keepalive_timeout (edge/render.py),
+                # so the edge closes its idle connections to a draining worker first.
                 "DRAIN_TIMEOUT": 5.0,
+                # New connections are still served this long after the signal (load
+                # balancers and Kubernetes endpoints take a moment to stop sending);
+                # then the listener is frozen (new connects wait, then are refused).
+                "DRAIN_ACCEPT": 1.0,
                 # Drain ends early once no client connection has been open this long.
                 "DRAIN_QUIET": 0.3,
                 "GRACEFUL_SHUTDOWN_TIMEOUT": 10.0,

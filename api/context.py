@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -12,6 +13,8 @@ from api.request_context import TrustedProxies
 from tenants.memo import Memo
 
 if TYPE_CHECKING:
+    from api.routes.health import DrainState
+    from db.pool import RoleGuard
     from tenants.cache import ResponseCache
     from tenants.ratelimit import RateLimiter
 
@@ -33,3 +36,9 @@ class AppContext:
     # elsewhere; pledges always read the tenant afresh).
     public_tenants: Memo[str, asyncpg.Record] = field(default_factory=Memo)
     key_touches: Memo[UUID, bool] = field(default_factory=lambda: Memo(ttl=60.0))
+    # Set by db/pool.py when the pool opens: the role check, and the task that opens
+    # the pool's floor of connections in the background.
+    role_guard: RoleGuard | None = None
+    pool_warm_up: asyncio.Task[None] | None = None
+    # The graceful stop (api/routes/health.py), created by setup_drain.
+    drain: DrainState | None = None

@@ -85,7 +85,9 @@ class EdgeConfig:
     token_rate: str = "1r/s"  # noqa: S105 (a rate, not a secret)
     token_burst: int = 5
     conn_limit: int = 64
-    keepalive: int = 32
+    # Idle upstream connections kept per nginx worker: enough that bursts of
+    # background refreshes reuse them instead of opening new ones.
+    keepalive: int = 128
     max_fails: int = 1
     per_ip_limits: bool = True  # off only for benchmarks of the cache alone
     connect_timeout: str = "2s"
@@ -105,6 +107,10 @@ class EdgeConfig:
     # Upstream connections are recycled after this long, so replicas added behind a
     # Kubernetes Service (one virtual IP, balanced per connection) get their share.
     upstream_keepalive_time: str | None = None
+    # Idle upstream connections are closed by the edge after this long. Shorter than
+    # the API's DRAIN_TIMEOUT (5 s, api/config.py): a draining worker waits for the
+    # edge to close them, so it never closes one the edge may be sending a POST on.
+    upstream_keepalive_timeout: str = "4s"
     temp_dir: Path | None = None  # default <prefix>/tmp
     access_log_path: str | None = None  # e.g. /dev/stdout; default <logs>/access.log
     error_log_path: str | None = None  # e.g. stderr; default <logs>/error.log
@@ -336,7 +342,7 @@ http {{
 
 {resolver}    upstream api {{
 {zone}{servers}        keepalive {cfg.keepalive};
-        keepalive_timeout 60s;
+        keepalive_timeout {cfg.upstream_keepalive_timeout};
 {keepalive_time}    }}
 
     proxy_http_version 1.1;

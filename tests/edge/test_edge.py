@@ -313,7 +313,7 @@ def test_render_function_signature_and_nginx_t(tmp_path: Path) -> None:
         client_max_body_size="1m",
         rate="5r/s",
     )
-    assert "keepalive 32;" in text and "proxy_next_upstream error timeout;" in text
+    assert "keepalive 128;" in text and "proxy_next_upstream error timeout;" in text
     assert "non_idempotent;" not in text and "non_idempotent " not in text
     assert "rate=5r/s" in text and "client_max_body_size 1m;" in text
     edge = LocalNginx(
