@@ -105,6 +105,13 @@ SeedKeys = Annotated[
 ]
 
 
+def _invocation() -> str:
+    """The command line as typed: `conectades load run ...` or `python -m load run ...`."""
+    if Path(sys.argv[0]).name == "conectades":
+        return shlex.join(["conectades", *sys.argv[1:]])
+    return shlex.join(["python", "-m", "load", *sys.argv[1:]])
+
+
 @load_app.command("seed")
 def seed_command(
     base_url: BaseUrl = None,
@@ -257,7 +264,7 @@ def run_command(
         reconcile=not no_reconcile,
         all_items=all_items,
         results=results,
-        command=shlex.join(["python", "-m", "load", *sys.argv[1:]]),
+        command=_invocation(),
     )
     columns = (
         TextColumn(f"{scenario} ({cfg.resolved_vus()} VUs)"),
