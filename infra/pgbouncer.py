@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.postgres import free_port, server_dir
-from infra.process import alive, wait_gone
+from infra.process import alive, stop_pid
 
 __all__ = ["LocalPgBouncer", "PgBouncerError", "free_port", "pgbouncer_binary"]
 
@@ -163,10 +163,7 @@ class LocalPgBouncer:
         pid = self._pid()
         if pid is None:
             return
-        os.kill(pid, signal.SIGINT)
-        if not wait_gone(pid, timeout):
-            os.kill(pid, signal.SIGKILL)
-            wait_gone(pid, timeout)
+        stop_pid(pid, signal.SIGINT, timeout)
         self.pidfile.unlink(missing_ok=True)
 
     def destroy(self) -> None:

@@ -1,8 +1,9 @@
-"""Watching daemonized servers (Redis, Nginx) by pid: they are not our children."""
+"""Watching daemonized servers (Redis, Nginx, PgBouncer) by pid: they are not our children."""
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -31,3 +32,11 @@ def wait_gone(pid: int, timeout: float) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def stop_pid(pid: int, sig: int, timeout: float) -> None:
+    """Send `sig` (the server's clean shutdown) and wait; SIGKILL if it is still there."""
+    os.kill(pid, sig)
+    if not wait_gone(pid, timeout):
+        os.kill(pid, signal.SIGKILL)
+        wait_gone(pid, timeout)

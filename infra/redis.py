@@ -17,7 +17,7 @@ from pathlib import Path
 import redis
 
 from infra.postgres import free_port
-from infra.process import alive, wait_gone
+from infra.process import alive, stop_pid, wait_gone
 
 __all__ = ["LocalRedis", "RedisError", "free_port"]
 
@@ -118,10 +118,7 @@ class LocalRedis:
         pid = self._pid()
         if pid is None:
             return
-        os.kill(pid, signal.SIGTERM)
-        if not wait_gone(pid, timeout):
-            os.kill(pid, signal.SIGKILL)
-            wait_gone(pid, timeout)
+        stop_pid(pid, signal.SIGTERM, timeout)
         self.pidfile.unlink(missing_ok=True)
 
     def kill(self) -> None:

@@ -23,7 +23,6 @@ import contextlib
 import http.client
 import os
 import secrets
-import shutil
 import signal
 import statistics
 import subprocess
@@ -33,7 +32,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-API_ROLE = "conectades_api"
 MODES = {"single": ["--single-process"], "workers": ["--workers", "1"]}
 
 
@@ -116,42 +114,14 @@ def measure_cold_start(
 @contextlib.contextmanager
 def services(base: Path) -> Iterator[dict[str, str]]:
     """A throwaway PostgreSQL (migrated, with the API role) and Redis: the API's env."""
-    import asyncio
+    from load.bench_cache import services as bench_services
 
-    from infra.postgres import LocalPostgres
-    from infra.redis import LocalRedis
-
-    shutil.rmtree(base, ignore_errors=True)
-    base.mkdir(parents=True)
-    pg = LocalPostgres(datadir=base / "pgdata", port=_free_port(), password=secrets.token_hex(12))
-    redis = LocalRedis(dir=base / "redis", port=_free_port(), maxmemory="64mb")
-    api_password = secrets.token_hex(12)
-    try:
-        pg.init({"max_connections": "50"})
-        pg.start(base / "postgres.log")
-        asyncio.run(_migrate(pg.admin_dsn, api_password))
-        redis.start()
+    with bench_services(base) as urls:
         yield {
-            "CONECTADES_DATABASE_URL": pg.dsn(API_ROLE, api_password),
-            "CONECTADES_REDIS_URL": redis.url,
+            "CONECTADES_DATABASE_URL": urls["api"],
+            "CONECTADES_REDIS_URL": urls["redis"],
             "CONECTADES_JWT_SECRET": secrets.token_urlsafe(32),
         }
-    finally:
-        redis.stop()
-        pg.destroy()
-
-
-async def _migrate(admin_dsn: str, api_password: str) -> None:
-    import asyncpg
-
-    from db import migrate
-
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await migrate.migrate(conn)
-        await migrate.ensure_api_role(conn, API_ROLE, api_password)
-    finally:
-        await conn.close()
 
 
 def main() -> None:
