@@ -12,6 +12,7 @@ from api.cache import default_x_cache
 from api.config import AppConfig
 from api.context import AppContext
 from api.errors import setup_errors
+from api.gc_tuning import setup_gc
 from api.listen import setup_listen_backlog
 from api.openapi import setup_openapi
 from api.pagination import Page
@@ -55,6 +56,7 @@ def create_app(config: AppConfig | object | None = None) -> Sanic[AppConfig, App
     setup_cache(app)
     setup_rate_limits(app)
     setup_listen_backlog(app)
+    setup_gc(app)
     setup_drain(app)
     app.register_middleware(default_x_cache, "response")
     app.register_middleware(add_rate_limit_headers, "response")
