@@ -133,16 +133,21 @@ def test_sigterm_under_load_fails_no_request(
         signalled = time.monotonic()
         os.kill(victim.proc.pid, signal.SIGTERM)  # what an orchestrator sends to PID 1
 
-        # Readiness goes false first, while the worker still answers.
+        # Readiness goes false first, while the worker still answers. A probe can time
+        # out on a saturated machine, or fail to connect once the listener is frozen:
+        # keep asking (a fresh connection each time) until the worker has exited.
         seen_draining = False
-        with httpx.Client(base_url=victim.url, timeout=2) as probe:
-            while time.monotonic() - signalled < DRAIN_TIMEOUT and not seen_draining:
-                try:
-                    r = probe.get("/health/ready")
-                except httpx.TransportError:
-                    break
-                seen_draining = r.status_code == 503 and r.json()["status"] == "draining"
-                time.sleep(0.02)
+        while (
+            time.monotonic() - signalled < DRAIN_TIMEOUT
+            and victim.proc.poll() is None
+            and not seen_draining
+        ):
+            try:
+                r = httpx.get(victim.url + "/health/ready", timeout=httpx.Timeout(5, connect=1))
+            except httpx.TransportError:
+                continue
+            seen_draining = r.status_code == 503 and r.json()["status"] == "draining"
+            time.sleep(0.02)
         victim.proc.wait(DRAIN_TIMEOUT + 10)  # bounded: drain + in-flight timeout
         stopped_after = time.monotonic() - signalled
         resumed = len(tally.statuses)
