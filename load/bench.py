@@ -21,7 +21,7 @@ Our paths
   donations-spread  POST /api/v1/campaigns/{id}/donations, random item of 200
   donations-one     the same, every donation on one item (hot item)
   cold-start        seconds from process start to the first 200 on /health/ready
-                    (load/coldstart.py; measured when /tmp/ready/coldstart exists)
+                    (load/coldstart.py)
 
 Targets (issue 6): public-page >= 0.85 x static-file; partner-redis >= 0.5 x
 bare-route; donations-one >= 0.8 x donations-spread; cold start <= 1.5 s.
@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import importlib
 import json
 import os
 import platform
@@ -60,9 +59,11 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, cast
+from typing import Annotated, Any, NoReturn
 
 import typer
+
+from load import wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 # Each run gets its own directory below this one (runs may overlap: a test while a
@@ -71,7 +72,6 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "var" / "bench" / "harness"
 API_ROLE = "conectades_api"
 TENANT = "bench"
-COLDSTART_READY = Path("/tmp/ready/coldstart")  # noqa: S108 (a flag file of the helpers' run)
 COLD_START_GOAL = 1.5  # seconds
 SPREAD_CAMPAIGNS = 10
 ITEMS_PER_CAMPAIGN = 20
@@ -287,16 +287,6 @@ def render_table(summaries: Sequence[Summary], cold: ColdStart | None = None) ->
 
 # --------------------------------------------------------------------------- wrk
 
-WRK_DONE = r"""
-done = function(summary, latency, requests)
-  io.write(string.format(
-    'WRKJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"errors":%d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    summary.errors.connect + summary.errors.read + summary.errors.write
-      + summary.errors.status + summary.errors.timeout))
-end
-"""
-
 
 def _lua_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -326,17 +316,16 @@ request = function()
     '{{"item_id":"%s","quantity":%d,"donor_name":"bench"}}', items[i], math.random(1, 10))
   return wrk.format("POST", paths[i], headers, body)
 end
-{WRK_DONE}"""
+{wrk.DONE_LUA}"""
 
 
 def parse_wrk(stdout: str) -> Sample:
-    line = next((ln for ln in stdout.splitlines() if ln.startswith("WRKJSON ")), None)
-    if line is None:
-        raise RuntimeError(f"no WRKJSON line in wrk's output:\n{stdout[-2000:]}")
-    data = json.loads(line.removeprefix("WRKJSON "))
-    seconds = data["duration_us"] / 1e6
+    return _sample(wrk.parse(stdout))
+
+
+def _sample(data: dict[str, Any]) -> Sample:
     return Sample(
-        rps=data["requests"] / seconds if seconds > 0 else 0.0,
+        rps=data["rps"],
         p50_ms=data["p50_us"] / 1000,
         p99_ms=data["p99_us"] / 1000,
         errors=int(data["errors"]),
@@ -355,14 +344,15 @@ class Target:
 
 
 def run_wrk(target: Target, duration: int, threads: int, connections: int) -> Sample:
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, duration)}s"]
-    for name, value in target.headers.items():
-        cmd += ["-H", f"{name}: {value}"]
-    cmd += ["-s", str(target.script), target.url]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
-    if run.returncode != 0:
-        raise RuntimeError(f"wrk failed ({run.returncode}): {run.stderr.strip()}")
-    return parse_wrk(run.stdout + run.stderr)
+    data = wrk.run(
+        target.url,
+        target.script,
+        duration=duration,
+        threads=threads,
+        connections=connections,
+        headers=target.headers,
+    )
+    return _sample(data)
 
 
 # --------------------------------------------------------------------------- the stack
@@ -505,7 +495,7 @@ def stack(base: Path, names: Sequence[str], workers: int) -> Iterator[Stack]:
 
     base.mkdir(parents=True)
     done = base / "done.lua"
-    done.write_text(WRK_DONE)
+    done.write_text(wrk.DONE_LUA)
     pg = LocalPostgres(datadir=base / "pgdata", port=free_port(), password=secrets.token_hex(12))
     redis = LocalRedis(dir=base / "redis", port=free_port(), maxmemory="256mb")
     sanics = Sanics()
@@ -669,13 +659,10 @@ def _truncate_logs(edges: Sequence[Any]) -> None:
             os.truncate(server.access_log, 0)
 
 
-def _cold_start(env: dict[str, str], runs: int) -> ColdStart | None:
-    if not COLDSTART_READY.exists():
-        print("cold-start: skipped (load/coldstart.py not ready yet)", flush=True)
-        return None
-    module = importlib.import_module("load.coldstart")
-    measure = cast(Callable[..., list[float]], module.measure_cold_start)
-    return ColdStart(runs=[float(s) for s in measure(env, runs=runs)])
+def _cold_start(env: dict[str, str], runs: int) -> ColdStart:
+    from load.coldstart import measure_cold_start
+
+    return ColdStart(runs=measure_cold_start(env, runs=runs))
 
 
 def _machine() -> dict[str, Any]:

@@ -41,6 +41,8 @@ from typing import Any
 
 from sanic import HTTPResponse, Request, Sanic
 
+from load import wrk
+
 ROOT = Path(__file__).resolve().parent.parent
 API_ROLE = "conectades_api"
 PATH_TEMPLATE = "/api/v1/campaigns/{id}"
@@ -230,29 +232,20 @@ def campaign_body() -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- clients
 
-WRK_LUA = r"""
-done = function(summary, latency, requests)
-  io.write(string.format(
-    'WRKJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"errors":%d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    summary.errors.connect + summary.errors.read + summary.errors.write
-      + summary.errors.status + summary.errors.timeout))
-end
-"""
+WRK_LUA = wrk.DONE_LUA
 
 
 def run_wrk(
     url: str, key: str, lua: Path, args: argparse.Namespace, duration: int
 ) -> dict[str, Any]:
-    cmd = [
-        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s",
-        "-H", f"Authorization: Bearer {key}", "-s", str(lua), url,
-    ]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
-    data: dict[str, Any] = json.loads(line.removeprefix("WRKJSON "))
-    data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
-    return data
+    return wrk.run(
+        url,
+        lua,
+        duration=duration,
+        threads=args.threads,
+        connections=args.connections,
+        headers={"Authorization": f"Bearer {key}"},
+    )
 
 
 async def _python_load(

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import statistics
-import subprocess
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -34,21 +32,16 @@ from typing import Any
 from edge import stats
 from edge.render import EdgeConfig
 from infra.nginx import LocalNginx, free_port
+from load import wrk
 from load.bench_cache import WRK_LUA, _tenant_key, campaign_body, fetch, services, start, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_wrk(url: str, lua: Path, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [
-        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
-        "-s", str(lua), url,
-    ]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
-    data: dict[str, Any] = json.loads(line.removeprefix("WRKJSON "))
-    data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
-    return data
+    return wrk.run(
+        url, lua, duration=args.duration, threads=args.threads, connections=args.connections
+    )
 
 
 def main() -> None:
