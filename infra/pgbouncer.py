@@ -22,14 +22,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.postgres import free_port, server_dir
-from infra.process import alive, stop_pid
+from infra.process import alive, stop_pid, wait_listening
 
 __all__ = ["LocalPgBouncer", "PgBouncerError", "free_port", "pgbouncer_binary"]
 
@@ -134,14 +132,8 @@ class LocalPgBouncer:
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise PgBouncerError(f"pgbouncer not listening on {self.port}\n{self._log_tail()}")
+        if not wait_listening(self.port, timeout):
+            raise PgBouncerError(f"pgbouncer not listening on {self.port}\n{self._log_tail()}")
 
     def show(self, what: str, user: str) -> list[dict[str, str]]:
         """`SHOW <what>` on the admin console (simple protocol only, hence psql)."""

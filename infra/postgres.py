@@ -13,9 +13,10 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from infra.process import wait_listening
 
 
 class PostgresError(RuntimeError):
@@ -195,14 +196,8 @@ class LocalPostgres:
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise PostgresError(f"PostgreSQL not accepting connections on port {self.port}")
+        if not wait_listening(self.port, timeout):
+            raise PostgresError(f"PostgreSQL not accepting connections on port {self.port}")
 
     def stop(self, mode: str = "fast") -> None:
         if not self.running():

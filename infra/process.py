@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -40,3 +41,15 @@ def stop_pid(pid: int, sig: int, timeout: float) -> None:
     if not wait_gone(pid, timeout):
         os.kill(pid, signal.SIGKILL)
         wait_gone(pid, timeout)
+
+
+def wait_listening(port: int, timeout: float) -> bool:
+    """Poll until something accepts TCP connections on 127.0.0.1:`port`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False

@@ -23,13 +23,15 @@ import contextlib
 import http.client
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from load.bench_cache import services as bench_services
+from load.bench_cache import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = {"single": ["--single-process"], "workers": ["--workers", "1"]}
@@ -50,16 +52,6 @@ def _ready(port: int) -> bool:
         return False
     finally:
         conn.close()
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def cold_start_once(
@@ -94,7 +86,7 @@ def cold_start_once(
             time.sleep(0.01)
         raise RuntimeError(f"API worker not ready within {timeout} s; see {log}")
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 def measure_cold_start(
@@ -114,7 +106,6 @@ def measure_cold_start(
 @contextlib.contextmanager
 def services(base: Path) -> Iterator[dict[str, str]]:
     """A throwaway PostgreSQL (migrated, with the API role) and Redis: the API's env."""
-    from load.bench_cache import services as bench_services
 
     with bench_services(base) as urls:
         yield {
