@@ -141,19 +141,28 @@ LEFT JOIN LATERAL (SELECT * FROM item_totals s WHERE s.item_id = i.id OFFSET 0) 
 WHERE i.tenant_id = $1 AND i.campaign_id = $2
 ORDER BY i.created_at, i.id
 """
-# Never donor_contact; cancelled pledges are not shown.
+# Never donor_contact; cancelled pledges are not shown. The page of donations is
+# taken first, alone, down donation_campaign_recent_idx; only then are its rows joined
+# to their items (of this campaign: the foreign key (campaign_id, item_id) says they
+# are). Written as one join, the planner misjudged the row count (the tenant appears
+# twice, once here and once in the RLS policy) and sorted every donation of the
+# campaign for each page: 3.4 ms against 0.3 ms for a campaign with 3,300 donations.
 SELECT_DONATIONS = """
 SELECT d.id, d.item_id, i.name AS item_name, i.unit, d.quantity, d.status, d.message,
        CASE WHEN d.anonymous OR btrim(d.donor_name) = '' THEN NULL
             ELSE d.donor_name END AS donor_name,
        d.created_at
-FROM donation d
-JOIN campaign_item i ON i.id = d.item_id
-WHERE d.tenant_id = $1 AND d.campaign_id = $2 AND d.status <> 'cancelled'
-  AND (d.created_at, d.id) < (coalesce($3::timestamptz, 'infinity'::timestamptz),
-                               coalesce($4::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+FROM (
+    SELECT id, item_id, quantity, status, message, anonymous, donor_name, created_at
+    FROM donation
+    WHERE tenant_id = $1 AND campaign_id = $2 AND status <> 'cancelled'
+      AND (created_at, id) < (coalesce($3::timestamptz, 'infinity'::timestamptz),
+                              coalesce($4::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
+    ORDER BY created_at DESC, id DESC
+    LIMIT $5
+) d
+JOIN campaign_item i ON i.id = d.item_id AND i.campaign_id = $2
 ORDER BY d.created_at DESC, d.id DESC
-LIMIT $5
 """
 
 
