@@ -25,7 +25,7 @@ from rich.table import Table
 from load import fixture as fx
 from load import report
 from load.reconcile import read_events, reconcile_sync
-from load.run import RESULTS, SCENARIOS, CsvTail, RunConfig, run
+from load.run import RESULTS, SCENARIOS, K6Live, RunConfig, run
 from load.stack import MemoryMonitor, StackError, StackTarget, local_stack
 
 load_app = typer.Typer(
@@ -135,14 +135,14 @@ def seed_command(
 
 
 def _live(bar: Progress, task: Any) -> Any:
-    def update(elapsed: float, total: float, tail: CsvTail, monitor: MemoryMonitor) -> None:
+    def update(elapsed: float, total: float, live: K6Live, monitor: MemoryMonitor) -> None:
         mem = monitor.last.pss / report.MB
         bar.update(
             task,
             completed=min(elapsed, total),
-            requests=tail.requests,
-            failed=tail.failed,
-            rps=tail.requests / elapsed if elapsed else 0.0,
+            requests=live.requests,
+            failed=live.failed,
+            rps=live.requests / elapsed if elapsed else 0.0,
             mem=mem,
         )
 
@@ -221,7 +221,10 @@ def run_command(
     redis_url: RedisUrl = None,
     fixture: FixtureOpt = fx.DEFAULT_FIXTURE,
     results: Annotated[Path, typer.Option(help="Where run directories go.")] = RESULTS,
-    keep_raw: Annotated[bool, typer.Option(help="Keep k6's per-request CSV.")] = False,
+    keep_raw: Annotated[
+        bool,
+        typer.Option(help="Keep k6's console lines (donation events, failed requests)."),
+    ] = False,
     no_reconcile: Annotated[bool, typer.Option("--no-reconcile")] = False,
     all_items: Annotated[
         bool, typer.Option(help="Check every item's totals, not only those the run touched.")

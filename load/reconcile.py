@@ -3,9 +3,10 @@
 k6 records, for every donation request, a `sent` event (its Idempotency-Key,
 before the request), an `ack` event for every 201 (key, id, tenant, item,
 quantity, state) and a `status` event (id, state) for every acknowledged
-transition, after a `status_sent` event (id, state) before sending it. (Not
-`status`: k6 drops metadata named like its own system tags.) Every donation
-the run writes carries `load-run <run id> key <key>` in its message. Then:
+transition, after a `status_sent` event (id, state) before sending it. (The
+field is `state`, not `status`: the events once travelled as k6 metadata, which
+drops names like its system tags.) Every donation the run writes carries
+`load-run <run id> key <key>` in its message. Then:
 
 - lost: an acknowledged id that is not in the database;
 - duplicated: one key acknowledged with two ids, or stored in two rows;

@@ -1,6 +1,12 @@
-"""What a run produced, turned into figures: k6's per-request CSV into per-second
-series and the donation events, k6's summary into the metrics, the metrics into
-the old system's success table beside our targets, and the chart.
+"""What a run produced, turned into figures: k6's end-of-test summary into the
+metrics and the per-second series, k6's console lines into the failed requests
+and the donation events, the metrics into the old system's success table beside
+our targets, and the chart.
+
+k6 writes nothing per request (a per-request output cost as much CPU as the
+stack it measures on 2 cores): per-bucket and per-name figures are submetrics in
+its summary (lib.js declares them), and the few lines the runner needs one by one
+(donation events, failed requests) are console lines.
 
 Files in a run directory (load/results/<timestamp>-<scenario>/):
 
@@ -10,9 +16,9 @@ Files in a run directory (load/results/<timestamp>-<scenario>/):
     series.csv     the chart's numbers
     donations.jsonl  the donation events k6 recorded (reconciliation's input)
     k6-summary.json  k6's own end-of-test summary
-    k6.log         k6's stderr
+    k6.log         k6's stderr (JSON lines)
     targets.json   the data k6 used (tenants, keys: git-ignored, like the directory)
-    k6.csv         k6's per-request output (deleted after processing unless --keep-raw)
+    k6-console.jsonl  k6's console lines (deleted after processing unless --keep-raw)
 """
 
 from __future__ import annotations
@@ -20,9 +26,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-from array import array
+import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,85 +59,56 @@ class Target:
 
 @dataclass
 class Series:
+    """Per bucket of `step` seconds since the scenario started (1 s unless the run
+    is long): requests and failed requests started in it, their latency percentiles
+    (NaN for a bucket without requests)."""
+
     second: list[int]
     requests: list[int]
     failed: list[int]
     p50: list[float]
     p95: list[float]
     p99: list[float]
-    # "<request name> <status>" -> count, for failed requests (status 0: no response)
-    failures: dict[str, int] = field(default_factory=dict)
-    requests_by_name: dict[str, int] = field(default_factory=dict)
+    step: int = 1
 
 
-def _percentile(sorted_values: array[float], q: float) -> float:
-    if not sorted_values:
-        return math.nan
-    k = (len(sorted_values) - 1) * q
-    lo = math.floor(k)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+# A submetric's name in k6's summary: `http_req_duration{sec:12}`.
+_SUBMETRIC = re.compile(r"^(\w+)\{(\w+):(.*)\}$")
 
 
-def _metadata(raw: str) -> dict[str, str]:
-    """k6's CSV metadata column: `k=v&k=v` (our values hold neither & nor =)."""
+def _submetrics(summary: dict[str, Any], metric: str, tag: str) -> dict[str, dict[str, Any]]:
+    """{tag value: values} of `metric`'s submetrics on one tag."""
     out = {}
-    for part in raw.split("&"):
-        name, sep, value = part.partition("=")
-        if sep:
-            out[name] = value
+    for name, data in summary.get("metrics", {}).items():
+        m = _SUBMETRIC.match(name)
+        if m and m.group(1) == metric and m.group(2) == tag:
+            out[m.group(3)] = data.get("values", {})
     return out
 
 
-def _rows(path: Path) -> Iterator[list[str]]:
-    with path.open(newline="") as f:
-        yield from csv.reader(f)
+def series_from_summary(summary: dict[str, Any], step: int = 1) -> Series:
+    """The series from the `sec` submetrics lib.js declares: `http_req_duration{sec:N}`
+    (count and percentiles) and `http_req_failed{sec:N}` (passes: failed). Buckets
+    run from 0 to the last with a request; the empty ones count 0."""
+    durations = {int(k): v for k, v in _submetrics(summary, "http_req_duration", "sec").items()}
+    failed = {int(k): v for k, v in _submetrics(summary, "http_req_failed", "sec").items()}
+    used = [sec for sec, v in durations.items() if v.get("count", 0)]
+    series = Series([], [], [], [], [], [], step)
+    if not used:
+        return series
+    for sec in range(0, max(used) + 1, step):
+        values = durations.get(sec, {})
+        count = int(values.get("count", 0))
+        series.second.append(sec)
+        series.requests.append(count)
+        series.failed.append(int(failed.get(sec, {}).get("passes", 0)))
+        for out, stat in ((series.p50, "med"), (series.p95, "p(95)"), (series.p99, "p(99)")):
+            out.append(float(values[stat]) if count else math.nan)
+    return series
 
 
-def process_csv(csv_path: Path, run_dir: Path) -> Series:
-    """One pass over k6's CSV: per-second latency/throughput, donation events to
-    donations.jsonl."""
-    rows = _rows(csv_path)
-    header = next(rows, None)
-    durations: dict[int, array[float]] = {}
-    failed: dict[int, int] = {}
-    failures: Counter[str] = Counter()
-    by_name: Counter[str] = Counter()
-    with (run_dir / "donations.jsonl").open("w") as events:
-        if header is None:
-            return Series([], [], [], [], [], [])
-        col = {name: n for n, name in enumerate(header)}
-        i_name, i_ts, i_val = col["metric_name"], col["timestamp"], col["metric_value"]
-        i_extra, i_meta = col["extra_tags"], col.get("metadata")
-        i_req, i_status = col["name"], col["status"]
-        for row in rows:
-            metric = row[i_name]
-            if metric == "http_req_duration":
-                ts = int(row[i_ts])
-                durations.setdefault(ts, array("d")).append(float(row[i_val]))
-                by_name[row[i_req]] += 1
-            elif metric == "http_req_failed":
-                if row[i_val].startswith("1"):
-                    ts = int(row[i_ts])
-                    failed[ts] = failed.get(ts, 0) + 1
-                    failures[f"{row[i_req]} {row[i_status] or 0}"] += 1
-            elif metric == "donation_events" and i_meta is not None:
-                event = _metadata(row[i_extra])  # the tag: ev=sent|ack|status
-                event.update(_metadata(row[i_meta]))
-                events.write(json.dumps(event) + "\n")
-    if not durations:
-        return Series([], [], [], [], [], [])
-    start, end = min(durations), max(durations)
-    series = Series([], [], [], [], [], [], dict(failures), dict(by_name))
-    for ts in range(start, end + 1):
-        values = array("d", sorted(durations.get(ts, ())))
-        series.second.append(ts - start)
-        series.requests.append(len(values))
-        series.failed.append(failed.get(ts, 0))
-        series.p50.append(_percentile(values, 0.50))
-        series.p95.append(_percentile(values, 0.95))
-        series.p99.append(_percentile(values, 0.99))
-    with (run_dir / "series.csv").open("w", newline="") as f:
+def write_series(series: Series, path: Path) -> None:
+    with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["second", "requests", "failed", "p50_ms", "p95_ms", "p99_ms"])
         for n in range(len(series.second)):
@@ -144,7 +120,63 @@ def process_csv(csv_path: Path, run_dir: Path) -> Series:
                     *(round(v, 3) for v in (series.p50[n], series.p95[n], series.p99[n])),
                 ]
             )
-    return series
+
+
+def requests_by_name(summary: dict[str, Any]) -> dict[str, int]:
+    """Requests per `name` tag (the `http_reqs{name:X}` submetrics), the names
+    without requests left out; requests under no listed name as `(unlisted)`."""
+    by_name = {
+        name: int(v.get("count", 0))
+        for name, v in _submetrics(summary, "http_reqs", "name").items()
+        if v.get("count", 0)
+    }
+    unlisted = int(_values(summary, "http_reqs").get("count", 0)) - sum(by_name.values())
+    if unlisted > 0:
+        by_name["(unlisted)"] = unlisted
+    return by_name
+
+
+@dataclass
+class ConsoleLines:
+    """What k6's console lines (`--console-output`, `--log-format json`) held."""
+
+    # "<request name> <status>" -> count, for failed requests (status 0: no response)
+    failures: dict[str, int] = field(default_factory=dict)
+    events: int = 0  # donation events written to donations.jsonl
+    other: list[str] = field(default_factory=list)  # anything else logged (first 20)
+
+
+def _json(text: str) -> dict[str, Any]:
+    """`text` as a JSON object, or {} (a blank line, a script's own message)."""
+    try:
+        value = json.loads(text) if text.lstrip().startswith("{") else None
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def read_console(console_path: Path, events_path: Path) -> ConsoleLines:
+    """One pass over k6's console lines: failed requests counted, donation events
+    written to `events_path` (one JSON object a line, as reconciliation reads them)."""
+    failures: Counter[str] = Counter()
+    out = ConsoleLines()
+    with events_path.open("w") as events:
+        if not console_path.exists():
+            return out
+        with console_path.open() as lines:
+            for line in lines:
+                msg = _json(line).get("msg", "")
+                record = _json(msg) if isinstance(msg, str) else {}
+                if "donation" in record:
+                    events.write(json.dumps(record["donation"]) + "\n")
+                    out.events += 1
+                elif "failed" in record:
+                    failed = record["failed"]
+                    failures[f"{failed['name']} {failed['status']}"] += 1
+                elif msg and len(out.other) < 20:
+                    out.other.append(str(msg))
+    out.failures = dict(failures)
+    return out
 
 
 def _values(summary: dict[str, Any], metric: str) -> dict[str, Any]:
@@ -345,9 +377,11 @@ def chart(series: Series, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True)
-    top.plot(series.second, series.requests, color="tab:blue", label="requests/s")
+    per_s = [n / series.step for n in series.requests]
+    top.plot(series.second, per_s, color="tab:blue", label="requests/s")
     if any(series.failed):
-        top.plot(series.second, series.failed, color="tab:red", label="failed/s")
+        failed_per_s = [n / series.step for n in series.failed]
+        top.plot(series.second, failed_per_s, color="tab:red", label="failed/s")
     top.set_ylabel("requests per second")
     top.legend(loc="lower right")
     top.grid(alpha=0.3)
@@ -358,7 +392,10 @@ def chart(series: Series, path: Path, title: str) -> None:
     ):
         bottom.plot(series.second, values, label=label, color=color)
     bottom.set_ylabel("latency (ms)")
-    bottom.set_xlabel("seconds since the first request")
+    bottom.set_xlabel(
+        "seconds since the scenario started"
+        + (f" ({series.step} s buckets)" if series.step > 1 else "")
+    )
     bottom.legend(loc="upper right")
     bottom.grid(alpha=0.3)
     fig.suptitle(title)

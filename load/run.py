@@ -7,11 +7,19 @@ The runner checks the stack answers, writes the data k6 uses (targets.json),
 spreads the virtual users over many loopback addresses (`--local-ips`), samples
 the stack's memory while k6 runs, then writes summary.json, summary.md and
 chart.png under load/results/<run id>/ and reconciles the donations.
+
+k6 writes no per-request output: on 2 cores the load generator and the stack
+share the CPU, and a CSV of ~11 lines per request cost k6 about 10 % more CPU
+per request (and the runner a tail of ~10k lines/s). The runner reads k6's
+summary (with per-second and per-name submetrics, see lib.js), k6's console
+lines (donation events and failed requests, rare) and, while k6 runs, two
+counters from k6's REST API once a second.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import resource
@@ -20,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +54,19 @@ FIRST_IP = IPv4Address("127.1.0.1")
 VUS_PER_IP_PER_THINK_SECOND = 4
 OPEN_RATE_PER_IP = 5.0
 SYSTEM_TAGS = "status,method,name,scenario,expected_response,error_code"
+# The series' buckets are submetrics, and k6 matches every sample against each
+# submetric of its metric: at most this many buckets (1 s each up to ~2 minutes).
+SERIES_MAX_BUCKETS = 120
+# After the duration, running iterations get k6's gracefulStop (5 s in lib.js) and
+# may still start requests; one more second for the last bucket.
+SERIES_TAIL_S = 6.0
+CONSOLE = "k6-console.jsonl"
+# The stack's memory is sampled every this many seconds while k6 runs. A sample
+# costs ~0.1 s of CPU, most of it the kernel computing PSS over 36 processes'
+# page tables (the ./start.sh stack): at 1 s that was 0.12 of a core, nearly all
+# the runner's CPU, taken from the stack it measures. The stack's memory moves
+# slowly (pools, caches), so a 5 s peak is close to a 1 s one.
+MEMORY_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -133,16 +155,33 @@ def _raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
-def k6_command(cfg: RunConfig, run_dir: Path) -> list[str]:
+def series_plan(cfg: RunConfig) -> tuple[int, int]:
+    """(step, buckets) of the per-second series: buckets of `step` seconds covering
+    the scenario and its graceful stop, at most SERIES_MAX_BUCKETS of them."""
+    span = seconds(cfg.duration) + (seconds(cfg.ramp) if cfg.model == "closed" else 0.0)
+    span += SERIES_TAIL_S
+    step = max(1, math.ceil(span / SERIES_MAX_BUCKETS))
+    return step, math.ceil(span / step)
+
+
+def k6_command(cfg: RunConfig, run_dir: Path, api_port: int) -> list[str]:
     cmd = [
         k6_binary(),
         "run",
         "--quiet",
         "--no-usage-report",
-        "--out",
-        f"csv={run_dir / 'k6.csv'}",
         "--system-tags",
         SYSTEM_TAGS,
+        # The REST API on a free port: the live figures, and no clash with another
+        # k6 on the default 6565.
+        "--address",
+        f"127.0.0.1:{api_port}",
+        # console.log lines (donation events, failed requests) as JSON lines in a
+        # file; k6's own log (stderr, k6.log) is JSON lines too.
+        "--console-output",
+        str(run_dir / CONSOLE),
+        "--log-format",
+        "json",
     ]
     ips = cfg.resolved_ips()
     if ips > 0:
@@ -167,6 +206,8 @@ def k6_env(cfg: RunConfig, target: StackTarget, run_id: str, run_dir: Path) -> d
             "RETRY": str(cfg.retry),
             "TIMEOUT": cfg.timeout,
             "SUMMARY": str(run_dir / "k6-summary.json"),
+            "SERIES_STEP": str(series_plan(cfg)[0]),
+            "SERIES_BUCKETS": str(series_plan(cfg)[1]),
             # k6 shares the two cores with the stack it measures: fewer garbage
             # collections (its memory is not the stack's) left it less CPU-starved
             # (1000 users: p95 1.2 s against 1.6 s, the same run otherwise).
@@ -183,46 +224,45 @@ def k6_env(cfg: RunConfig, target: StackTarget, run_id: str, run_dir: Path) -> d
     return env
 
 
-class CsvTail:
-    """Counts requests and failures in k6's CSV while it is written (k6 flushes it
-    every second): the live figures of the progress display."""
+class K6Live:
+    """Requests and failed requests so far, from k6's REST API (`--address`): the
+    live figures of the progress display. Two small GETs per poll; nothing is
+    written or parsed per request."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-        self.partial = b""
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}/v1/metrics/"
         self.requests = 0
         self.failed = 0
 
+    def _sample(self, metric: str) -> dict[str, float]:
+        with urllib.request.urlopen(self.base + metric, timeout=0.5) as resp:  # noqa: S310
+            sample: dict[str, float] = json.load(resp)["data"]["attributes"]["sample"]
+            return sample
+
     def poll(self) -> None:
         try:
-            with self.path.open("rb") as f:
-                f.seek(self.offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            return
-        self.offset += len(chunk)
-        lines = (self.partial + chunk).split(b"\n")
-        self.partial = lines.pop()
-        for line in lines:
-            if line.startswith(b"http_reqs,"):
-                self.requests += 1
-            elif line.startswith(b"http_req_failed,") and b",1.0" in line[:40]:
-                self.failed += 1
+            requests = int(self._sample("http_reqs").get("count", 0))
+            # A rate's sample is only its ratio; one failed sample per request.
+            failed_ratio = float(self._sample("http_req_failed").get("rate", 0.0))
+        except (OSError, ValueError, KeyError):
+            return  # not up yet (k6 starts its VUs first), or gone: keep the last figures
+        self.requests = requests
+        self.failed = round(failed_ratio * requests)
 
 
-Progress = Callable[[float, float, CsvTail, MemoryMonitor], None]
+Progress = Callable[[float, float, K6Live, MemoryMonitor], None]
 
 
 def _run_k6(
     cmd: list[str],
     env: dict[str, str],
     run_dir: Path,
+    live: K6Live,
     total: float,
     monitor: MemoryMonitor,
     progress: Progress | None,
 ) -> int:
-    tail = CsvTail(run_dir / "k6.csv")
     _raise_nofile()  # inherited by k6
     with (run_dir / "k6.log").open("wb") as log:
         proc = subprocess.Popen(
@@ -236,10 +276,10 @@ def _run_k6(
         started = time.monotonic()
         try:
             while proc.poll() is None:
-                time.sleep(0.5)
-                tail.poll()
+                time.sleep(1.0)
                 if progress is not None:
-                    progress(time.monotonic() - started, total, tail, monitor)
+                    live.poll()
+                    progress(time.monotonic() - started, total, live, monitor)
         except BaseException:
             # Interrupted: stop k6 (it ends its VUs and writes its summary).
             proc.terminate()
@@ -271,22 +311,32 @@ def run(
     targets_path.write_text(json.dumps(targets_data))
     targets_path.chmod(0o600)  # holds API keys and the staff password
 
-    cmd = k6_command(cfg, run_dir)
+    from infra.postgres import free_port
+
+    live = K6Live(free_port())
+    cmd = k6_command(cfg, run_dir, live.port)
     env = k6_env(cfg, target, run_id, run_dir)
     started = datetime.now(UTC)
     # k6's run lasts the duration, plus the first iteration's stagger and the
     # graceful stop; the bar fills over the duration.
-    with MemoryMonitor(target.ports()) as monitor:
-        rc = _run_k6(cmd, env, run_dir, duration, monitor, progress)
+    with MemoryMonitor(target.ports(), interval=MEMORY_INTERVAL_S) as monitor:
+        rc = _run_k6(cmd, env, run_dir, live, duration, monitor, progress)
     k6_summary_path = run_dir / "k6-summary.json"
     if not k6_summary_path.exists():
         log = (run_dir / "k6.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"k6 exited with {rc} and wrote no summary:\n{log}")
     k6_summary = json.loads(k6_summary_path.read_text())
-    series = report.process_csv(run_dir / "k6.csv", run_dir)
+    series = report.series_from_summary(k6_summary, series_plan(cfg)[0])
+    console = report.read_console(run_dir / CONSOLE, run_dir / "donations.jsonl")
     metrics = report.metrics_from_k6(k6_summary)
-    metrics["failures"] = series.failures
-    metrics["requests_by_name"] = series.requests_by_name
+    metrics["failures"] = console.failures
+    unlogged = metrics["failed"] - sum(console.failures.values())
+    if unlogged:
+        # lib.js logs every request k6 counts as failed; show it if the two disagree.
+        metrics["failures"]["(not logged)"] = unlogged
+    metrics["requests_by_name"] = report.requests_by_name(k6_summary)
+    if console.other:
+        metrics["console"] = console.other  # a script's other console lines, if any
 
     events = read_events(run_dir / "donations.jsonl")
     rec = None
@@ -323,10 +373,11 @@ def run(
         "definitions": DEFINITIONS,
     }
     if series.second:
+        report.write_series(series, run_dir / "series.csv")
         report.chart(series, run_dir / "chart.png", f"{cfg.scenario}: {run_id}")
     report.write(run_dir, summary)
     if not cfg.keep_raw:
-        (run_dir / "k6.csv").unlink(missing_ok=True)
+        (run_dir / CONSOLE).unlink(missing_ok=True)
     return RunResult(run_dir=run_dir, summary=summary, targets=targets, k6_returncode=rc)
 
 
@@ -351,8 +402,8 @@ DEFINITIONS = {
     "edge_hit_ratio": "edge hits over GETs to the edge-cacheable public routes",
     "api_cache_hit_ratio": "X-Cache: HIT over GETs the API answered (not edge hits)",
     "memory": (
-        "peak over 1 s samples of the summed PSS (RSS: upper bound) of every process "
-        "of PostgreSQL, Redis, Nginx and the API workers (found by their listening "
-        "ports); k6 not included"
+        f"peak over {MEMORY_INTERVAL_S:.0f} s samples of the summed PSS (RSS: upper bound) "
+        "of every process of PostgreSQL, Redis, Nginx and the API workers (found by "
+        "their listening ports); k6 not included"
     ),
 }

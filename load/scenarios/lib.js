@@ -12,6 +12,12 @@
 //   SKEW       popularity skew: campaign index = N * u^SKEW (1 = uniform)
 //   RETRY      share of pledges sent a second time with the same Idempotency-Key
 //   SUMMARY    where handleSummary writes k6's end-of-test summary (JSON)
+//   SERIES_STEP, SERIES_BUCKETS  the per-second series: buckets of SERIES_STEP seconds
+//              since the scenario started, SERIES_BUCKETS of them (see buildOptions)
+//
+// Nothing is written per request (no `--out`): the figures come from k6's summary
+// (handleSummary), and the rare lines the runner needs one by one (donation events,
+// failed requests) from console.log, which the runner sends to a file.
 
 import http from 'k6/http';
 import exec from 'k6/execution';
@@ -26,6 +32,16 @@ const OPEN = (__ENV.MODEL || 'closed') === 'open';
 const SKEW = parseFloat(__ENV.SKEW || '3');
 const RETRY = parseFloat(__ENV.RETRY || '0.1');
 const TIMEOUT = __ENV.TIMEOUT || '10s';
+const SERIES_STEP = Math.max(1, parseInt(__ENV.SERIES_STEP || '1', 10));
+const SERIES_BUCKETS = parseInt(__ENV.SERIES_BUCKETS || '60', 10);
+
+// Every request's `name` tag (requests by name in the report).
+export const REQUEST_NAMES = [
+  'public_directory', 'public_directory_next', 'public_tenant_directory', 'public_campaign',
+  'public_donations', 'pledge', 'pledge_retry', 'partner_list_campaigns', 'partner_get_campaign',
+  'partner_list_donations', 'partner_edit_campaign', 'partner_record_donation',
+  'partner_confirm_donation', 'legacy_login', 'legacy_list',
+];
 
 // SharedArray: the file is read and parsed once, not once per VU (1000 VUs).
 export const campaigns = new SharedArray('campaigns', () => JSON.parse(open(__ENV.TARGETS)).campaigns);
@@ -50,7 +66,6 @@ export const edgeHit = new Rate('edge_cache_hit'); // public GETs: the edge micr
 export const apiHit = new Rate('api_cache_hit'); // GETs the API answered: from Redis
 export const timeouts = new Counter('timeouts');
 export const replayMismatch = new Counter('replay_mismatch');
-const donationEvents = new Counter('donation_events');
 
 const EDGE_HITS = { HIT: true, STALE: true, UPDATING: true, REVALIDATED: true };
 const JSON_HEADERS = { 'Content-Type': 'application/json' };
@@ -91,11 +106,37 @@ export function buildOptions(scenarioName, { defaultVus = 50 } = {}) {
   }
   return {
     scenarios: { [scenarioName]: scenario },
-    summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)'],
-    // Failed = anything but 2xx (a 429 from the edge or the API counts as failed).
-    thresholds: {},
+    // count: requests per bucket, from the per-bucket duration submetrics.
+    summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)', 'count'],
+    thresholds: seriesThresholds(),
     noCookiesReset: true,
   };
+}
+
+/** Thresholds that only exist to make k6 keep submetrics: k6 puts a submetric
+ * (`http_req_duration{sec:12}`) in handleSummary's data only when a threshold names
+ * it. Per bucket of the series (the `sec` tag, see bucketOf): latency percentiles and
+ * the request count, and failed requests; per request name: requests. Every
+ * expression holds for any value (a duration is >= 0, so is a count or a rate): these
+ * thresholds must never fail the run. Each sample is matched against every
+ * submetric of its metric, so the runner keeps the buckets few (<= 120: 1 s each for
+ * runs up to about 2 minutes, wider beyond). */
+function seriesThresholds() {
+  const thresholds = {};
+  for (let n = 0; n < SERIES_BUCKETS; n++) {
+    const sec = n * SERIES_STEP;
+    thresholds[`http_req_duration{sec:${sec}}`] = ['max>=0'];
+    thresholds[`http_req_failed{sec:${sec}}`] = ['rate>=0'];
+  }
+  for (const name of REQUEST_NAMES) thresholds[`http_reqs{name:${name}}`] = ['count>=0'];
+  return thresholds;
+}
+
+/** The series bucket a request starts in: seconds since the scenario started, down
+ * to a multiple of SERIES_STEP (a tag, so the bucket's submetrics see the request). */
+function bucketOf() {
+  const elapsed = (Date.now() - exec.scenario.startTime) / 1000;
+  return String(Math.floor(elapsed / SERIES_STEP) * SERIES_STEP);
 }
 
 /** Closed model: think between actions; open model: arrivals pace the load. */
@@ -129,6 +170,16 @@ export function partnerOf(vu) {
   return { tenant: t, index: vu % tenants.length, key };
 }
 
+/** One console line per failed request (the target is none, so they are few): the
+ * runner counts them by name and status. Failed as k6's http_req_failed counts it by
+ * default (no responseCallback here): a status outside 200-399, or no response
+ * (status 0). */
+function logFailure(res, name) {
+  if (res.status < 200 || res.status >= 400) {
+    console.log(JSON.stringify({ failed: { name, status: res.status } }));
+  }
+}
+
 function record(res, isGet, edgeCacheable) {
   if (res.error_code === 1050) timeouts.add(1);
   if (!isGet) return;
@@ -147,10 +198,11 @@ function record(res, isGet, edgeCacheable) {
 export function get(path, name, { headers = {}, body = false, edgeCacheable = false } = {}) {
   const res = http.get(BASE + path, {
     headers,
-    tags: { name },
+    tags: { name, sec: bucketOf() },
     timeout: TIMEOUT,
     responseType: body ? 'text' : 'none',
   });
+  logFailure(res, name);
   record(res, true, edgeCacheable);
   return res;
 }
@@ -158,9 +210,10 @@ export function get(path, name, { headers = {}, body = false, edgeCacheable = fa
 export function send(method, path, name, payload, headers = {}) {
   const res = http.request(method, BASE + path, payload === null ? null : JSON.stringify(payload), {
     headers: Object.assign({}, JSON_HEADERS, headers),
-    tags: { name },
+    tags: { name, sec: bucketOf() },
     timeout: TIMEOUT,
   });
+  logFailure(res, name);
   record(res, false, false);
   return res;
 }
@@ -173,14 +226,12 @@ function bodyOf(res) {
   }
 }
 
-/** A donation event for reconciliation: the values travel as k6 metadata (one
- * sample each in the runner's CSV output), not as tags, so they add no time series. */
+/** A donation event for reconciliation: one console line (the runner sends k6's
+ * console to a file and copies these to donations.jsonl); every value a string. */
 export function donationEvent(ev, fields) {
-  const md = exec.vu.metrics.metadata;
-  const keys = Object.keys(fields);
-  for (const k of keys) md[k] = String(fields[k]);
-  donationEvents.add(1, { ev });
-  for (const k of keys) delete md[k];
+  const event = { ev };
+  for (const k of Object.keys(fields)) event[k] = String(fields[k]);
+  console.log(JSON.stringify({ donation: event }));
 }
 
 let keySeq = 0;

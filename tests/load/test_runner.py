@@ -1,14 +1,17 @@
-"""The runner's pure parts: durations, client addresses, targets, k6's CSV."""
+"""The runner's pure parts: durations, client addresses, targets, series buckets,
+and reading k6's summary submetrics and console lines."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from load import report
-from load.run import RunConfig, ip_range, seconds
+from load.reconcile import read_events
+from load.run import SERIES_MAX_BUCKETS, RunConfig, ip_range, seconds, series_plan
 
 
 def test_durations_parse_as_k6_writes_them() -> None:
@@ -65,27 +68,121 @@ def test_targets_pass_and_fail_by_set() -> None:
     assert memory.passed is None  # not measured: n/a, neither pass nor fail
 
 
-def test_csv_becomes_series_failures_and_events(tmp_path: Path) -> None:
-    header = (
-        "metric_name,timestamp,metric_value,check,error,error_code,expected_response,group,"
-        "method,name,proto,scenario,service,status,subproto,tls_version,url,extra_tags,metadata"
-    )
-    rows = [header]
-    for ts, ms, failed, status in ((100, 2.0, 0, 200), (100, 4.0, 1, 429), (102, 8.0, 0, 200)):
-        for metric, value in (
-            ("http_reqs", 1),
-            ("http_req_duration", ms),
-            ("http_req_failed", failed),
-        ):
-            rows.append(f"{metric},{ts},{value},,,,,,GET,public_campaign,,mixed,,{status},,,,,")
-    rows.append('donation_events,101,1,,,,,,,,,mixed,,,,,,ev=ack,"key=r.p.1.1&id=abc"')
-    csv_path = tmp_path / "k6.csv"
-    csv_path.write_text("\n".join(rows) + "\n")
-    series = report.process_csv(csv_path, tmp_path)
-    assert series.second == [0, 1, 2]
-    assert series.requests == [2, 0, 1]
+def test_series_buckets_cover_the_run_and_stay_few() -> None:
+    # 1 s buckets over the duration, the ramp and the graceful stop.
+    assert series_plan(RunConfig("mixed", duration="30s")) == (1, 36)
+    assert series_plan(RunConfig("mixed", duration="1m", ramp="10s")) == (1, 76)
+    # Long runs: wider buckets, never more than SERIES_MAX_BUCKETS.
+    step, buckets = series_plan(RunConfig("mixed", duration="1h"))
+    assert (step, buckets) == (31, 117)
+    assert buckets <= SERIES_MAX_BUCKETS and step * buckets >= 3600
+    # Open model: no ramp.
+    assert series_plan(RunConfig("public", model="open", duration="20s", ramp="9s")) == (1, 26)
+
+
+def _trend(count: int, med: float = 0.0, p95: float = 0.0, p99: float = 0.0) -> dict[str, object]:
+    # The shape of k6 v1.1's handleSummary data (summaryTrendStats with count).
+    values = {"avg": med, "min": med, "med": med, "max": p99, "p(90)": p95, "p(95)": p95}
+    return {"type": "trend", "contains": "time", "values": {**values, "p(99)": p99, "count": count}}
+
+
+def _rate(passes: int, fails: int) -> dict[str, object]:
+    n = passes + fails
+    return {
+        "type": "rate",
+        "values": {"rate": passes / n if n else 0, "passes": passes, "fails": fails},
+    }
+
+
+def _counter(count: int) -> dict[str, object]:
+    return {"type": "counter", "values": {"count": count, "rate": count / 10}}
+
+
+def test_summary_submetrics_become_the_series() -> None:
+    summary = {
+        "metrics": {
+            "http_reqs": _counter(5),
+            "http_req_duration": _trend(5, 3.0, 7.0, 8.0),
+            "http_req_duration{expected_response:true}": _trend(4, 2.0, 4.0, 4.0),
+            "http_req_duration{sec:0}": _trend(2, 3.0, 3.9, 3.98),
+            "http_req_duration{sec:1}": _trend(0),  # declared, no request: k6 says 0
+            "http_req_duration{sec:2}": _trend(3, 8.0, 9.0, 9.5),
+            "http_req_duration{sec:3}": _trend(0),
+            "http_req_failed{sec:0}": _rate(1, 1),
+            "http_req_failed{sec:2}": _rate(0, 3),
+            "http_req_failed{sec:3}": _rate(0, 0),
+        }
+    }
+    series = report.series_from_summary(summary)
+    assert series.second == [0, 1, 2]  # up to the last bucket with a request
+    assert series.requests == [2, 0, 3]
     assert series.failed == [1, 0, 0]
-    assert series.p50[0] == 3.0 and series.p99[2] == 8.0
-    assert series.failures == {"public_campaign 429": 1}
-    events = [json.loads(x) for x in (tmp_path / "donations.jsonl").read_text().splitlines()]
-    assert events == [{"ev": "ack", "key": "r.p.1.1", "id": "abc"}]
+    assert series.p50[0] == 3.0 and series.p95[2] == 9.0 and series.p99[2] == 9.5
+    assert math.isnan(series.p50[1])  # an empty bucket has no latency, not 0 ms
+    assert report.series_from_summary({"metrics": {"http_reqs": _counter(0)}}).second == []
+
+
+def test_wide_buckets_keep_their_start_second(tmp_path: Path) -> None:
+    summary = {
+        "metrics": {
+            "http_req_duration{sec:0}": _trend(60, 1.0, 2.0, 3.0),
+            "http_req_duration{sec:5}": _trend(40, 1.5, 2.5, 3.5),
+            "http_req_failed{sec:5}": _rate(2, 38),
+        }
+    }
+    series = report.series_from_summary(summary, step=5)
+    assert (series.second, series.requests, series.failed) == ([0, 5], [60, 40], [0, 2])
+    report.write_series(series, tmp_path / "series.csv")
+    rows = (tmp_path / "series.csv").read_text().splitlines()
+    assert rows == [
+        "second,requests,failed,p50_ms,p95_ms,p99_ms",
+        "0,60,0,1.0,2.0,3.0",
+        "5,40,2,1.5,2.5,3.5",
+    ]
+
+
+def test_requests_by_name_from_submetrics() -> None:
+    summary = {
+        "metrics": {
+            "http_reqs": _counter(10),
+            "http_reqs{name:pledge}": _counter(6),
+            "http_reqs{name:legacy_login}": _counter(0),  # declared, never sent: left out
+            "http_reqs{name:public_campaign}": _counter(3),
+            "http_reqs{sec:0}": _counter(10),  # another tag: not a name
+        }
+    }
+    assert report.requests_by_name(summary) == {"pledge": 6, "public_campaign": 3, "(unlisted)": 1}
+
+
+def _console_line(message: object) -> str:
+    # k6 --log-format json: one JSON object a line, the console.log text in "msg".
+    msg = message if isinstance(message, str) else json.dumps(message)
+    return json.dumps({"level": "info", "msg": msg, "time": "2026-11-28T11:45:35Z"})
+
+
+def test_console_lines_become_failures_and_events(tmp_path: Path) -> None:
+    sent = {"ev": "sent", "key": "r.p.1.1", "tenant": "t-a"}
+    ack = {"ev": "ack", "key": "r.p.1.1", "id": "abc", "tenant": "t-a", "item": "i", "qty": "2",
+           "state": "pending"}  # fmt: skip
+    lines = [
+        _console_line({"donation": sent}),
+        _console_line({"failed": {"name": "public_campaign", "status": 429}}),
+        _console_line({"donation": ack}),
+        "",
+        _console_line({"failed": {"name": "pledge", "status": 0}}),
+        _console_line({"failed": {"name": "public_campaign", "status": 429}}),
+        _console_line("a script's own message"),
+    ]
+    console = tmp_path / "k6-console.jsonl"
+    console.write_text("\n".join(lines) + "\n")
+    read = report.read_console(console, tmp_path / "donations.jsonl")
+    assert read.failures == {"public_campaign 429": 2, "pledge 0": 1}
+    assert read.events == 2
+    assert read.other == ["a script's own message"]
+    assert read_events(tmp_path / "donations.jsonl") == [sent, ack]
+
+
+def test_no_console_lines_no_events(tmp_path: Path) -> None:
+    read = report.read_console(tmp_path / "missing.jsonl", tmp_path / "donations.jsonl")
+    assert (read.failures, read.events) == ({}, 0)
+    assert read_events(tmp_path / "donations.jsonl") == []

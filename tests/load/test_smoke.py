@@ -1,20 +1,26 @@
 """A 10-second mixed scenario against the test stack through a real edge, with
-writes, then reconciliation of every acknowledged donation."""
+writes, then reconciliation of every acknowledged donation; and a short run whose
+every request fails, for the failed requests' path (console lines, series)."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
 
 from load import fixture as fx
 from load import report
-from load.run import RunConfig, run
-from load.stack import StackTarget
+from load.run import CONSOLE, K6Live, RunConfig, run
+from load.stack import MemoryMonitor, StackTarget
 
 # The smoke mix writes more than the full one so that 10 s produce enough
 # pledges, retries, partner donations and confirmations to reconcile.
 SMOKE_MIX = "public=50,partner=25,pledge=20,legacy=5"
+
+
+def _series(run_dir: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((run_dir / "series.csv").read_text().splitlines()))
 
 
 def test_mixed_smoke_has_no_failures_and_reconciles(
@@ -24,7 +30,12 @@ def test_mixed_smoke_has_no_failures_and_reconciles(
         scenario="mixed", vus=24, duration="10s", think=0.25, mix=SMOKE_MIX, retry=0.3,
         results=tmp_path,
     )  # fmt: skip
-    result = run(cfg, load_target, load_fixture)
+    seen: list[int] = []
+
+    def progress(elapsed: float, total: float, live: K6Live, monitor: MemoryMonitor) -> None:
+        seen.append(live.requests)
+
+    result = run(cfg, load_target, load_fixture, progress=progress)
     m = result.summary["metrics"]
     by_status = (result.run_dir / "k6.log").read_text()
     assert result.k6_returncode == 0, by_status
@@ -41,10 +52,40 @@ def test_mixed_smoke_has_no_failures_and_reconciles(
     assert result.summary["memory"]["peak_pss"] > 0
     for name in ("summary.json", "summary.md", "chart.png", "series.csv", "donations.jsonl"):
         assert (result.run_dir / name).stat().st_size > 0, name
-    assert not (result.run_dir / "k6.csv").exists()  # removed without keep_raw
+    assert not (result.run_dir / CONSOLE).exists()  # removed without keep_raw
+    # The live figures came from k6's REST API while it ran.
+    assert 0 < max(seen) <= m["requests"], seen
+    # Every request is in the series and under its name.
+    rows = _series(result.run_dir)
+    assert sum(int(r["requests"]) for r in rows) == m["requests"]
+    assert int(rows[0]["second"]) == 0 and len(rows) >= 10
+    assert sum(m["requests_by_name"].values()) == m["requests"]
+    assert "(unlisted)" not in m["requests_by_name"]
+    assert {"pledge", "partner_record_donation", "public_campaign"} <= set(m["requests_by_name"])
     rows = {r[1]: r for r in report.table_rows(result.targets)}
     assert rows["failed requests"][4] == "pass"
     assert rows["donations not reconciled"][4] == "pass"
+
+
+def test_failed_requests_are_counted_by_name_and_status(
+    load_target: StackTarget, load_fixture: fx.Fixture, tmp_path: Path
+) -> None:
+    """Every request to a path the edge does not serve (404): each one is a failure
+    by name and status, per second too, and the raw console lines stay on request."""
+    cfg = RunConfig(
+        scenario="public", vus=4, duration="2s", think=0.25, results=tmp_path, keep_raw=True,
+        extra_env={"BASE_URL": load_target.base_url.rstrip("/") + "/no-such-prefix"},
+    )  # fmt: skip
+    result = run(cfg, load_target, load_fixture)
+    m = result.summary["metrics"]
+    assert m["requests"] > 0 and m["failed"] == m["requests"], m
+    assert sum(m["failures"].values()) == m["failed"], m["failures"]
+    assert all(key.endswith((" 404", " 429")) for key in m["failures"]), m["failures"]
+    assert "public_campaign 404" in m["failures"] or "public_directory 404" in m["failures"]
+    rows = _series(result.run_dir)
+    assert sum(int(r["failed"]) for r in rows) == m["failed"]
+    assert (result.run_dir / CONSOLE).stat().st_size > 0  # kept: keep_raw
+    assert result.summary["reconciliation"] is None  # no writes, no events
 
 
 @pytest.mark.slow
