@@ -16,8 +16,10 @@ anything on a published campaign, its items or its totals.)
 
 Parts. A read that depends on one campaign only names it (`part=campaign_part(id)`,
 or `slug_part(slug)` for public pages addressed by slug); tenant-wide lists name
-`LISTS`. A donation write changes only its campaign and the lists, so it passes
-`parts=donation_parts(...)` and the tenant's other cached pages stay valid. Any
+`LISTS`, an organization's public directory `DIRECTORY` (a pledge does not change
+it; `directory=True` writes bump it). A donation write changes only its campaign
+and the lists, so it passes `parts=donation_parts(...)` and the tenant's other
+cached pages stay valid. Any
 other write invalidates the whole tenant (no `parts`).
 """
 
@@ -36,8 +38,13 @@ from tenants.cache import Lookup, ResponseCache, count_disabled, ttl_for
 PUBLIC = {"Cache-Control": "public, max-age=1"}
 
 # The tenant-wide reads that show donations or totals: campaign lists, donation
-# lists, one donation, the tenant's public directory.
+# lists, one donation.
 LISTS = "lists"
+# The tenant's public directory: campaign fields and progress (confirmed + delivered),
+# not pending pledges. Bumped by the writes that pass `directory=True`, so a pledge
+# leaves it cached (in the load mix every pledge emptied each organization's
+# directory pages, about 30 times a second).
+DIRECTORY = "directory"
 
 
 def campaign_part(campaign_id: UUID) -> str:
@@ -136,6 +143,8 @@ async def invalidate_after_write(
     replayed by this worker before it uses the cache again (see tenants/cache.py)."""
     cache = _cache(request)
     if cache is not None:
+        if directory and parts is not None:
+            parts = [*parts, DIRECTORY]
         await cache.invalidate(tenant_id, directory=directory, parts=parts)
 
 

@@ -21,7 +21,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from sanic_ext import openapi
 
 from api.body import parse_body
-from api.cache import LISTS, cached_json, donation_parts, invalidate_after_write, slug_part
+from api.cache import DIRECTORY, cached_json, donation_parts, invalidate_after_write, slug_part
 from api.errors import BadRequest, Conflict, NotFound, field_error
 from api.idempotency import fingerprint, read_key, run_once
 from api.models.public import (
@@ -233,7 +233,7 @@ async def directory_response(request: Request, page: Page, f: pq.DirectoryFilter
         build=build,
         private=False,
         ttl=DEADLINE_BOUND_TTL,
-        part=LISTS,  # only for an organization's directory (f.tenant_id set)
+        part=DIRECTORY,  # only for an organization's directory (f.tenant_id set)
     )
 
 
