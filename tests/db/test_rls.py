@@ -185,3 +185,37 @@ async def test_pooled_connection_carries_no_tenant_into_the_next_request(db: Dat
             assert not conn.is_in_transaction()
     finally:
         await pool.close()
+
+
+async def test_tenant_transaction_commits_on_success_and_rolls_back_on_error(
+    db: Database, factory: Factory
+) -> None:
+    """db/tenancy.py sends BEGIN itself (with the tenant, one round trip), so it also
+    ends the transaction itself: a block that raises, from Python or from SQL, leaves
+    nothing behind; a block that ends commits."""
+    tenant = factory.tenant()
+    pool = await create_pool(
+        db.api_dsn, min_size=1, max_size=1, command_timeout=5, statement_cache_size=100
+    )
+    title = f"tx-{uuid.uuid4().hex[:8]}"
+    insert = "INSERT INTO campaign (tenant_id, slug, title) VALUES ($1, $2, $3)"
+    try:
+        with pytest.raises(ZeroDivisionError):
+            async with tenant_transaction(pool, tenant.id) as conn:
+                await conn.execute(insert, tenant.id, f"{title}-a", title)
+                raise ZeroDivisionError
+        with pytest.raises(asyncpg.UniqueViolationError):
+            async with tenant_transaction(pool, tenant.id) as conn:
+                await conn.execute(insert, tenant.id, f"{title}-b", title)
+                await conn.execute(insert, tenant.id, f"{title}-b", title)
+        async with tenant_transaction(pool, tenant.id) as conn:
+            await conn.execute(insert, tenant.id, f"{title}-c", title)
+        async with pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+        slugs = db.fetch("SELECT slug FROM campaign WHERE title = $1", title)
+        assert [r["slug"] for r in slugs] == [f"{title}-c"]
+        with pytest.raises(TypeError):
+            async with tenant_transaction(pool, str(tenant.id)):  # type: ignore[arg-type]
+                pass
+    finally:
+        await pool.close()
