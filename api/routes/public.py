@@ -263,7 +263,7 @@ def _check_slug(slug: str) -> None:
         raise NotFound("No such campaign.")
 
 
-def _item(row: asyncpg.Record) -> dict[str, Any]:
+def _item(row: Mapping[str, Any]) -> dict[str, Any]:
     contributed = int(row["confirmed_quantity"]) + int(row["delivered_quantity"])
     return {
         "id": str(row["id"]),
@@ -306,14 +306,14 @@ async def get_public_campaign(request: Request, tenant: str, slug: str) -> HTTPR
     _check_slug(slug)
 
     async def build() -> bytes:
-        async with tenant_transaction(request.app.ctx.pool, org["id"]) as conn:
-            row = await pq.select_campaign(conn, tenant_id=org["id"], slug=slug)
-            if row is None or row["status"] == "draft":
-                raise NotFound("No such campaign.")
-            items = [
-                _item(i)
-                for i in await pq.select_items(conn, tenant_id=org["id"], campaign_id=row["id"])
-            ]
+        # One statement (migration 0008), not a transaction of four: RLS still applies.
+        async with request.app.ctx.pool.acquire(
+            timeout=request.app.config.DB_ACQUIRE_TIMEOUT
+        ) as conn:
+            row, item_rows = await pq.select_campaign_page(conn, tenant_id=org["id"], slug=slug)
+        if row is None or row["status"] == "draft":
+            raise NotFound("No such campaign.")
+        items = [_item(i) for i in item_rows]
         progress = (
             sum(min(1.0, cast(float, i["progress"])) for i in items) / len(items) if items else 0.0
         )
@@ -348,17 +348,15 @@ async def list_public_donations(
     _check_slug(slug)
 
     async def build() -> bytes:
-        async with tenant_transaction(request.app.ctx.pool, org["id"]) as conn:
-            campaign = await pq.select_campaign(conn, tenant_id=org["id"], slug=slug)
-            if campaign is None or campaign["status"] == "draft":
-                raise NotFound("No such campaign.")
-            rows = await pq.select_donations(
-                conn,
-                tenant_id=org["id"],
-                campaign_id=campaign["id"],
-                after=after,
-                limit=page.limit + 1,
+        # One statement (migration 0008), not a transaction of four: RLS still applies.
+        async with request.app.ctx.pool.acquire(
+            timeout=request.app.config.DB_ACQUIRE_TIMEOUT
+        ) as conn:
+            status, rows = await pq.select_campaign_donations(
+                conn, tenant_id=org["id"], slug=slug, after=after, limit=page.limit + 1
             )
+        if status is None or status == "draft":
+            raise NotFound("No such campaign.")
         rows, next_cursor = page_of(
             rows, page.limit, lambda r: [r["created_at"].isoformat(), str(r["id"])]
         )

@@ -126,44 +126,6 @@ SELECT id, slug, title, subtitle, description, image_url, categories, location, 
 FROM campaign
 WHERE tenant_id = $1 AND slug = $2
 """
-SELECT_ITEMS = """
-SELECT i.id, i.name, i.unit, i.quantity_requested,
-       coalesce(t.pending_quantity, 0) AS pending_quantity,
-       coalesce(t.pending_count, 0) AS pending_count,
-       coalesce(t.confirmed_quantity, 0) AS confirmed_quantity,
-       coalesce(t.delivered_quantity, 0) AS delivered_quantity,
-       coalesce(t.confirmed_count, 0) AS confirmed_count,
-       coalesce(t.delivered_count, 0) AS delivered_count
-FROM campaign_item i
--- Per item through item_total_slot's key (see db/queries/items.py): a plain join
--- with the view aggregated every slot of the tenant (8.8 ms a page in the load run).
-LEFT JOIN LATERAL (SELECT * FROM item_totals s WHERE s.item_id = i.id OFFSET 0) t ON true
-WHERE i.tenant_id = $1 AND i.campaign_id = $2
-ORDER BY i.created_at, i.id
-"""
-# Never donor_contact; cancelled pledges are not shown. The page of donations is
-# taken first, alone, down donation_campaign_recent_idx; only then are its rows joined
-# to their items (of this campaign: the foreign key (campaign_id, item_id) says they
-# are). Written as one join, the planner misjudged the row count (the tenant appears
-# twice, once here and once in the RLS policy) and sorted every donation of the
-# campaign for each page: 3.4 ms against 0.3 ms for a campaign with 3,300 donations.
-SELECT_DONATIONS = """
-SELECT d.id, d.item_id, i.name AS item_name, i.unit, d.quantity, d.status, d.message,
-       CASE WHEN d.anonymous OR btrim(d.donor_name) = '' THEN NULL
-            ELSE d.donor_name END AS donor_name,
-       d.created_at
-FROM (
-    SELECT id, item_id, quantity, status, message, anonymous, donor_name, created_at
-    FROM donation
-    WHERE tenant_id = $1 AND campaign_id = $2 AND status <> 'cancelled'
-      AND (created_at, id) < (coalesce($3::timestamptz, 'infinity'::timestamptz),
-                              coalesce($4::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
-    ORDER BY created_at DESC, id DESC
-    LIMIT $5
-) d
-JOIN campaign_item i ON i.id = d.item_id AND i.campaign_id = $2
-ORDER BY d.created_at DESC, d.id DESC
-"""
 
 
 async def select_campaign(
@@ -173,23 +135,47 @@ async def select_campaign(
     return row
 
 
-async def select_items(
-    conn: asyncpg.Connection, *, tenant_id: UUID, campaign_id: UUID
-) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(SELECT_ITEMS, tenant_id, campaign_id)
-    return rows
+# One statement each (migration 0008): the functions set the tenant for their own
+# statement and read as the API role, so RLS applies as in tenant_transaction. Run
+# them on a connection outside any transaction.
+SELECT_CAMPAIGN_PAGE = "SELECT * FROM public_campaign_page($1, $2)"
+SELECT_CAMPAIGN_DONATIONS = "SELECT * FROM public_campaign_donations($1, $2, $3, $4, $5)"
+ITEM_COLUMNS = (
+    "id", "name", "unit", "quantity_requested", "pending_quantity", "pending_count",
+    "confirmed_quantity", "delivered_quantity", "confirmed_count", "delivered_count",
+)  # fmt: skip
 
 
-async def select_donations(
+async def select_campaign_page(
+    conn: asyncpg.Connection, *, tenant_id: UUID, slug: str
+) -> tuple[asyncpg.Record | None, list[dict[str, Any]]]:
+    """The campaign (None if there is none; drafts included) and its items with
+    their totals (columns ITEM_COLUMNS)."""
+    rows: list[asyncpg.Record] = await conn.fetch(SELECT_CAMPAIGN_PAGE, tenant_id, slug)
+    if not rows:
+        return None, []
+    items = [
+        {name: r[f"item_{name}"] for name in ITEM_COLUMNS} for r in rows if r["item_id"] is not None
+    ]
+    return rows[0], items
+
+
+async def select_campaign_donations(
     conn: asyncpg.Connection,
     *,
     tenant_id: UUID,
-    campaign_id: UUID,
+    slug: str,
     after: tuple[datetime, UUID] | None,
     limit: int,
-) -> list[asyncpg.Record]:
+) -> tuple[str | None, list[asyncpg.Record]]:
+    """The campaign's status (None if there is none) and a page of its donations
+    (id, item_id, item_name, unit, quantity, status, message, donor_name: None when
+    anonymous, created_at)."""
     created, last_id = after if after is not None else (None, None)
     rows: list[asyncpg.Record] = await conn.fetch(
-        SELECT_DONATIONS, tenant_id, campaign_id, created, last_id, limit
+        SELECT_CAMPAIGN_DONATIONS, tenant_id, slug, created, last_id, limit
     )
-    return rows
+    if not rows:
+        return None, []
+    status: str = rows[0]["campaign_status"]
+    return status, [r for r in rows if r["id"] is not None]
