@@ -219,3 +219,26 @@ async def test_tenant_transaction_commits_on_success_and_rolls_back_on_error(
                 pass
     finally:
         await pool.close()
+
+
+async def test_public_page_functions_set_the_tenant_for_their_statement_only(
+    db: Database, factory: Factory, api_conn: asyncpg.Connection
+) -> None:
+    """Migration 0008's functions set app.tenant_id inside the statement that calls
+    them: RLS limits what they read to that tenant, and nothing is left on the
+    connection afterwards."""
+    a, b = factory.tenant(), factory.tenant()
+    insert_campaign(db, a)
+    slug_b = db.fetchval("SELECT slug FROM campaign WHERE id = $1", insert_campaign(db, b))
+    # B's slug asked as A: nothing (the filter says A, and RLS says A too).
+    assert await api_conn.fetch("SELECT * FROM public_campaign_page($1, $2)", a.id, slug_b) == []
+    rows = await api_conn.fetch("SELECT * FROM public_campaign_page($1, $2)", b.id, slug_b)
+    assert [r["slug"] for r in rows] == [slug_b]
+    assert await api_conn.fetchval(CURRENT_TENANT) in (None, "")
+    # Without a tenant the API role sees no campaign at all.
+    assert await api_conn.fetchval("SELECT count(*) FROM campaign") == 0
+    donations = await api_conn.fetch(
+        "SELECT * FROM public_campaign_donations($1, $2, NULL, NULL, 5)", b.id, slug_b
+    )
+    assert [(r["campaign_status"], r["id"]) for r in donations] == [("published", None)]
+    assert await api_conn.fetchval(CURRENT_TENANT) in (None, "")
