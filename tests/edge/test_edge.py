@@ -357,11 +357,13 @@ def test_token_endpoint_has_stricter_per_ip_limit(edge: LocalNginx) -> None:
 
 
 def test_api_answers_are_not_corked(edge: LocalNginx) -> None:
-    """tcp_nopush held STALE answers until their background refresh ended (50-205 ms
-    in the 1000-user run, 1-10 ms without it): off for the API, on for static files."""
+    """With sendfile, API answers needed tcp_nopush to leave in one segment, and the
+    cork held STALE answers until their background refresh ended (50-205 ms in the
+    1000-user run, 1-10 ms without). API answers: no sendfile (one writev), no cork;
+    static files: both."""
     text = edge.conf_path.read_text()
     http_scope = text.split("server {", 1)[0]
-    assert "tcp_nopush off;" in http_scope
+    assert "sendfile off;" in http_scope and "tcp_nopush off;" in http_scope
     static = text.split("location ^~ /static/ {", 1)[1].split("}", 1)[0]
-    assert "tcp_nopush on;" in static
-    assert text.count("tcp_nopush on;") == 1
+    assert "sendfile on;" in static and "tcp_nopush on;" in static
+    assert text.count("tcp_nopush on;") == 1 and text.count("sendfile on;") == 1
