@@ -9,6 +9,7 @@ import asyncpg
 from sanic import Request
 from sanic.response import BaseHTTPResponse
 
+from api.database import connection
 from api.errors import Forbidden, TooManyRequests, Unauthorized
 from db.queries import auth as q
 from tenants import keys
@@ -56,7 +57,7 @@ async def _from_api_key(request: Request, token: str) -> Principal:
     # key per minute from this worker, so a memoized key needs no connection.
     if ctx.key_touches.get(key_id) is None:
         ctx.key_touches.put(key_id, True)
-        async with ctx.pool.acquire(timeout=request.app.config.DB_ACQUIRE_TIMEOUT) as conn:
+        async with connection(request) as conn:
             await q.touch_api_key(conn, key_id)
     return Principal(
         tenant_id=row["tenant_id"],
@@ -67,8 +68,7 @@ async def _from_api_key(request: Request, token: str) -> Principal:
 
 
 async def _load_api_key(request: Request, prefix: str) -> asyncpg.Record | None:
-    pool = request.app.ctx.pool
-    async with pool.acquire(timeout=request.app.config.DB_ACQUIRE_TIMEOUT) as conn:
+    async with connection(request) as conn:
         return await q.find_api_key(conn, prefix)
 
 
@@ -86,8 +86,7 @@ async def _from_access_token(request: Request, token: str) -> Principal:
         raise Unauthorized()
     # A signature is not enough: a suspended tenant, a deactivated user or a changed
     # role must stop an access token before it expires.
-    pool = request.app.ctx.pool
-    async with pool.acquire(timeout=request.app.config.DB_ACQUIRE_TIMEOUT) as conn:
+    async with connection(request) as conn:
         state = await tokens.check_staff_active(conn, claims)
     if state == "suspended":
         raise Forbidden("This organization is suspended.")

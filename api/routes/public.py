@@ -22,6 +22,7 @@ from sanic_ext import openapi
 
 from api.body import parse_body
 from api.cache import DIRECTORY, cached_json, donation_parts, invalidate_after_write, slug_part
+from api.database import connection
 from api.errors import BadRequest, Conflict, NotFound, field_error
 from api.idempotency import fingerprint, read_key, run_once
 from api.models.public import (
@@ -212,10 +213,9 @@ async def directory_response(request: Request, page: Page, f: pq.DirectoryFilter
     Cached in the organization's scope when `f.tenant_id` is set, else in the
     cross-tenant directory's scope."""
     after = _after(f.order, page.cursor)
-    pool = request.app.ctx.pool
 
     async def build() -> bytes:
-        async with pool.acquire(timeout=request.app.config.DB_ACQUIRE_TIMEOUT) as conn:
+        async with connection(request) as conn:
             if f.order == "progress":
                 async with conn.transaction():
                     await pq.disable_jit(conn)
@@ -246,8 +246,7 @@ async def _tenant(request: Request, slug: str, *, fresh: bool = False) -> asyncp
         raise NotFound("No such organization.")
 
     async def load() -> asyncpg.Record | None:
-        pool = request.app.ctx.pool
-        async with pool.acquire(timeout=request.app.config.DB_ACQUIRE_TIMEOUT) as conn:
+        async with connection(request) as conn:
             found: asyncpg.Record | None = await pq.select_public_tenant(conn, slug)
             return found
 
@@ -307,9 +306,7 @@ async def get_public_campaign(request: Request, tenant: str, slug: str) -> HTTPR
 
     async def build() -> bytes:
         # One statement (migration 0008), not a transaction of four: RLS still applies.
-        async with request.app.ctx.pool.acquire(
-            timeout=request.app.config.DB_ACQUIRE_TIMEOUT
-        ) as conn:
+        async with connection(request) as conn:
             row, item_rows = await pq.select_campaign_page(conn, tenant_id=org["id"], slug=slug)
         if row is None or row["status"] == "draft":
             raise NotFound("No such campaign.")
@@ -349,9 +346,7 @@ async def list_public_donations(
 
     async def build() -> bytes:
         # One statement (migration 0008), not a transaction of four: RLS still applies.
-        async with request.app.ctx.pool.acquire(
-            timeout=request.app.config.DB_ACQUIRE_TIMEOUT
-        ) as conn:
+        async with connection(request) as conn:
             status, rows = await pq.select_campaign_donations(
                 conn, tenant_id=org["id"], slug=slug, after=after, limit=page.limit + 1
             )

@@ -115,8 +115,8 @@ async def select_directory(
     return rows
 
 
-# One tenant's campaign, read inside that tenant's transaction (RLS applies). Drafts
-# come back too (a pledge to one is a 409); the public reads treat them as absent.
+# One tenant's campaign, read inside that tenant's transaction (RLS applies): the
+# pledge's check. Drafts come back too (a pledge to one is a 409).
 SELECT_CAMPAIGN = """
 SELECT id, slug, title, subtitle, description, image_url, categories, location, contact,
        starts_at, ends_at, status, created_at,
