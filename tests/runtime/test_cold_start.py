@@ -17,21 +17,35 @@ def test_measure_cold_start_returns_positive_seconds(db: Database) -> None:
     assert 0 < times[0] < 60
 
 
+# Settings for a fresh interpreter; nothing listens on port 1.
+SETTINGS = (
+    "import os\n"
+    "os.environ['CONECTADES_DATABASE_URL'] = 'postgresql://x:y@127.0.0.1:1/x'\n"
+    "os.environ['CONECTADES_JWT_SECRET'] = 'x' * 40\n"
+)
+
+
+def run_fresh(code: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a new interpreter with SETTINGS and a bare environment."""
+    return subprocess.run(
+        [sys.executable, "-c", SETTINGS + code],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_importing_and_building_the_app_needs_no_services() -> None:
     # Nothing listens on port 1: any connect at import or construction would fail.
     code = (
-        "import os\n"
-        "os.environ['CONECTADES_DATABASE_URL'] = 'postgresql://x:y@127.0.0.1:1/x'\n"
         "os.environ['CONECTADES_REDIS_URL'] = 'redis://127.0.0.1:1/0'\n"
-        "os.environ['CONECTADES_JWT_SECRET'] = 'x' * 40\n"
         "import api.server\n"
         "app = api.server.create_app()\n"
         "assert app.ctx.pool is None and app.ctx.cache is None\n"
     )
-    env = {"PATH": "/usr/bin:/bin"}
-    run = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    run = run_fresh(code)
     assert run.returncode == 0, run.stderr[-2000:]
 
 
@@ -39,9 +53,7 @@ def test_start_finalizes_the_signal_router_a_bounded_number_of_times() -> None:
     # sanic-ext adds HEAD/OPTIONS routes after Sanic finalized its routers; unbatched,
     # every add recompiled the signal router (~50 times, ~1 s of each start).
     code = (
-        "import json, os\n"
-        "os.environ['CONECTADES_DATABASE_URL'] = 'postgresql://x:y@127.0.0.1:1/x'\n"
-        "os.environ['CONECTADES_JWT_SECRET'] = 'x' * 40\n"
+        "import json\n"
         "from sanic import Sanic\n"
         "from infra.postgres import free_port\n"
         "import api.server\n"
@@ -63,10 +75,7 @@ def test_start_finalizes_the_signal_router_a_bounded_number_of_times() -> None:
         "print(json.dumps({'finalized': len(count),\n"
         "                  'public': sorted(methods['api/public/campaigns'])}))\n"
     )
-    env = {"PATH": "/usr/bin:/bin"}
-    run = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    run = run_fresh(code)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["finalized"] <= 3
