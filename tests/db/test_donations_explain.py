@@ -27,13 +27,13 @@ CAMPAIGN = """
 WITH c AS (INSERT INTO campaign (tenant_id, slug, title, status)
            VALUES ($1, $2, 'Explain', 'published') RETURNING tenant_id, id)
 INSERT INTO campaign_item (tenant_id, campaign_id, name, unit, quantity_requested)
-SELECT c.tenant_id, c.id, 'Item ' || g, 'kg', 1000000 FROM c, generate_series(1, 4) g
+SELECT c.tenant_id, c.id, 'Item ' || g, 'kg', 1000000 FROM c, generate_series(1, $3::int) g
 RETURNING tenant_id, campaign_id, id
 """
 DONATIONS = """
 INSERT INTO donation (tenant_id, campaign_id, item_id, quantity, donor_name, status,
                       created_at)
-SELECT $1, $2, ($3::uuid[])[1 + g % 4], 1 + g % 7, 'Donor ' || g,
+SELECT $1, $2, ($3::uuid[])[1 + g % cardinality($3::uuid[])], 1 + g % 7, 'Donor ' || g,
        CASE WHEN g % 10 = 0 THEN 'cancelled' ELSE 'pending' END,
        now() - g * interval '1 second'
 FROM generate_series(1, $4::int) g
@@ -51,7 +51,8 @@ def campaign(db: Database) -> Iterator[tuple[uuid.UUID, uuid.UUID]]:
         tid = db.fetchval(TENANT, f"explain-{uuid.uuid4().hex[:10]}")
         tenants.append(tid)
         for k in range(10):
-            rows = db.fetch(CAMPAIGN, tid, f"c-{k}")
+            # About as many items as the load fixture (1,746), most of them elsewhere.
+            rows = db.fetch(CAMPAIGN, tid, f"c-{k}", 4 if (n, k) == (0, 0) else 40)
             count = N_DONATIONS if (n, k) == (0, 0) else 300
             db.execute(DONATIONS, tid, rows[0]["campaign_id"], [r["id"] for r in rows], count)
             if (n, k) == (0, 0):
@@ -120,3 +121,27 @@ def test_public_donations_first_page_walks_an_index(
     sorts = [n for n in all_nodes if n["Node Type"] == "Sort"]
     assert all(n["Plans"][0]["Actual Rows"] <= PAGE for n in sorts), described
     assert plan["Actual Rows"] == PAGE
+
+
+def test_public_donations_page_looks_up_only_its_items(
+    db: Database, campaign: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    """Each donation of the page finds its item by key. The page's items were
+    joined by hashing the items of every tenant, read by a sequential scan that
+    evaluates the RLS policy on each row: 1.7 ms a page at 1,746 items in the load
+    fixture, against 0.2 ms for the page itself (migration 0009)."""
+    tenant_id, campaign_id = campaign
+    slug = db.fetchval("SELECT slug FROM campaign WHERE id = $1", campaign_id)
+    plan = nested_plan(
+        db, SELECT_CAMPAIGN_DONATIONS, [tenant_id, slug, None, None, PAGE], "donation"
+    )
+    all_nodes = list(nodes(plan))
+    described = [
+        (n["Node Type"], n.get("Relation Name"), n.get("Index Name"), n["Actual Rows"])
+        for n in all_nodes
+    ]
+    items = [n for n in all_nodes if n.get("Relation Name") == "campaign_item"]
+    assert items, described
+    assert all(n["Node Type"] in ("Index Scan", "Index Only Scan") for n in items), described
+    assert all(n["Actual Rows"] <= 1 for n in items), described
+
