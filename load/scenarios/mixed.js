@@ -2,7 +2,6 @@
 // Each VU keeps one role for the run (MIX, default public=85,partner=8,pledge=5,legacy=2):
 // public browsers, partners working with API keys, donors pledging, and the old
 // client that logs in once at /api/token/ and lists /api/campanhas/listar/.
-import exec from 'k6/execution';
 import {
   browse,
   buildOptions,
@@ -15,6 +14,7 @@ import {
   stagger,
   summaryTo,
   think,
+  vuId,
 } from './lib.js';
 
 export const options = buildOptions('mixed', { defaultVus: 1000 });
@@ -22,7 +22,7 @@ const MIX = parseMix('public=85,partner=8,pledge=5,legacy=2');
 
 export default function () {
   stagger();
-  const vu = exec.vu.idInTest;
+  const vu = vuId();
   const role = roleOf(vu, MIX);
   if (role === 'partner') partnerWork(partnerOf(vu));
   else if (role === 'pledge') pledge();
