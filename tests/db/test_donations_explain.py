@@ -144,4 +144,3 @@ def test_public_donations_page_looks_up_only_its_items(
     assert items, described
     assert all(n["Node Type"] in ("Index Scan", "Index Only Scan") for n in items), described
     assert all(n["Actual Rows"] <= 1 for n in items), described
-
