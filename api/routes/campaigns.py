@@ -14,7 +14,7 @@ from sanic import Blueprint, HTTPResponse, Request
 
 from api.auth import require
 from api.body import parse_body, validation_errors
-from api.cache import LISTS, cached_json, campaign_part, invalidate_after_write
+from api.cache import LISTS, cached_json, campaign_part, invalidate_after_write, slug_part
 from api.errors import Conflict, NotFound, ValidationFailed, field_error
 from api.models.campaigns import (
     Campaign,
@@ -197,7 +197,12 @@ async def update_campaign(request: Request, campaign_id: str, principal: Princip
                 conn, tenant_id=tenant_id, campaign_id=cid, changes=changes
             )
             data = await campaign_with_items(conn, tenant_id, row)
-    await invalidate_after_write(request, tenant_id, directory=True)
+    # What shows this campaign: its reads by id and by slug, the lists, the
+    # directory. The tenant's other campaigns stay cached (partners' edits emptied
+    # every page of their tenant). A new slug drops the whole tenant: the old
+    # slug's pages must go too, and renames are rare.
+    parts = None if "slug" in changes else [campaign_part(cid), LISTS, slug_part(data["slug"])]
+    await invalidate_after_write(request, tenant_id, directory=True, parts=parts)
     return json_response(data)
 
 

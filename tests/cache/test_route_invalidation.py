@@ -338,14 +338,16 @@ def test_read_right_after_each_of_many_writes_sees_it(
 
 
 @pytest.mark.parametrize(
-    "write", ["donation create", "donation confirm", "donation cancel", "public pledge"]
+    "write",
+    ["donation create", "donation confirm", "donation cancel", "public pledge", "campaign patch"],
 )
 def test_a_donation_write_leaves_the_tenants_other_campaigns_cached(
     client: httpx.Client, truth: httpx.Client, factory: Factory, write: str
 ) -> None:
-    """Donations change their campaign and the lists, so the other campaigns' pages
-    stay HIT (the load's pledges would otherwise empty a tenant's cache each time);
-    the organization's directory only changes with progress (not with a pledge)."""
+    """Donations and campaign edits change their campaign and the lists, so the other
+    campaigns' pages stay HIT (the load's pledges and edits would otherwise empty a
+    tenant's cache each time); the organization's directory only changes with
+    progress or campaigns (not with a pledge)."""
     scene = make_scene(factory, client)
     other = factory.campaign(scene.tenant, title=f"Outra {scene.tag}")
     page = f"/api/public/{scene.tenant.slug}/campaigns/{other['slug']}"
@@ -370,6 +372,32 @@ def test_a_donation_write_leaves_the_tenants_other_campaigns_cached(
             assert cached.headers["x-cache"] == expected, (write, name)
         elif name in changed or name not in DIRECTORY_READS:
             assert cached.headers["x-cache"] == "MISS", (write, name)
+
+
+def test_a_campaign_rename_drops_the_old_slugs_pages(
+    client: httpx.Client, truth: httpx.Client, factory: Factory
+) -> None:
+    """A new slug invalidates the whole tenant: the pages cached under the old slug
+    must not outlive it."""
+    scene = make_scene(factory, client)
+    reads = scene.reads()
+    old_page, old_donations = reads["public_page"], reads["public_donations"]
+    warm(client, {"public_page": old_page, "public_donations": old_donations})
+    new_slug = f"renomeada-{uuid.uuid4().hex[:8]}"
+    ok(
+        client.patch(
+            f"/api/v1/campaigns/{scene.cid}",
+            json={"slug": new_slug},
+            headers=scene.tenant.headers,
+        )
+    )
+    for path, _ in (old_page, old_donations):
+        assert client.get(path).status_code == 404, path
+        assert truth.get(path).status_code == 404, path
+    page = f"/api/public/{scene.tenant.slug}/campaigns/{new_slug}"
+    for path in (page, f"{page}/donations"):
+        cached = get(client, (path, {}))
+        assert cached.content == get(truth, (path, {})).content, path
 
 
 # -- purge and isolation ----------------------------------------------------------------------
