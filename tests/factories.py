@@ -26,6 +26,12 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def key_secret(key: str) -> str:
+    """The secret part of an API key, `cnd_live_<public id>_<secret>`. The secret is
+    token_urlsafe and may itself contain `_`, so it is what follows the third `_`."""
+    return key.split("_", 3)[3]
+
+
 class Factory:
     def __init__(self, db: Database, client: httpx.Client) -> None:
         self.db = db

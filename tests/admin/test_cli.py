@@ -21,7 +21,7 @@ from admin.cli import app
 from admin.seed import Generator, Target
 from db import migrate
 from tenants.passwords import verify_password
-from tests.factories import Factory, bearer
+from tests.factories import Factory, bearer, key_secret
 from tests.services import ROOT, Database, run_cli
 
 
@@ -248,7 +248,7 @@ def test_key_list_shows_keys_without_secrets(db: Database, slug: str) -> None:
     listed = cli_json(db, "key", "list", "--tenant", slug)
     assert [k["id"] for k in listed] == [issued["id"]]
     assert listed[0]["status"] == "live" and listed[0]["prefix"] == issued["prefix"]
-    secret = issued["key"].rsplit("_", 1)[1]
+    secret = key_secret(issued["key"])
     table = cli(db, "key", "list", "--tenant", slug).stdout
     assert issued["id"] in table
     for text in (json.dumps(listed), table):
