@@ -67,15 +67,16 @@ export const tenantAt = memoized(tenants);
 // k6/execution builds a new object on every read of exec.vu or exec.scenario (about
 // 9 % of k6's CPU in a 1000-user profile when read per request), so what does not
 // change during a run is read once per VU.
-const self = { id: 0, scenarioStart: 0, started: false };
-export function vuId() {
-  if (self.id === 0) self.id = exec.vu.idInTest;
-  return self.id;
+function once(read) {
+  let value;
+  return () => {
+    if (value === undefined) value = read();
+    return value;
+  };
 }
-function scenarioStart() {
-  if (self.scenarioStart === 0) self.scenarioStart = exec.scenario.startTime;
-  return self.scenarioStart;
-}
+export const vuId = once(() => exec.vu.idInTest);
+const scenarioStart = once(() => exec.scenario.startTime);
+let started = false;
 const meta = new SharedArray('meta', () => [JSON.parse(open(__ENV.TARGETS)).meta])[0];
 const dir = meta.directory;
 
@@ -179,8 +180,8 @@ export function think() {
 /** On the first iteration, wait a random part of the think time so 1000 VUs do not
  * fire together at second 0. */
 export function stagger() {
-  if (self.started) return;
-  self.started = true;
+  if (started) return;
+  started = true;
   if (!OPEN) sleep(Math.random() * Math.max(THINK, 0.1));
 }
 
