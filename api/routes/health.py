@@ -39,6 +39,15 @@ the kernel keeps listening for its siblings, which accept the queue.
 
 A second signal during the drain is ignored (a process-group kill delivers two);
 the worker manager escalates to SIGKILL on its own second signal.
+
+The main process's own handler is replaced too (`main_process_ready`). Sanic's
+handler marks the workers terminated through the multiprocessing Manager that holds
+their state, from inside the signal handler. The main process polls that state
+through the same connection every 0.1 s, so a signal during a poll mixed the two
+replies up: the main process failed and, on its way out, shut the shared listening
+socket down while the workers were still draining, and new connections were
+refused. Our handler only posts Sanic's own `__TERMINATE__` message to the monitor;
+the main process's loop then runs the same shutdown outside the handler.
 """
 
 from __future__ import annotations
@@ -50,8 +59,10 @@ import signal
 import socket
 import struct
 from dataclasses import dataclass, field
+from types import FrameType
 
 from sanic import Blueprint, HTTPResponse, Request, Sanic
+from sanic.exceptions import SanicException
 from sanic.http import Http
 from sanic.response import BaseHTTPResponse
 
@@ -247,6 +258,26 @@ async def _close_after_response(request: Request, response: BaseHTTPResponse) ->
         stream.keep_alive = False
 
 
+def _install_main_signal_handlers(app: Sanic, _loop: object) -> None:  # type: ignore[type-arg]
+    try:
+        manager = app.manager
+    except SanicException:  # --single-process: no worker manager
+        return
+    requested = False
+
+    def deferred(signum: int, frame: FrameType | None) -> None:
+        nonlocal requested
+        if requested:  # a second signal: Sanic's handler escalates to SIGKILL
+            manager.shutdown_signal(signum, frame)  # type: ignore[no-untyped-call]
+            return
+        requested = True
+        log.info("drain: %s received by the main process", signal.Signals(signum).name)
+        manager.monitor_publisher.send("__TERMINATE__")
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, deferred)
+
+
 def setup_drain(app: Sanic) -> None:  # type: ignore[type-arg]
     state = drain_state(app)
 
@@ -259,4 +290,5 @@ def setup_drain(app: Sanic) -> None:  # type: ignore[type-arg]
     app.add_signal(opened, "http.lifecycle.begin")
     app.add_signal(closed, "http.lifecycle.complete")
     app.register_listener(_install_signal_handlers, "after_server_start")
+    app.register_listener(_install_main_signal_handlers, "main_process_ready")
     app.register_middleware(_close_after_response, "response")

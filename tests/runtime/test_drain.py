@@ -189,3 +189,56 @@ def test_readiness_reports_draining_after_sigterm_while_still_serving(
         server.proc.wait(6 + 5 + 5)  # bounded: drain + in-flight timeout + margin
     finally:
         server.stop()
+
+
+def _manager_process(main_pid: int) -> int:
+    """The multiprocessing Manager that holds Sanic's worker state: the main process's
+    spawned child that is not a worker (workers are spawned with SANIC_WORKER_NAME
+    set; the resource tracker is not spawned)."""
+    children = Path(f"/proc/{main_pid}/task/{main_pid}/children").read_text().split()
+    for pid in map(int, children):
+        spawned = b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        if spawned and b"SANIC_WORKER_NAME=" not in Path(f"/proc/{pid}/environ").read_bytes():
+            return pid
+    raise AssertionError(f"no Manager process among {children}")
+
+
+def test_sigterm_while_main_process_reads_worker_state_keeps_serving(
+    db: Database, workdir: Path
+) -> None:
+    """Sanic's main process polls its workers' state every 0.1 s through a
+    multiprocessing Manager. Its own SIGTERM handler used that same connection from
+    inside the signal handler: a signal during a poll mixed up the two replies, the
+    main process failed ('NoneType' object has no attribute 'get') and shut the
+    shared listening socket down while the worker was still draining, so every new
+    connection was refused (a CI run failed so). Pausing the Manager makes the main
+    process wait inside a poll; the signal arrives there every time."""
+    env = api_env(
+        db,
+        CONECTADES_DRAIN_ACCEPT="3",
+        CONECTADES_DRAIN_QUIET="5",
+        CONECTADES_DRAIN_TIMEOUT="6",
+        CONECTADES_GRACEFUL_SHUTDOWN_TIMEOUT="5",
+    )
+    log = workdir / "api-drain-manager.log"
+    server = ApiServer(env, workers=1, log=log)
+    server.start()
+    try:
+        assert server.proc is not None
+        manager = _manager_process(server.proc.pid)
+        os.kill(manager, signal.SIGSTOP)
+        try:
+            time.sleep(0.5)  # the main process's next poll now waits for the Manager
+            os.kill(server.proc.pid, signal.SIGTERM)
+            time.sleep(0.5)
+        finally:
+            os.kill(manager, signal.SIGCONT)
+        time.sleep(0.5)
+        r = httpx.get(server.url + "/health/ready", timeout=10)
+        assert (r.status_code, r.json()["status"]) == (503, "draining")
+        assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+        server.proc.wait(6 + 5 + 5)
+        assert server.proc.returncode == 0, log.read_text()
+        assert "Experienced exception" not in log.read_text()
+    finally:
+        server.stop()
