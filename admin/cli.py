@@ -13,6 +13,7 @@ import re
 import secrets
 import sys
 import urllib.request
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -41,8 +42,11 @@ from admin.runtime import (
     url_user,
 )
 from admin.seed import SeedError, SeedPlan, run_seed
+from api.config import AppConfig
 from db import migrate as migrations
+from db.queries import idempotency as iq
 from db.queries import keys as kq
+from db.queries import refresh_tokens as rq
 from db.queries import staff as sq
 from db.queries import tenants as tq
 from load.bench import bench_command
@@ -58,7 +62,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="Schema migrations.", no_args_is_help=True)
+db_app = typer.Typer(help="Schema migrations and maintenance.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants (partner organizations).", no_args_is_help=True)
 key_app = typer.Typer(help="API keys of a tenant.", no_args_is_help=True)
 user_app = typer.Typer(help="Staff users (logins) of a tenant.", no_args_is_help=True)
@@ -173,6 +177,46 @@ def db_status(as_json: JsonOpt = False) -> None:
     if any(r["state"] == "changed" for r in rows):
         err.print("error: an applied migration file changed since it was applied")
         raise typer.Exit(1)
+
+
+@db_app.command("prune")
+def db_prune(
+    batch: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Rows deleted per statement.")
+    ] = 5_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete expired idempotency records (older than CONECTADES_IDEMPOTENCY_TTL
+    seconds, default one day) and refresh tokens expired over an hour ago.
+
+    Nothing else removes them. Safe while the API serves: each batch is its own
+    short statement. Run it daily (cron, or infra/k8s/prune-cronjob.yaml)."""
+    ttl = float(AppConfig().IDEMPOTENCY_TTL)
+    if ttl <= 0:
+        raise_cli("CONECTADES_IDEMPOTENCY_TTL must be a positive number of seconds")
+
+    async def drain(delete: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
+        total = 0
+        async with admin_connection() as conn:
+            while (done := await delete(conn)) > 0:
+                total += done
+                if done < batch:
+                    break
+        return total
+
+    async def go() -> dict[str, int]:
+        records = await drain(lambda c: iq.delete_expired(c, ttl=ttl, limit=batch))
+        tokens = await drain(lambda c: rq.delete_expired(c, limit=batch))
+        return {"idempotency_records": records, "refresh_tokens": tokens}
+
+    deleted = run(go())
+    if as_json:
+        emit_json(deleted)
+    else:
+        out.print(
+            f"deleted {deleted['idempotency_records']} expired idempotency records "
+            f"(older than {ttl:g} s) and {deleted['refresh_tokens']} expired refresh tokens"
+        )
 
 
 # ---------------------------------------------------------------- tenant

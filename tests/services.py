@@ -199,9 +199,14 @@ def start_redis(root: Path, name: str = "redis", maxmemory: str = "64mb") -> Loc
 
 
 def run_cli(
-    db: Database, *args: str, redis_url: str | None = None, timeout: float = 300
+    db: Database,
+    *args: str,
+    redis_url: str | None = None,
+    timeout: float = 300,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`conectades ARGS` as an operator runs it, against the test services."""
+    """`conectades ARGS` as an operator runs it, against the test services (settings
+    in `extra_env` on top)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
     env.update(
         CONECTADES_ADMIN_DATABASE_URL=db.admin_dsn,
@@ -210,6 +215,7 @@ def run_cli(
     )
     if redis_url is not None:
         env["CONECTADES_REDIS_URL"] = redis_url
+    env.update(extra_env or {})
     return subprocess.run(
         [sys.executable, "-m", "admin", *args],
         cwd=ROOT,

@@ -19,8 +19,16 @@ SET fingerprint = EXCLUDED.fingerprint, status_code = EXCLUDED.status_code,
     body = EXCLUDED.body, created_at = now()
 WHERE idempotency_record.created_at <= now() - make_interval(secs => $6)
 """
+# One batch by primary key, so each statement holds its row locks briefly. The
+# condition is checked again on the row deleted: a key reused meanwhile (the upsert
+# above renews an expired record in place) is kept.
 DELETE_EXPIRED = """
-DELETE FROM idempotency_record WHERE created_at <= now() - make_interval(secs => $1)
+DELETE FROM idempotency_record
+WHERE (tenant_id, key) IN (
+    SELECT tenant_id, key FROM idempotency_record
+    WHERE created_at <= now() - make_interval(secs => $1)
+    LIMIT $2
+) AND created_at <= now() - make_interval(secs => $1)
 """
 
 
@@ -49,7 +57,8 @@ async def upsert_record(
     await conn.execute(UPSERT_RECORD, tenant_id, key, fingerprint, status_code, body, ttl)
 
 
-async def delete_expired(conn: asyncpg.Connection, *, ttl: float) -> int:
-    """Owner-role maintenance (all tenants); returns how many records went."""
-    status: str = await conn.execute(DELETE_EXPIRED, ttl)
+async def delete_expired(conn: asyncpg.Connection, *, ttl: float, limit: int) -> int:
+    """Owner-role maintenance (all tenants): at most `limit` records older than `ttl`
+    seconds; how many went."""
+    status: str = await conn.execute(DELETE_EXPIRED, ttl, limit)
     return int(status.split()[-1])

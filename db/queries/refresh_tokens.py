@@ -25,6 +25,15 @@ SELECT_REFRESH_TOKEN = """
 SELECT id, user_id, family_id, expires_at, used_at, revoked_at
 FROM refresh_token WHERE tenant_id = $1 AND id = $2
 """
+# An expired token is refused before its row is read (the JWT's exp, checked with
+# a few seconds' leeway), so once it is an hour past expiry its row is no longer
+# needed, used or not: reuse detection only matters while the token could pass.
+DELETE_EXPIRED = """
+DELETE FROM refresh_token
+WHERE id IN (
+    SELECT id FROM refresh_token WHERE expires_at <= now() - interval '1 hour' LIMIT $1
+) AND expires_at <= now() - interval '1 hour'
+"""
 REVOKE_FAMILY = """
 UPDATE refresh_token SET revoked_at = now()
 WHERE tenant_id = $1 AND family_id = $2 AND revoked_at IS NULL
@@ -61,4 +70,11 @@ async def select_refresh_token(
 async def revoke_family(conn: asyncpg.Connection, *, tenant_id: UUID, family_id: UUID) -> int:
     """Revoke every live token of a family; how many were revoked."""
     status: str = await conn.execute(REVOKE_FAMILY, tenant_id, family_id)
+    return int(status.split()[-1])
+
+
+async def delete_expired(conn: asyncpg.Connection, *, limit: int) -> int:
+    """Owner-role maintenance (all tenants): at most `limit` tokens expired over an hour
+    ago; how many went."""
+    status: str = await conn.execute(DELETE_EXPIRED, limit)
     return int(status.split()[-1])

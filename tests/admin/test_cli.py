@@ -78,6 +78,7 @@ def slug(db: Database) -> str:
         ("db",),
         ("db", "migrate"),
         ("db", "status"),
+        ("db", "prune"),
         ("tenant",),
         ("tenant", "create"),
         ("tenant", "list"),
@@ -138,6 +139,65 @@ def test_db_migrate_again_changes_nothing(db: Database) -> None:
         "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1", "conectades_api"
     )
     assert role is not None and not role["rolsuper"] and not role["rolbypassrls"]
+
+
+def test_db_prune_deletes_only_what_expired_in_batches(db: Database, slug: str) -> None:
+    tenant_id = db.fetchval("SELECT id FROM tenant WHERE slug = $1", slug)
+    cli(db, "user", "create", "--tenant", slug, "ana", "--password", "uma senha longa")
+    user_id = db.fetchval("SELECT id FROM staff_user WHERE tenant_id = $1", tenant_id)
+    ages = {f"old-{i}": "2 days" for i in range(5)} | {"fresh": "1 hour", "edge": "23 hours"}
+    for key, age in ages.items():
+        db.execute(
+            "INSERT INTO idempotency_record (tenant_id, key, fingerprint, status_code, body, "
+            "created_at) VALUES ($1, $2, '\\x00', 201, '{}', now() - $3::text::interval)",
+            tenant_id,
+            key,
+            age,
+        )
+    expiries = {"expired-2h": "-2 hours", "expired-10min": "-10 minutes", "live": "7 days"}
+    tokens = {}
+    for name, offset in expiries.items():
+        tokens[name] = uuid.uuid4()
+        db.execute(
+            "INSERT INTO refresh_token (id, tenant_id, user_id, family_id, expires_at) "
+            "VALUES ($1, $2, $3, $4, now() + $5::text::interval)",
+            tokens[name],
+            tenant_id,
+            user_id,
+            uuid.uuid4(),
+            offset,
+        )
+
+    deleted = cli_json(db, "db", "prune", "--batch", "2")
+
+    # Other tests' expired rows may go too: at least ours did.
+    assert deleted["idempotency_records"] >= 5 and deleted["refresh_tokens"] >= 1
+    kept = db.fetch("SELECT key FROM idempotency_record WHERE tenant_id = $1", tenant_id)
+    assert sorted(r["key"] for r in kept) == ["edge", "fresh"]
+    left = {r["id"] for r in db.fetch("SELECT id FROM refresh_token WHERE user_id = $1", user_id)}
+    assert left == {tokens["expired-10min"], tokens["live"]}
+    again = cli_json(db, "db", "prune")
+    assert again == {"idempotency_records": 0, "refresh_tokens": 0}
+    assert "deleted 0 expired idempotency records" in cli(db, "db", "prune").stdout
+
+
+def test_db_prune_keeps_what_a_longer_ttl_keeps(db: Database, slug: str) -> None:
+    tenant_id = db.fetchval("SELECT id FROM tenant WHERE slug = $1", slug)
+    db.execute(
+        "INSERT INTO idempotency_record (tenant_id, key, fingerprint, status_code, body, "
+        "created_at) VALUES ($1, 'two-days', '\\x00', 201, '{}', now() - interval '2 days')",
+        tenant_id,
+    )
+    done = run_cli(db, "db", "prune", extra_env={"CONECTADES_IDEMPOTENCY_TTL": str(3 * 24 * 3600)})
+    assert done.returncode == 0, done.stderr
+    assert (
+        db.fetchval("SELECT count(*) FROM idempotency_record WHERE tenant_id = $1", tenant_id) == 1
+    )
+    bad = run_cli(db, "db", "prune", extra_env={"CONECTADES_IDEMPOTENCY_TTL": "0"})
+    assert_fails(bad, "CONECTADES_IDEMPOTENCY_TTL must be a positive number")
+    assert (
+        db.fetchval("SELECT count(*) FROM idempotency_record WHERE tenant_id = $1", tenant_id) == 1
+    )
 
 
 # ---------------------------------------------------------------- tenant

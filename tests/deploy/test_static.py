@@ -67,8 +67,11 @@ def by_kind(kind: str) -> dict[str, dict[str, Any]]:
 
 def pod_specs() -> Iterator[tuple[str, dict[str, Any]]]:
     for doc in manifests():
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
         if doc["kind"] in ("Deployment", "Job"):
-            yield f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"]
+            yield name, doc["spec"]["template"]["spec"]
+        elif doc["kind"] == "CronJob":
+            yield name, doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
 
 
 @pytest.fixture(scope="module")
@@ -299,7 +302,12 @@ def test_services_and_pdbs_select_the_deployment_pods() -> None:
 
 def test_pods_run_non_root_read_only_with_resources() -> None:
     specs = dict(pod_specs())
-    assert set(specs) == {"Deployment/api", "Deployment/edge", "Job/conectades-migrate"}
+    assert set(specs) == {
+        "Deployment/api",
+        "Deployment/edge",
+        "Job/conectades-migrate",
+        "CronJob/conectades-prune",
+    }
     for name, spec in specs.items():
         pod_sc = spec["securityContext"]
         assert pod_sc["runAsNonRoot"] is True and pod_sc["runAsUser"] != 0, name
@@ -378,9 +386,16 @@ def test_no_credentials_in_applied_manifests() -> None:
     for value in secrets[0]["stringData"].values():
         assert "REPLACE_ME" in value
     assert len(secrets[0]["stringData"]["CONECTADES_JWT_SECRET"]) < 32
-    # Least privilege: only the migration Job gets the owner's DSN.
+    # Least privilege: only the migration Job and the prune CronJob get the owner's DSN.
     env_names = {e["name"] for e in api_container()["env"]}
     assert "CONECTADES_ADMIN_DATABASE_URL" not in env_names
+    owners = {
+        name
+        for name, spec in pod_specs()
+        for c in spec["containers"]
+        if any(e["name"] == "CONECTADES_ADMIN_DATABASE_URL" for e in c.get("env", []))
+    }
+    assert owners == {"Job/conectades-migrate", "CronJob/conectades-prune"}
     for name, spec in pod_specs():
         for c in spec["containers"]:
             for env in c.get("env", []):
