@@ -157,20 +157,25 @@ def test_sigterm_under_load_fails_no_request(
     assert set(ids) == set(tally.donations.values())
 
 
-def test_readiness_reports_draining_after_sigterm_while_still_serving(
-    db: Database, workdir: Path
-) -> None:
-    """Readiness goes false first, while the worker still answers. Without load, with a
-    long accept phase: under load the probe raced the freeze (a saturated machine can
-    take longer to answer it than the 1 s the worker keeps accepting)."""
-    env = api_env(
+def slow_drain_env(db: Database) -> dict[str, str]:
+    """A worker that keeps accepting for 3 s after the signal and then waits up to
+    6 s: long enough to probe it while it drains (the readiness checks below)."""
+    return api_env(
         db,
         CONECTADES_DRAIN_ACCEPT="3",
         CONECTADES_DRAIN_QUIET="5",
         CONECTADES_DRAIN_TIMEOUT="6",
         CONECTADES_GRACEFUL_SHUTDOWN_TIMEOUT="5",
     )
-    server = ApiServer(env, workers=1, log=workdir / "api-drain-ready.log")
+
+
+def test_readiness_reports_draining_after_sigterm_while_still_serving(
+    db: Database, workdir: Path
+) -> None:
+    """Readiness goes false first, while the worker still answers. Without load, with a
+    long accept phase: under load the probe raced the freeze (a saturated machine can
+    take longer to answer it than the 1 s the worker keeps accepting)."""
+    server = ApiServer(slow_drain_env(db), workers=1, log=workdir / "api-drain-ready.log")
     server.start()
     try:
         assert server.proc is not None
@@ -213,15 +218,8 @@ def test_sigterm_while_main_process_reads_worker_state_keeps_serving(
     shared listening socket down while the worker was still draining, so every new
     connection was refused (a CI run failed so). Pausing the Manager makes the main
     process wait inside a poll; the signal arrives there every time."""
-    env = api_env(
-        db,
-        CONECTADES_DRAIN_ACCEPT="3",
-        CONECTADES_DRAIN_QUIET="5",
-        CONECTADES_DRAIN_TIMEOUT="6",
-        CONECTADES_GRACEFUL_SHUTDOWN_TIMEOUT="5",
-    )
     log = workdir / "api-drain-manager.log"
-    server = ApiServer(env, workers=1, log=log)
+    server = ApiServer(slow_drain_env(db), workers=1, log=log)
     server.start()
     try:
         assert server.proc is not None
