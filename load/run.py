@@ -61,12 +61,16 @@ SERIES_MAX_BUCKETS = 120
 # may still start requests; one more second for the last bucket.
 SERIES_TAIL_S = 6.0
 CONSOLE = "k6-console.jsonl"
-# The stack's memory is sampled every this many seconds while k6 runs. A sample
-# costs ~0.1 s of CPU, most of it the kernel computing PSS over 36 processes'
-# page tables (the ./start.sh stack): at 1 s that was 0.12 of a core, nearly all
-# the runner's CPU, taken from the stack it measures. The stack's memory moves
-# slowly (pools, caches), so a 5 s peak is close to a 1 s one.
-MEMORY_INTERVAL_S = 5.0
+# The stack's memory is sampled every this many seconds while k6 runs, and once
+# more when it has stopped. A sample costs 0.17-0.22 s, most of it the kernel
+# computing PSS over the page tables of the stack's 36 processes (the ./start.sh
+# stack; each PostgreSQL backend maps the shared buffers), and the stack answered
+# worse right then: at 5 s, the 1000-user runs' median p50 was 77 ms in the second
+# of each sample against 13-18 ms in the others (six runs), flat with no sampling
+# during the run. So the sampler runs at idle priority (load/stack.py) and seldom;
+# the stack's memory moves slowly (pools, caches), and the last sample, taken
+# after the run, sees what they grew to.
+MEMORY_INTERVAL_S = 15.0
 
 
 @dataclass
@@ -190,6 +194,20 @@ def k6_command(cfg: RunConfig, run_dir: Path, api_port: int) -> list[str]:
     return cmd
 
 
+def k6_memory_limit(meminfo: Path = Path("/proc/meminfo")) -> str:
+    """k6's heap limit (Go's GOMEMLIMIT): a quarter of the machine's memory, at most
+    3 GiB; 3 GiB when the size cannot be read."""
+    cap = 3 * 1024
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                total_mib = int(line.split()[1]) // 1024
+                return f"{max(256, min(cap, total_mib // 4))}MiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{cap}MiB"
+
+
 def k6_env(cfg: RunConfig, target: StackTarget, run_id: str, run_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("K6_", "CONECTADES_"))}
     env.update(
@@ -208,10 +226,16 @@ def k6_env(cfg: RunConfig, target: StackTarget, run_id: str, run_dir: Path) -> d
             "SUMMARY": str(run_dir / "k6-summary.json"),
             "SERIES_STEP": str(series_plan(cfg)[0]),
             "SERIES_BUCKETS": str(series_plan(cfg)[1]),
-            # k6 shares the two cores with the stack it measures: fewer garbage
-            # collections (its memory is not the stack's) left it less CPU-starved
-            # (1000 users: p95 1.2 s against 1.6 s, the same run otherwise).
-            "GOGC": os.environ.get("GOGC", "400"),
+            # k6's own garbage collector, off until its heap reaches GOMEMLIMIT
+            # (its memory is not the stack's). With 1000 VUs the heap holds ~320 MB
+            # live; each collection then took ~1.9 s on the shared cores, and the
+            # VUs, made to help mark, stopped sending: p50 jumped to 0.6-1 s for a
+            # second or two, two or three times a minute, while nginx still answered
+            # in 0 ms (its log). 5 interleaved pairs of 60-s runs: p99 492-621 ms
+            # against 776-1155 ms, p95 289-342 against 348-571 ms; peak k6 RSS 2.4 GB
+            # against 1.3-1.5 GB (GOGC=400 before).
+            "GOGC": os.environ.get("GOGC", "off"),
+            "GOMEMLIMIT": os.environ.get("GOMEMLIMIT", k6_memory_limit()),
         }
     )
     if cfg.rate is not None:
@@ -346,6 +370,7 @@ def run(
         "peak_pss": monitor.peak.pss,
         "peak_rss": monitor.peak.rss,
         "processes": monitor.peak.processes,
+        "samples": monitor.samples,
         "roots": monitor.describe(),
     }
     targets = report.evaluate(metrics, monitor.peak.pss or None, rec)

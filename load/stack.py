@@ -7,6 +7,7 @@ can be given explicitly instead (`--base-url`, `--database-url`, ...).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -149,25 +150,38 @@ def sample_memory(roots: list[psutil.Process]) -> MemorySample:
     return MemorySample(pss=pss, rss=rss, processes=count)
 
 
+def _idle_priority() -> None:
+    """The calling thread runs when a core would otherwise idle (SCHED_IDLE; it still
+    gets a sliver of a saturated machine)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
+
+
 class MemoryMonitor:
-    """Samples the stack's memory every `interval` seconds in a thread; keeps the peak."""
+    """Samples the stack's memory every `interval` seconds in an idle-priority thread,
+    and once more on exit; keeps the peak."""
 
     def __init__(self, ports: Iterable[int], interval: float = 1.0) -> None:
         self.roots = stack_roots(ports)
         self.interval = interval
         self.peak = MemorySample(0, 0, 0)
         self.last = MemorySample(0, 0, 0)
+        self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="memory", daemon=True)
 
     def _run(self) -> None:
+        _idle_priority()
         while not self._stop.is_set():
             started = time.monotonic()
-            s = sample_memory(self.roots)
-            self.last = s
-            if s.pss > self.peak.pss:
-                self.peak = s
+            self._record(sample_memory(self.roots))
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def _record(self, s: MemorySample) -> None:
+        self.last = s
+        self.samples += 1
+        if s.pss > self.peak.pss:
+            self.peak = s
 
     def __enter__(self) -> MemoryMonitor:
         self._thread.start()
@@ -176,6 +190,8 @@ class MemoryMonitor:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(10)
+        if not self._thread.is_alive():
+            self._record(sample_memory(self.roots))  # after the load: nothing to disturb
 
     def describe(self) -> list[str]:
         out = []

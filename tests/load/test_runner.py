@@ -5,13 +5,25 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from load import report
 from load.reconcile import read_events
-from load.run import SERIES_MAX_BUCKETS, RunConfig, ip_range, seconds, series_plan
+from load.run import (
+    SERIES_MAX_BUCKETS,
+    RunConfig,
+    ip_range,
+    k6_env,
+    k6_memory_limit,
+    seconds,
+    series_plan,
+)
+from load.stack import MemoryMonitor, StackTarget
 
 
 def test_durations_parse_as_k6_writes_them() -> None:
@@ -21,6 +33,31 @@ def test_durations_parse_as_k6_writes_them() -> None:
     assert seconds("15") == 15
     with pytest.raises(ValueError):
         seconds("10 minutes")
+
+
+def test_k6_heap_limit_is_a_quarter_of_memory_up_to_3_gib(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24575112 kB\nMemFree:  1 kB\n")
+    assert k6_memory_limit(meminfo) == "3072MiB"
+    meminfo.write_text("MemTotal:        4000000 kB\n")
+    assert k6_memory_limit(meminfo) == "976MiB"
+    meminfo.write_text("MemTotal:         500000 kB\n")
+    assert k6_memory_limit(meminfo) == "256MiB"
+    assert k6_memory_limit(tmp_path / "missing") == "3072MiB"
+
+
+def test_k6_collects_garbage_only_at_its_heap_limit_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = StackTarget("http://127.0.0.1:8080", "postgresql://x@127.0.0.1/x")
+    monkeypatch.delenv("GOGC", raising=False)
+    monkeypatch.delenv("GOMEMLIMIT", raising=False)
+    env = k6_env(RunConfig("mixed"), target, "run", tmp_path)
+    assert env["GOGC"] == "off" and env["GOMEMLIMIT"] == k6_memory_limit()
+    monkeypatch.setenv("GOGC", "200")
+    monkeypatch.setenv("GOMEMLIMIT", "1GiB")
+    env = k6_env(RunConfig("mixed"), target, "run", tmp_path)
+    assert (env["GOGC"], env["GOMEMLIMIT"]) == ("200", "1GiB")
 
 
 def test_client_addresses_stay_on_loopback() -> None:
@@ -186,3 +223,16 @@ def test_no_console_lines_no_events(tmp_path: Path) -> None:
     read = report.read_console(tmp_path / "missing.jsonl", tmp_path / "donations.jsonl")
     assert (read.failures, read.events) == ({}, 0)
     assert read_events(tmp_path / "donations.jsonl") == []
+
+
+def test_memory_sampler_runs_at_idle_priority_and_samples_again_on_exit() -> None:
+    monitor = MemoryMonitor([], interval=60)
+    monitor.roots = [psutil.Process()]  # this process: a tree with page tables to walk
+    with monitor:
+        deadline = time.monotonic() + 10
+        while monitor.samples < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert monitor._thread.native_id is not None
+        assert os.sched_getscheduler(monitor._thread.native_id) == os.SCHED_IDLE
+        assert monitor.samples == 1  # the next one is 60 s away
+    assert monitor.samples == 2 and monitor.peak.pss > 0
