@@ -195,18 +195,18 @@ def db_prune(
     if ttl <= 0:
         raise_cli("CONECTADES_IDEMPOTENCY_TTL must be a positive number of seconds")
 
-    async def drain(delete: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
+    async def drain(delete: Callable[[], Awaitable[int]]) -> int:
         total = 0
-        async with admin_connection() as conn:
-            while (done := await delete(conn)) > 0:
-                total += done
-                if done < batch:
-                    break
+        while (done := await delete()) > 0:
+            total += done
+            if done < batch:
+                break
         return total
 
     async def go() -> dict[str, int]:
-        records = await drain(lambda c: iq.delete_expired(c, ttl=ttl, limit=batch))
-        tokens = await drain(lambda c: rq.delete_expired(c, limit=batch))
+        async with admin_connection() as conn:
+            records = await drain(lambda: iq.delete_expired(conn, ttl=ttl, limit=batch))
+            tokens = await drain(lambda: rq.delete_expired(conn, limit=batch))
         return {"idempotency_records": records, "refresh_tokens": tokens}
 
     deleted = run(go())

@@ -36,6 +36,8 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from load import report
 from load.fixture import Fixture, build_targets
 from load.reconcile import read_events, reconcile_sync
@@ -194,18 +196,11 @@ def k6_command(cfg: RunConfig, run_dir: Path, api_port: int) -> list[str]:
     return cmd
 
 
-def k6_memory_limit(meminfo: Path = Path("/proc/meminfo")) -> str:
-    """k6's heap limit (Go's GOMEMLIMIT): a quarter of the machine's memory, at most
-    3 GiB; 3 GiB when the size cannot be read."""
-    cap = 3 * 1024
-    try:
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                total_mib = int(line.split()[1]) // 1024
-                return f"{max(256, min(cap, total_mib // 4))}MiB"
-    except (OSError, ValueError, IndexError):
-        pass
-    return f"{cap}MiB"
+def k6_memory_limit(total_bytes: int | None = None) -> str:
+    """k6's heap limit (Go's GOMEMLIMIT): a quarter of the machine's memory
+    (`total_bytes`, default psutil's), at most 3 GiB, at least 256 MiB."""
+    total = psutil.virtual_memory().total if total_bytes is None else total_bytes
+    return f"{max(256, min(3 * 1024, total // 2**20 // 4))}MiB"
 
 
 def k6_env(cfg: RunConfig, target: StackTarget, run_id: str, run_dir: Path) -> dict[str, str]:
