@@ -136,6 +136,17 @@ def requests_by_name(summary: dict[str, Any]) -> dict[str, int]:
     return by_name
 
 
+def latency_by_name(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Latency in ms per `name` tag (the `http_req_duration{name:X}` submetrics):
+    mean, p50, p95, p99; the names without requests left out."""
+    stats = {"mean": "avg", "p50": "med", "p95": "p(95)", "p99": "p(99)"}
+    return {
+        name: {key: round(float(v[stat]), 3) for key, stat in stats.items()}
+        for name, v in _submetrics(summary, "http_req_duration", "name").items()
+        if v.get("count", 0)
+    }
+
+
 @dataclass
 class ConsoleLines:
     """What k6's console lines (`--console-output`, `--log-format json`) held."""
@@ -303,6 +314,16 @@ def table_rows(targets: list[Target]) -> list[tuple[str, str, str, str, str]]:
     ]
 
 
+def _by_name_table(counts: dict[str, int], latency: dict[str, dict[str, float]]) -> list[str]:
+    """Requests and their latency (ms) per name, most requests first."""
+    lines = ["| name | requests | mean | p50 | p95 | p99 |", "|---|---:|---:|---:|---:|---:|"]
+    for name, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        lat = latency.get(name, {})
+        cells = [f"{lat[k]:.1f}" if k in lat else "" for k in ("mean", "p50", "p95", "p99")]
+        lines.append(f"| {name} | {count} | {' | '.join(cells)} |")
+    return lines
+
+
 def markdown(summary: dict[str, Any]) -> str:
     targets = [Target(**{k: v for k, v in t.items() if k != "passed"}) for t in summary["targets"]]
     m = summary["metrics"]
@@ -334,7 +355,7 @@ def markdown(summary: dict[str, Any]) -> str:
         lines += [f"- {k}: {v}" for k, v in sorted(m["failures"].items())]
     if m.get("requests_by_name"):
         lines += ["", "## Requests by name", ""]
-        lines += [f"- {k}: {v}" for k, v in sorted(m["requests_by_name"].items())]
+        lines += _by_name_table(m["requests_by_name"], m.get("latency_by_name", {}))
     lines += ["", "## Cache", ""]
     for label, key, n in (
         ("combined (edge or Redis) / all GETs", "cache_hit_ratio", "cache_gets"),

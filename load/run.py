@@ -354,6 +354,7 @@ def run(
         # lib.js logs every request k6 counts as failed; show it if the two disagree.
         metrics["failures"]["(not logged)"] = unlogged
     metrics["requests_by_name"] = report.requests_by_name(k6_summary)
+    metrics["latency_by_name"] = report.latency_by_name(k6_summary)
     if console.other:
         metrics["console"] = console.other  # a script's other console lines, if any
 

@@ -147,7 +147,7 @@ export function buildOptions(scenarioName, { defaultVus = 50 } = {}) {
 /** Thresholds that only exist to make k6 keep submetrics: k6 puts a submetric
  * (`http_req_duration{sec:12}`) in handleSummary's data only when a threshold names
  * it. Per bucket of the series (the `sec` tag, see bucketOf): latency percentiles and
- * the request count, and failed requests; per request name: requests. Every
+ * the request count, and failed requests; per request name: requests and latency. Every
  * expression holds for any value (a duration is >= 0, so is a count or a rate): these
  * thresholds must never fail the run. Each sample is matched against every
  * submetric of its metric, so the runner keeps the buckets few (<= 120: 1 s each for
@@ -159,7 +159,10 @@ function seriesThresholds() {
     thresholds[`http_req_duration{sec:${sec}}`] = ['max>=0'];
     thresholds[`http_req_failed{sec:${sec}}`] = ['rate>=0'];
   }
-  for (const name of REQUEST_NAMES) thresholds[`http_reqs{name:${name}}`] = ['count>=0'];
+  for (const name of REQUEST_NAMES) {
+    thresholds[`http_reqs{name:${name}}`] = ['count>=0'];
+    thresholds[`http_req_duration{name:${name}}`] = ['max>=0'];
+  }
   return thresholds;
 }
 

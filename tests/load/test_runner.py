@@ -188,6 +188,30 @@ def test_requests_by_name_from_submetrics() -> None:
     assert report.requests_by_name(summary) == {"pledge": 6, "public_campaign": 3, "(unlisted)": 1}
 
 
+def test_latency_by_name_from_submetrics_and_in_the_markdown() -> None:
+    summary = {
+        "metrics": {
+            "http_req_duration": _trend(9, med=2.0, p95=40.0, p99=90.0),
+            "http_req_duration{name:pledge}": _trend(6, med=12.5, p95=40.0, p99=90.0),
+            "http_req_duration{name:legacy_login}": _trend(0),  # never sent: left out
+            "http_req_duration{name:public_campaign}": _trend(3, med=1.0, p95=2.0, p99=3.0),
+            "http_req_duration{sec:0}": _trend(9, med=99.0),  # another tag: not a name
+        }
+    }
+    by_name = report.latency_by_name(summary)
+    assert by_name == {
+        "pledge": {"mean": 12.5, "p50": 12.5, "p95": 40.0, "p99": 90.0},
+        "public_campaign": {"mean": 1.0, "p50": 1.0, "p95": 2.0, "p99": 3.0},
+    }
+    # Most requests first; a name without latency figures keeps empty cells.
+    table = report._by_name_table({"public_campaign": 3, "pledge": 6, "(unlisted)": 1}, by_name)
+    assert table[2:] == [
+        "| pledge | 6 | 12.5 | 12.5 | 40.0 | 90.0 |",
+        "| public_campaign | 3 | 1.0 | 1.0 | 2.0 | 3.0 |",
+        "| (unlisted) | 1 |  |  |  |  |",
+    ]
+
+
 def _console_line(message: object) -> str:
     # k6 --log-format json: one JSON object a line, the console.log text in "msg".
     msg = message if isinstance(message, str) else json.dumps(message)

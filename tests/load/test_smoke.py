@@ -64,6 +64,9 @@ def test_mixed_smoke_has_no_failures_and_reconciles(
     assert sum(m["requests_by_name"].values()) == m["requests"]
     assert "(unlisted)" not in m["requests_by_name"]
     assert {"pledge", "partner_record_donation", "public_campaign"} <= set(m["requests_by_name"])
+    # Each name's latency from its own submetric: the names with requests, no others.
+    assert set(m["latency_by_name"]) == set(m["requests_by_name"])
+    assert all(0 < v["p50"] <= v["p95"] <= v["p99"] for v in m["latency_by_name"].values())
     rows = {r[1]: r for r in report.table_rows(result.targets)}
     assert rows["failed requests"][4] == "pass"
     assert rows["donations not reconciled"][4] == "pass"
