@@ -367,3 +367,44 @@ def test_api_answers_are_not_corked(edge: LocalNginx) -> None:
     static = text.split("location ^~ /static/ {", 1)[1].split("}", 1)[0]
     assert "sendfile on;" in static and "tcp_nopush on;" in static
     assert text.count("tcp_nopush on;") == 1 and text.count("sendfile on;") == 1
+
+
+def test_a_large_access_log_is_moved_aside_when_nginx_starts(tmp_path: Path) -> None:
+    """Over the limit: the old log becomes access.log.1 (replacing the previous one)
+    and nginx starts a new one; under the limit the log stays and nginx appends."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "access.log"
+    log.write_text("old line\n" * 200)  # 1,800 bytes
+    (logs / "access.log.1").write_text("older\n")
+    edge = LocalNginx(
+        EdgeConfig(listen_port=free_port(), upstreams=["127.0.0.1:9"], prefix=tmp_path),
+        rotate_bytes=1000,
+    )
+    try:
+        edge.start()
+        assert (logs / "access.log.1").read_text() == "old line\n" * 200
+        httpx.get(edge.url + "/no-such-path", timeout=5)
+        edge.stop()
+        new = log.read_text()
+        assert "old line" not in new and "/no-such-path" in new
+        # Under the limit now: kept in place on the next start.
+        edge.rotate_bytes = 10 * len(new)
+        edge.start()
+        edge.stop()
+        assert log.read_text() == new
+        assert (logs / "access.log.1").read_text() == "old line\n" * 200
+    finally:
+        edge.stop()
+
+
+def test_an_access_log_sent_elsewhere_is_never_moved(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "access.log").write_text("x" * 100)
+    config = EdgeConfig(
+        listen_port=free_port(), upstreams=["127.0.0.1:9"], prefix=tmp_path,
+        access_log_path=str(tmp_path / "elsewhere.log"),
+    )  # fmt: skip
+    assert LocalNginx(config, rotate_bytes=10).rotate_access_log() is False
+    assert (logs / "access.log").read_text() == "x" * 100
