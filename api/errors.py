@@ -206,6 +206,18 @@ def to_api_error(exc: BaseException) -> ApiError | None:
 
 class ProblemErrorHandler(ErrorHandler):
     def default(self, request: Request, exception: Exception) -> HTTPResponse:
+        if isinstance(exception, asyncio.CancelledError):
+            # Sanic cancels a handler when its client goes away (k6 or nginx giving
+            # up, a probe's own timeout). Not a fault: one line, no traceback (these
+            # were most of the day's "unhandled error" tracebacks). A transaction the
+            # handler had open is rolled back; nobody reads this answer.
+            log.info(
+                "%s %s: cancelled, the client closed the connection (request %s)",
+                request.method,
+                request.path,
+                getattr(request.ctx, "request_id", "-"),
+            )
+            return problem(503, "Service Unavailable", "Request cancelled.", slug="cancelled")
         mapped = exception if isinstance(exception, ApiError) else to_api_error(exception)
         if isinstance(mapped, ApiError):
             if mapped.status_code >= 500:

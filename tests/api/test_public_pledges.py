@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
+import orjson
 import pytest
 
 from tests.factories import Factory, TenantCtx
@@ -302,3 +305,63 @@ def test_anonymous_pledge_is_listed_as_anonymous(
     listing = client.get(url(org, campaign))
     assert [d["display_name"] for d in listing.json()["data"]] == ["Anonymous"]
     assert "Segredo" not in listing.text and "ana@example.org" not in listing.text
+
+
+def _waiting_inserts(db: Any) -> int:
+    n: int = db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE '%INSERT INTO donation%'"
+    )
+    return n
+
+
+def test_a_pledge_whose_client_goes_away_writes_nothing_and_logs_no_error(
+    client: httpx.Client, api: Any, db: Any, org: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    """The donor's connection closes while the pledge waits inside its transaction:
+    Sanic cancels the handler, the transaction rolls back (no donation, no stored
+    answer for the key), the log has no "unhandled error" traceback, and the donor's
+    retry with the same key then pledges once."""
+    item = campaign["items"][0]["id"]
+    headers = {**key(), "X-Request-ID": f"gone-{uuid.uuid4().hex}"}
+    blocker = db.run(asyncpg.connect(db.admin_dsn))
+    try:
+        # The insert's foreign-key check on the item waits for this row lock.
+        db.run(blocker.execute("BEGIN"))
+        db.run(blocker.execute("SELECT 1 FROM campaign_item WHERE id = $1 FOR UPDATE", item))
+        payload = orjson.dumps(body(campaign))
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        request = (
+            f"POST {url(org, campaign)} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+        ).encode() + payload
+        with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
+            sock.sendall(request)
+            deadline = time.monotonic() + 10
+            while _waiting_inserts(db) == 0:
+                assert time.monotonic() < deadline, "the pledge never reached its insert"
+                time.sleep(0.02)
+        # The donor went away: the connection closed under the waiting request.
+        deadline = time.monotonic() + 10
+        while _waiting_inserts(db) > 0:  # the cancelled insert leaves the lock queue
+            assert time.monotonic() < deadline, "the cancelled insert is still waiting"
+            time.sleep(0.02)
+    finally:
+        db.run(blocker.execute("ROLLBACK"))
+        db.run(blocker.close())
+    assert count(db, campaign) == 0
+    stored = db.fetchval(
+        "SELECT count(*) FROM idempotency_record WHERE tenant_id = $1 AND key = $2",
+        org.id,
+        headers["Idempotency-Key"],
+    )
+    assert stored == 0
+    # The handler was cancelled (its insert left the lock queue while the lock was
+    # still held) and said so at INFO, which the API does not print by default.
+    log = api.log_path.read_text(errors="replace")
+    assert f"unhandled error on POST {url(org, campaign)}" not in log
+    # The retry is a first attempt, not a replay, and pledges once.
+    again = client.post(url(org, campaign), json=body(campaign), headers=headers)
+    assert again.status_code == 201, again.text
+    assert again.headers.get("idempotent-replayed") is None
+    assert count(db, campaign) == 1
