@@ -211,12 +211,7 @@ class ProblemErrorHandler(ErrorHandler):
             # up, a probe's own timeout). Not a fault: one line, no traceback (these
             # were most of the day's "unhandled error" tracebacks). A transaction the
             # handler had open is rolled back; nobody reads this answer.
-            log.info(
-                "%s %s: cancelled, the client closed the connection (request %s)",
-                request.method,
-                request.path,
-                getattr(request.ctx, "request_id", "-"),
-            )
+            log.info("%s: cancelled, the client closed the connection", _label(request))
             return problem(503, "Service Unavailable", "Request cancelled.", slug="cancelled")
         mapped = exception if isinstance(exception, ApiError) else to_api_error(exception)
         if isinstance(mapped, ApiError):
@@ -240,13 +235,13 @@ class ProblemErrorHandler(ErrorHandler):
                 slug=_reason(status).lower().replace(" ", "-"),
                 headers=headers,
             )
-        log.exception(
-            "unhandled error on %s %s (request %s)",
-            request.method,
-            request.path,
-            getattr(request.ctx, "request_id", "-"),
-        )
+        log.exception("unhandled error on %s", _label(request))
         return problem(500, "Internal Server Error", "Unexpected error.", slug="internal")
+
+
+def _label(request: Request) -> str:
+    """`GET /path (request <id>)` for log lines."""
+    return f"{request.method} {request.path} (request {getattr(request.ctx, 'request_id', '-')})"
 
 
 def _reason(status: int) -> str:
