@@ -120,9 +120,9 @@ class LocalNginx:
         file open). A load run adds ~20 MB, so without this a day of runs left a
         3.5 GB log under var/edge/logs. A log sent elsewhere (`access_log_path`,
         e.g. /dev/stdout in containers) is left alone."""
-        log = self.access_log
         if self.config.access_log_path is not None:
             return False
+        log = self.access_log
         try:
             if log.stat().st_size <= self.rotate_bytes:
                 return False

@@ -205,6 +205,7 @@ def k6_memory_limit(total_bytes: int | None = None) -> str:
 
 def k6_env(cfg: RunConfig, target: StackTarget, run_id: str, run_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("K6_", "CONECTADES_"))}
+    step, buckets = series_plan(cfg)
     env.update(
         {
             "BASE_URL": target.base_url.rstrip("/"),
@@ -219,20 +220,22 @@ def k6_env(cfg: RunConfig, target: StackTarget, run_id: str, run_dir: Path) -> d
             "RETRY": str(cfg.retry),
             "TIMEOUT": cfg.timeout,
             "SUMMARY": str(run_dir / "k6-summary.json"),
-            "SERIES_STEP": str(series_plan(cfg)[0]),
-            "SERIES_BUCKETS": str(series_plan(cfg)[1]),
-            # k6's own garbage collector, off until its heap reaches GOMEMLIMIT
-            # (its memory is not the stack's). With 1000 VUs the heap holds ~320 MB
-            # live; each collection then took ~1.9 s on the shared cores, and the
-            # VUs, made to help mark, stopped sending: p50 jumped to 0.6-1 s for a
-            # second or two, two or three times a minute, while nginx still answered
-            # in 0 ms (its log). 5 interleaved pairs of 60-s runs: p99 492-621 ms
-            # against 776-1155 ms, p95 289-342 against 348-571 ms; peak k6 RSS 2.4 GB
-            # against 1.3-1.5 GB (GOGC=400 before).
-            "GOGC": os.environ.get("GOGC", "off"),
-            "GOMEMLIMIT": os.environ.get("GOMEMLIMIT", k6_memory_limit()),
+            "SERIES_STEP": str(step),
+            "SERIES_BUCKETS": str(buckets),
         }
     )
+    # k6's own garbage collector, off until its heap reaches GOMEMLIMIT
+    # (its memory is not the stack's). With 1000 VUs the heap holds ~320 MB
+    # live; each collection then took ~1.9 s on the shared cores, and the
+    # VUs, made to help mark, stopped sending: p50 jumped to 0.6-1 s for a
+    # second or two, two or three times a minute, while nginx still answered
+    # in 0 ms (its log). 5 interleaved pairs of 60-s runs: p99 492-621 ms
+    # against 776-1155 ms, p95 289-342 against 348-571 ms; peak k6 RSS 2.4 GB
+    # against 1.3-1.5 GB (GOGC=400 before).
+    # The environment's GOGC and GOMEMLIMIT (already in `env`) win.
+    env.setdefault("GOGC", "off")
+    if "GOMEMLIMIT" not in env:
+        env["GOMEMLIMIT"] = k6_memory_limit()
     if cfg.rate is not None:
         env["RATE"] = str(cfg.rate)
     if cfg.max_vus is not None:
