@@ -2,8 +2,11 @@
 
 Runs `nginx -p <prefix> -c <prefix>/nginx.conf -e <logs>/error.log` (our own master,
 never the system service); the pid file, logs, temp files and cache live under the
-prefix. As root the workers drop to nginx's default user, which creates its temp and
-cache directories itself.
+prefix. As root the workers drop to nginx's default user (`nobody`), which creates
+its temp and cache directories itself; when the project lives in a folder that user
+cannot enter (a clone in /root or in any 0700 folder), what the workers open — the
+cache, temp files and the static files — is placed under /var/tmp instead (linked
+from `<prefix>/worker`), as PostgreSQL's data directory is.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from edge.render import EdgeConfig, write
 from infra.postgres import free_port
-from infra.process import alive, wait_gone
+from infra.process import alive, reachable_by_server, server_dir, wait_gone
 
 __all__ = ["LocalNginx", "NginxError", "NginxService", "free_port", "nginx_binary", "stack_edge"]
 
@@ -45,6 +48,7 @@ ACCESS_LOG_ROTATE_BYTES = 64 * 1024 * 1024
 class LocalNginx:
     config: EdgeConfig
     rotate_bytes: int = ACCESS_LOG_ROTATE_BYTES
+    static_source: Path | None = None  # where static files come from when copied
 
     @property
     def prefix(self) -> Path:
@@ -83,7 +87,36 @@ class LocalNginx:
         ]
 
     def render(self) -> Path:
+        self._place_worker_paths()
         return write(self.config, self.conf_path)
+
+    def _place_worker_paths(self) -> None:
+        """As root in a private folder: the workers' cache, temp and static paths
+        where they can reach them (else every cached GET was a 500: `open() ...
+        failed (13: Permission denied)`). The static files are copied at each render."""
+        cfg = self.config
+        if cfg.user is not None or reachable_by_server(self.prefix.absolute()):
+            return
+        if self.static_source is None:
+            self.static_source = cfg.static_dir
+        shared = server_dir(self.prefix / "worker")
+        static = shared / "static"
+        shutil.rmtree(static, ignore_errors=True)
+        shutil.copytree(self.static_source, static)
+        for path in (shared, static, *static.rglob("*")):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        cfg.cache_dir = shared / "cache"
+        cfg.temp_dir = shared / "tmp"
+        cfg.static_dir = static
+
+    def remove_worker_paths(self) -> None:
+        """Delete what `_place_worker_paths` put under /var/tmp (call when stopped)."""
+        link = self.prefix / "worker"
+        if link.is_symlink():
+            holder = link.resolve().parent
+            link.unlink()
+            if holder.name.startswith("conectades-"):
+                shutil.rmtree(holder, ignore_errors=True)
 
     def check(self) -> str:
         """`nginx -t` on the rendered file; returns its output, raises if it fails."""

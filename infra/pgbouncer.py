@@ -26,8 +26,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.postgres import free_port, server_dir
-from infra.process import alive, stop_pid, wait_listening
+from infra.postgres import free_port
+from infra.process import alive, server_dir, stop_pid, wait_listening
 
 __all__ = ["LocalPgBouncer", "PgBouncerError", "free_port", "pgbouncer_binary"]
 

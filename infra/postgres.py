@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.process import wait_listening
+from infra.process import reachable_by_server, server_dir, wait_listening
 
 
 class PostgresError(RuntimeError):
@@ -46,37 +46,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def reachable_by_server(path: Path) -> bool:
-    """Whether the `postgres` user can reach `path` (every parent searchable by others)."""
-    if os.geteuid() != 0:
-        return True
-    for parent in [path, *path.parents]:
-        if parent.exists() and not os.stat(parent).st_mode & 0o001:
-            return False
-    return True
-
-
-def server_dir(preferred: Path) -> Path:
-    """`preferred`, or when running as root inside a private folder (e.g. /root),
-    a folder under /var/tmp that the `postgres` user can reach, linked from
-    `preferred` so the data still shows up in the project."""
-    preferred = preferred.absolute()
-    if preferred.is_symlink():
-        return preferred.resolve()
-    if reachable_by_server(preferred.parent):
-        return preferred
-    import tempfile
-
-    holder = Path(tempfile.mkdtemp(prefix="conectades-", dir="/var/tmp"))
-    holder.chmod(0o711)
-    target = holder / preferred.name
-    preferred.parent.mkdir(parents=True, exist_ok=True)
-    if preferred.exists():
-        shutil.rmtree(preferred)
-    preferred.symlink_to(target)
-    return target
 
 
 def _as_server_user(cmd: list[str]) -> list[str]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,3 +55,33 @@ def wait_listening(port: int, timeout: float) -> bool:
         except OSError:
             time.sleep(0.05)
     return False
+
+
+def reachable_by_server(path: Path) -> bool:
+    """Whether a server that drops root (PostgreSQL as `postgres`, nginx workers as
+    `nobody`) can reach `path`: every parent searchable by others."""
+    if os.geteuid() != 0:
+        return True
+    for parent in [path, *path.parents]:
+        if parent.exists() and not os.stat(parent).st_mode & 0o001:
+            return False
+    return True
+
+
+def server_dir(preferred: Path) -> Path:
+    """`preferred`, or when running as root inside a private folder (e.g. /root),
+    a folder under /var/tmp that the server's user can reach, linked from
+    `preferred` so the data still shows up in the project."""
+    preferred = preferred.absolute()
+    if preferred.is_symlink():
+        return preferred.resolve()
+    if reachable_by_server(preferred.parent):
+        return preferred
+    holder = Path(tempfile.mkdtemp(prefix="conectades-", dir="/var/tmp"))
+    holder.chmod(0o711)
+    target = holder / preferred.name
+    preferred.parent.mkdir(parents=True, exist_ok=True)
+    if preferred.exists():
+        shutil.rmtree(preferred)
+    preferred.symlink_to(target)
+    return target

@@ -33,6 +33,7 @@ def edge(api: ApiServer, workdir: Path) -> Iterator[LocalNginx]:
     server = start_edge(workdir / "edge", [hostport(api.url)])
     yield server
     server.stop()
+    server.remove_worker_paths()
 
 
 @pytest.fixture
