@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ from sanic import Blueprint, HTTPResponse, Request
 
 from api.auth import forget_api_key, require
 from api.body import parse_body
-from api.errors import NotFound
+from api.errors import Forbidden, NotFound
 from api.models.keys import KeyCreate, KeyIssued, KeyPage, KeyStatus
 from api.openapi import doc
 from api.pagination import Page, page_of
@@ -69,6 +70,7 @@ async def create_key(request: Request, principal: Principal) -> HTTPResponse:
     """Issue a new API key; the full key is in the response, shown only this once."""
     require(principal, "keys")
     body = parse_body(request, KeyCreate)
+    _grantable(principal, body.scopes)
     async with tenant_transaction(request.app.ctx.pool, principal.tenant_id) as conn:
         row, full_key = await keys.issue(
             conn,
@@ -80,6 +82,24 @@ async def create_key(request: Request, principal: Principal) -> HTTPResponse:
     out = key_out(row, datetime.now(UTC))
     out["key"] = full_key
     return json_response(out, 201, headers={"Location": f"/api/v1/keys/{row['id']}"})
+
+
+def _grantable(principal: Principal, scopes: Iterable[str]) -> None:
+    """A credential grants only scopes it holds itself (a staff owner holds them all):
+    else a key with just `keys` could mint itself a `write` key."""
+    missing = sorted(set(scopes) - principal.scopes)
+    if missing:
+        names = ", ".join(missing)
+        raise Forbidden(
+            f"{principal.describe()} cannot grant scopes it does not hold: {names}",
+            errors=[
+                {
+                    "field": "scopes",
+                    "message": f"not held by this credential: {names}",
+                    "type": "forbidden",
+                }
+            ],
+        )
 
 
 @bp.delete("/keys/<key_id:str>")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,7 +13,7 @@ import httpx
 import pytest
 
 from tests.factories import Factory, TenantCtx, bearer, key_secret
-from tests.services import Database
+from tests.services import Database, run_cli
 
 URL = "/api/v1/keys"
 PROBLEM = "application/problem+json"
@@ -378,3 +380,55 @@ def test_key_routes_are_in_openapi(client: httpx.Client) -> None:
     assert {"get", "post"} <= set(paths["/api/v1/keys"])
     assert "delete" in next(v for k, v in paths.items() if k.startswith("/api/v1/keys/"))
     assert paths["/api/v1/keys"]["post"]["summary"]
+
+
+@pytest.mark.parametrize(
+    ("held", "asked", "refused"),
+    [
+        ("keys", ["read", "write", "keys"], ["read", "write"]),
+        ("keys", ["write"], ["write"]),
+        ("read,keys", ["read", "write"], ["write"]),
+    ],
+)
+def test_key_cannot_grant_scopes_it_does_not_hold(
+    db: Database,
+    client: httpx.Client,
+    factory: Factory,
+    held: str,
+    asked: list[str],
+    refused: list[str],
+) -> None:
+    """A key issued by the operator's CLI with `keys` (and maybe more) may issue keys,
+    but only with scopes it holds itself: 403 naming the others, nothing stored."""
+    tenant = factory.tenant()
+    done = run_cli(db, "key", "issue", "--tenant", tenant.slug, "--scopes", held, "--json")
+    assert done.returncode == 0, done.stderr
+    manager = bearer(json.loads(done.stdout)["key"])
+    before = count_keys(db, tenant)
+    r = client.post("/api/v1/keys", json={"scopes": asked}, headers=manager)
+    problem = assert_problem(r, 403)
+    for scope in refused:
+        assert scope in problem["detail"]
+    assert problem["errors"][0]["field"] == "scopes"
+    assert count_keys(db, tenant) == before
+    # What it does hold it may grant, and the new key has exactly that.
+    granted = [s for s in asked if s not in refused]
+    if granted:
+        new = issue(client, dataclasses.replace(tenant, headers=manager), scopes=granted)
+        assert new["scopes"] == granted
+        made = bearer(new["key"])
+        write = client.post("/api/v1/campaigns", json={}, headers=made)
+        assert write.status_code == (422 if "write" in granted else 403)
+
+
+def test_owner_may_grant_every_key_scope(client: httpx.Client, factory: Factory) -> None:
+    tenant = factory.tenant()
+    factory.staff_user(tenant, "dona", "owner", "uma senha bem longa")
+    login = client.post(
+        "/api/token/",
+        json={"username": "dona", "password": "uma senha bem longa", "tenant": tenant.slug},
+    )
+    assert login.status_code == 200, login.text
+    owner = bearer(login.json()["access"])
+    r = client.post("/api/v1/keys", json={"scopes": ["read", "write", "keys"]}, headers=owner)
+    assert r.status_code == 201, r.text
