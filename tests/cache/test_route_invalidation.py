@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from api.cache import PUBLIC_CACHE_CONTROL
 from infra.redis import LocalRedis
 from tests.factories import Factory, TenantCtx
 from tests.services import ApiServer, Database, api_env, start_redis
@@ -274,7 +275,7 @@ def test_public_reads_are_miss_then_hit_and_publicly_cacheable(
     for name in ("public_page", "public_donations", "tenant_directory", "directory"):
         first, second = get(client, reads[name]), get(client, reads[name])
         assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT"), name
-        assert second.headers["cache-control"] == "public, max-age=1", name
+        assert second.headers["cache-control"] == PUBLIC_CACHE_CONTROL, name
 
 
 # -- every dependent read is fresh after each write -----------------------------------------
@@ -416,6 +417,21 @@ def test_purge_drops_this_tenants_entries_and_leaves_the_others_hit(
     for name in tenant_scoped:
         assert get(client, reads_a[name]).headers["x-cache"] == "MISS", name
         assert get(client, reads_b[name]).headers["x-cache"] == "HIT", name
+
+
+def test_tenant_purge_leaves_the_shared_directory_cached(
+    client: httpx.Client, factory: Factory
+) -> None:
+    """Any tenant may purge its own entries; the cross-tenant directory (its costly
+    order=progress page included) is shared, so a purge must not empty it."""
+    a, b = make_scene(factory, client), make_scene(factory, client)
+    shared = {name: read for name, read in b.reads().items() if name in DIRECTORY_READS}
+    warm(client, shared)
+    for _ in range(3):
+        r = client.post("/api/v1/cache/purge", headers=a.tenant.headers)
+        assert r.status_code == 202 and r.json() == {"purged": True}
+        for name, read in shared.items():
+            assert get(client, read).headers["x-cache"] == "HIT", name
 
 
 def test_purge_needs_write_permission(client: httpx.Client, factory: Factory) -> None:
