@@ -4,8 +4,10 @@ Runs inside the caller's tenant transaction: a transaction-scoped advisory lock
 on (tenant, key) makes a concurrent duplicate answer 409 at once instead of
 waiting; the record is written in the same transaction as the donation, so a
 response is stored if and only if the donation was committed. Same key + same
-body replays the stored response; same key + another body is 422; keys are per
-tenant and kept `IDEMPOTENCY_TTL` seconds (24 h).
+body replays the stored response; same key + another body is 422; keys belong to
+one credential of one tenant (an API key, a staff user, or the public's pledges:
+`scope_of`), so nobody can pre-claim another's key, and are kept `IDEMPOTENCY_TTL`
+seconds (24 h).
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from sanic import Request
 
 from api.errors import BadRequest, IdempotencyInFlight, IdempotencyMismatch
 from db.queries import idempotency as q
+from tenants.principal import Principal
 
 HEADER = "Idempotency-Key"
+# Anonymous pledges share one space per tenant, apart from every partner credential.
+PUBLIC_SCOPE = "public"
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -52,8 +57,15 @@ def fingerprint(method: str, path: str, payload: Any) -> bytes:
     return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).digest()
 
 
-def _lock_id(tenant_id: UUID, key: str) -> int:
-    digest = hashlib.blake2b(tenant_id.bytes + key.encode(), digest_size=8).digest()
+def scope_of(principal: Principal) -> str:
+    """The key space of a partner credential: its API key's or its staff user's."""
+    kind = "key" if principal.kind == "api_key" else "user"
+    return f"{kind}:{principal.subject_id}"
+
+
+def _lock_id(tenant_id: UUID, scope: str, key: str) -> int:
+    material = tenant_id.bytes + scope.encode() + b"\n" + key.encode()
+    digest = hashlib.blake2b(material, digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -61,16 +73,17 @@ async def run_once(
     conn: asyncpg.Connection,
     *,
     tenant_id: UUID,
+    scope: str,
     key: str,
     fingerprint: bytes,
     ttl: float,
     create: Callable[[], Awaitable[tuple[int, bytes]]],
 ) -> Outcome:
-    if not await q.try_lock(conn, _lock_id(tenant_id, key)):
+    if not await q.try_lock(conn, _lock_id(tenant_id, scope, key)):
         raise IdempotencyInFlight(
             f"A request with this {HEADER} is still being processed; retry shortly."
         )
-    stored = await q.select_record(conn, tenant_id=tenant_id, key=key, ttl=ttl)
+    stored = await q.select_record(conn, tenant_id=tenant_id, key=key, scope=scope, ttl=ttl)
     if stored is not None:
         if bytes(stored["fingerprint"]) != fingerprint:
             raise IdempotencyMismatch(
@@ -82,6 +95,7 @@ async def run_once(
         conn,
         tenant_id=tenant_id,
         key=key,
+        scope=scope,
         fingerprint=fingerprint,
         status_code=status,
         body=body,

@@ -214,6 +214,7 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
             outcome = await idempotency.run_once(
                 conn,
                 tenant_id=tid,
+                scope=idempotency.scope_of(principal),
                 key=key,
                 fingerprint=idempotency.fingerprint(
                     request.method, request.path, body.model_dump(mode="json")

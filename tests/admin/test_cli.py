@@ -148,8 +148,9 @@ def test_db_prune_deletes_only_what_expired_in_batches(db: Database, slug: str) 
     ages = {f"old-{i}": "2 days" for i in range(5)} | {"fresh": "1 hour", "edge": "23 hours"}
     for key, age in ages.items():
         db.execute(
-            "INSERT INTO idempotency_record (tenant_id, key, fingerprint, status_code, body, "
-            "created_at) VALUES ($1, $2, '\\x00', 201, '{}', now() - $3::text::interval)",
+            "INSERT INTO idempotency_record (tenant_id, key, scope, fingerprint, status_code, "
+            "body, created_at) VALUES ($1, $2, 'public', '\\x00', 201, '{}', "
+            "now() - $3::text::interval)",
             tenant_id,
             key,
             age,
@@ -184,8 +185,9 @@ def test_db_prune_deletes_only_what_expired_in_batches(db: Database, slug: str) 
 def test_db_prune_keeps_what_a_longer_ttl_keeps(db: Database, slug: str) -> None:
     tenant_id = db.fetchval("SELECT id FROM tenant WHERE slug = $1", slug)
     db.execute(
-        "INSERT INTO idempotency_record (tenant_id, key, fingerprint, status_code, body, "
-        "created_at) VALUES ($1, 'two-days', '\\x00', 201, '{}', now() - interval '2 days')",
+        "INSERT INTO idempotency_record (tenant_id, key, scope, fingerprint, status_code, "
+        "body, created_at) VALUES ($1, 'two-days', 'public', '\\x00', 201, '{}', "
+        "now() - interval '2 days')",
         tenant_id,
     )
     done = run_cli(db, "db", "prune", extra_env={"CONECTADES_IDEMPOTENCY_TTL": str(3 * 24 * 3600)})

@@ -1,5 +1,5 @@
 """Idempotency-Key on partner donation creation: replay, mismatch, in flight, per
-tenant, expiry."""
+tenant and per credential, expiry."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from api.idempotency import _lock_id
 from tests.api.test_donations import assert_problem, donation_count, seed_campaign
-from tests.factories import Factory, TenantCtx
+from tests.factories import Factory, TenantCtx, bearer
 from tests.services import ApiServer, Database
 
 
@@ -114,10 +114,12 @@ def test_key_is_in_flight_while_its_lock_is_held_then_free(
     client: httpx.Client, db: Database, tenant: TenantCtx, campaign: dict[str, Any]
 ) -> None:
     key = new_key()
+    key_id = db.fetchval("SELECT id FROM api_key WHERE tenant_id = $1", tenant.id)
 
     async def hold() -> asyncpg.Connection:
         conn = await asyncpg.connect(db.admin_dsn)
-        await conn.execute("SELECT pg_advisory_lock($1)", _lock_id(tenant.id, key))
+        lock = _lock_id(tenant.id, f"key:{key_id}", key)
+        await conn.execute("SELECT pg_advisory_lock($1)", lock)
         return conn
 
     holder = db.run(hold())
@@ -243,3 +245,68 @@ def test_without_key_each_request_creates_a_donation(
     for _ in range(2):
         assert client.post(url(campaign), json=body(campaign), headers=tenant.headers).is_success
     assert donation_count(db, tenant) == 2
+
+
+# -- one key space per credential -------------------------------------------------------
+
+
+def pledge(client: httpx.Client, tenant: TenantCtx, campaign: dict[str, Any], key: str) -> Any:
+    return client.post(
+        f"/api/public/{tenant.slug}/campaigns/{campaign['slug']}/donations",
+        json={
+            "item_id": campaign["items"][1]["id"],
+            "quantity": 1,
+            "donor_name": "Intrusa",
+            "donor_contact": "x@example.org",
+        },
+        headers={"Idempotency-Key": key},
+    )
+
+
+def test_anonymous_pledge_cannot_pre_claim_a_partners_key(
+    client: httpx.Client, db: Database, tenant: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    key = "order-1001"  # predictable, as a partner's own order numbers are
+    assert pledge(client, tenant, campaign, key).status_code == 201
+    r = client.post(url(campaign), json=body(campaign), headers=with_key(tenant, key))
+    assert r.status_code == 201, r.text
+    assert "Idempotent-Replayed" not in r.headers
+    assert r.json()["quantity"] == 4 and r.json()["source"] == "partner"
+    # Each space still replays its own request.
+    again = client.post(url(campaign), json=body(campaign), headers=with_key(tenant, key))
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json() == r.json()
+    assert pledge(client, tenant, campaign, key).headers["Idempotent-Replayed"] == "true"
+    assert donation_count(db, tenant) == 2
+
+
+def test_two_credentials_of_one_tenant_have_their_own_keys(
+    client: httpx.Client,
+    db: Database,
+    factory: Factory,
+    tenant: TenantCtx,
+    campaign: dict[str, Any],
+) -> None:
+    other = {**bearer(factory.key(tenant, ("read", "write"))), "Idempotency-Key": "same"}
+    first = client.post(url(campaign), json=body(campaign), headers=with_key(tenant, "same"))
+    second = client.post(url(campaign), json=body(campaign, quantity=9), headers=other)
+    assert first.status_code == second.status_code == 201, second.text
+    assert first.json()["id"] != second.json()["id"]
+    assert donation_count(db, tenant) == 2
+
+
+def test_record_from_before_the_scopes_still_replays_for_any_credential(
+    client: httpx.Client, db: Database, tenant: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    """Migration 0012 left older records in scope '': a client retrying across the
+    upgrade gets its stored response, not a second donation."""
+    key = new_key()
+    first = client.post(url(campaign), json=body(campaign), headers=with_key(tenant, key))
+    assert first.status_code == 201
+    db.execute(
+        "UPDATE idempotency_record SET scope = '' WHERE tenant_id = $1 AND key = $2",
+        tenant.id,
+        key,
+    )
+    again = client.post(url(campaign), json=body(campaign), headers=with_key(tenant, key))
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json() == first.json()
+    assert donation_count(db, tenant) == 1
