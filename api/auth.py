@@ -11,6 +11,7 @@ from sanic.response import BaseHTTPResponse
 
 from api.database import connection
 from api.errors import Forbidden, TooManyRequests, Unauthorized
+from api.request_context import client_ip
 from db.queries import auth as q
 from tenants import keys
 from tenants.principal import Principal, Scope
@@ -25,10 +26,23 @@ async def principal_from_request(request: Request) -> Principal:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized()
-    if token.startswith(keys.KEY_PREFIX):
-        principal = await _from_api_key(request, token)
-    else:
-        principal = await _from_access_token(request, token)
+    failures = request.app.ctx.auth_failures
+    client = client_ip(request)
+    if failures is not None and failures.retry_after(client) > 0:
+        raise TooManyRequests(
+            "Too many failed authentications from this address; retry after the time in "
+            "Retry-After.",
+            headers={"Retry-After": failures.retry_after_header(client)},
+        )
+    try:
+        if token.startswith(keys.KEY_PREFIX):
+            principal = await _from_api_key(request, token)
+        else:
+            principal = await _from_access_token(request, token)
+    except Unauthorized:
+        if failures is not None:
+            failures.failed(client)
+        raise
     await _rate_limit(request, principal)
     request.ctx.principal = principal
     return principal

@@ -35,7 +35,12 @@ from sanic.response import BaseHTTPResponse
 from api.responses import JSON, PRIVATE
 from tenants.cache import Lookup, ResponseCache, count_disabled, ttl_for
 
-PUBLIC = {"Cache-Control": "public, max-age=1"}
+# The edge keeps a public answer for a second, and may serve it for one more second
+# while it fetches a fresh one in the background (never older: see edge/render.py).
+PUBLIC_CACHE_CONTROL = "public, max-age=1, stale-while-revalidate=1"
+PUBLIC = {"Cache-Control": PUBLIC_CACHE_CONTROL}
+# Anonymous reads under these prefixes are the same for everyone, a 404 included.
+PUBLIC_PREFIXES = ("/api/public/",)
 
 # The tenant-wide reads that show donations or totals: campaign lists, donation
 # lists, one donation.
@@ -146,6 +151,19 @@ async def invalidate_after_write(
         if directory and parts is not None:
             parts = [*parts, DIRECTORY]
         await cache.invalidate(tenant_id, directory=directory, parts=parts)
+
+
+async def public_gone_is_public(request: Request, response: BaseHTTPResponse) -> None:
+    """Response middleware: a 404/410 to an anonymous public GET is as public as the
+    page was, so the edge replaces its cached page with it (errors are `no-store`
+    otherwise, and the edge went on serving the deleted page)."""
+    if (
+        response.status in (404, 410)
+        and request.method in ("GET", "HEAD")
+        and request.path.startswith(PUBLIC_PREFIXES)
+        and "authorization" not in request.headers
+    ):
+        response.headers["Cache-Control"] = PUBLIC_CACHE_CONTROL
 
 
 async def default_x_cache(request: Request, response: BaseHTTPResponse) -> None:

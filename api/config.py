@@ -43,6 +43,9 @@ class AppConfig(Config):
     CACHE_TIMEOUT: float
     CACHE_BREAKER_THRESHOLD: int
     CACHE_BREAKER_COOLDOWN: float
+    AUTH_FAILURE_RATE: float
+    AUTH_FAILURE_BURST: int
+    METRICS_ALLOW: str
 
     def __init__(self, overrides: dict[str, Any] | None = None) -> None:
         super().__init__(
@@ -80,6 +83,13 @@ class AppConfig(Config):
                 # Per API key / staff user on the partner API (Redis GCRA); 0 disables.
                 "RATE_LIMIT_RATE": 50.0,
                 "RATE_LIMIT_BURST": 100,
+                # Failed authentications per client IP, per worker (tenants/authlimit.py):
+                # a steady rate and a burst; past them 429 before any lookup. 0 disables.
+                "AUTH_FAILURE_RATE": 1.0,
+                "AUTH_FAILURE_BURST": 20,
+                # Who may read /metrics (addresses and CIDR ranges; the client's address
+                # as resolved through TRUSTED_PROXIES).
+                "METRICS_ALLOW": "127.0.0.1,::1",
                 # Sanic's own settings, overridable the same way.
                 "REQUEST_MAX_SIZE": 64 * 1024,
                 "REQUEST_TIMEOUT": 30,

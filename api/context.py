@@ -15,6 +15,7 @@ from tenants.memo import Memo
 if TYPE_CHECKING:
     from api.routes.health import DrainState
     from db.pool import RoleGuard
+    from tenants.authlimit import FailureLimiter
     from tenants.cache import ResponseCache
     from tenants.ratelimit import RateLimiter
 
@@ -31,10 +32,13 @@ class AppContext:
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     # API-key rows by prefix (5 s: the bound on a revocation made elsewhere) and
     # the keys whose last_used_at this worker updated in the last minute.
-    api_keys: Memo[str, asyncpg.Record] = field(default_factory=Memo)
-    # Active tenants by slug for public reads (5 s: the bound on a suspension made
-    # elsewhere; pledges always read the tenant afresh).
-    public_tenants: Memo[str, asyncpg.Record] = field(default_factory=Memo)
+    # Unknown prefixes are remembered as unknown for 5 s too (a separate bounded table).
+    api_keys: Memo[str, asyncpg.Record] = field(default_factory=lambda: Memo(miss_ttl=5.0))
+    # Failed authentications per client IP (None: disabled), set by setup_failure_limiter.
+    auth_failures: FailureLimiter | None = None
+    # Active tenants by slug for public reads (1 s: with the edge's 1 s microcache, a
+    # suspended tenant's pages are gone within 2 s; pledges read the tenant afresh).
+    public_tenants: Memo[str, asyncpg.Record] = field(default_factory=lambda: Memo(ttl=1.0))
     key_touches: Memo[UUID, bool] = field(default_factory=lambda: Memo(ttl=60.0))
     # Set by db/pool.py when the pool opens: the role check, and the task that opens
     # the pool's floor of connections in the background.

@@ -18,10 +18,22 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 async def identify(request: Request) -> None:
     given = request.headers.get("x-request-id", "")
     request.ctx.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    client_ip(request)
+
+
+def client_ip(request: Request) -> str:
+    """The client's address (computed once per request). Call this rather than read
+    `request.ctx.client_ip`: injected arguments (the Principal) are built before
+    request middleware runs."""
+    known: str | None = getattr(request.ctx, "client_ip", None)
+    if known is not None:
+        return known
     peer = request.conn_info.client_ip if request.conn_info else ""
     trusted: TrustedProxies = request.app.ctx.trusted_proxies
     forwarded = request.headers.get("x-real-ip", "")
-    request.ctx.client_ip = forwarded if forwarded and trusted.trusts(peer) else peer
+    found: str = forwarded if forwarded and trusted.trusts(peer) else peer
+    request.ctx.client_ip = found
+    return found
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import orjson
 from sanic import Sanic
 
 from api.auth import add_rate_limit_headers, principal_from_request
-from api.cache import default_x_cache
+from api.cache import default_x_cache, public_gone_is_public
 from api.config import AppConfig
 from api.context import AppContext
 from api.errors import setup_errors
@@ -19,6 +19,7 @@ from api.pagination import Page
 from api.request_context import setup_request_context
 from api.routes.health import setup_drain
 from db.pool import setup_postgres
+from tenants.authlimit import setup_failure_limiter
 from tenants.cache import setup_cache
 from tenants.principal import Principal
 from tenants.ratelimit import setup_rate_limits
@@ -55,10 +56,12 @@ def create_app(config: AppConfig | object | None = None) -> Sanic[AppConfig, App
     setup_postgres(app)
     setup_cache(app)
     setup_rate_limits(app)
+    setup_failure_limiter(app)
     setup_listen_backlog(app)
     setup_gc(app)
     setup_drain(app)
     app.register_middleware(default_x_cache, "response")
+    app.register_middleware(public_gone_is_public, "response")
     app.register_middleware(add_rate_limit_headers, "response")
     app.ext.add_dependency(Principal, principal_from_request)
     app.ext.add_dependency(Page, Page.from_request)

@@ -48,6 +48,9 @@ PROBLEMS = (
     (504, "Gateway Timeout", "The API did not answer in time."),
 )
 
+# Answers that say a public resource is gone: cached for the microcache period too.
+GONE_STATUSES = "404 410"
+
 LOG_FIELDS = (
     ("time", "$time_iso8601"),
     ("remote_addr", "$remote_addr"),
@@ -249,10 +252,19 @@ def render(cfg: EdgeConfig | int, upstreams: Sequence[str] | None = None, **opti
         f"{limit_conn}"
         f"        proxy_cache micro;\n"
         f"        proxy_cache_key $scheme$host$request_uri;\n"
-        f"        proxy_cache_valid 200 {cfg.cache_valid};\n"
+        # A page that is gone (deleted, unpublished, suspended) is cached like a
+        # page (the API marks that 404 public for a second): the background refresh
+        # stores the 404 and the stale 200 stops being served. With only 200
+        # cacheable, each refresh's 404 was dropped and the stale 200 went on being
+        # served as long as requests kept coming.
+        f"        proxy_cache_valid 200 {GONE_STATUSES} {cfg.cache_valid};\n"
         f"        proxy_cache_lock on;\n"
         f"        proxy_cache_lock_timeout 5s;\n"
-        f"        proxy_cache_use_stale updating error timeout"
+        # Stale while the API is down, for as long as it is down. Stale while a
+        # refresh runs only within the response's own `stale-while-revalidate` (1 s,
+        # api/cache.py): with `updating` here, the first visitor after a quiet spell
+        # got a page of any age, deleted or unpublished since.
+        f"        proxy_cache_use_stale error timeout"
         f" http_500 http_502 http_503 http_504;\n"
         f"        proxy_cache_background_update on;\n"
         f"        proxy_cache_bypass $http_authorization;\n"
@@ -388,7 +400,10 @@ http {{
         limit_req zone=token burst={cfg.token_burst} nodelay;
 {limit_conn}{_headers()}{proxy}    }}
 
-    location = /metrics {{
+    # Every spelling of /metrics (a trailing slash, doubled slashes, /metrics/x, any
+    # case): prefix locations match the literal URI, and the app answers /metrics/
+    # too unless told otherwise, so an exact match alone left /metrics/ public.
+    location ~* "^/+metrics(?:[/?.;]|$)" {{
         allow 127.0.0.1;
         deny all;
 {_headers()}{proxy}    }}
@@ -411,7 +426,13 @@ http {{
 def write(cfg: EdgeConfig, path: Path | None = None) -> Path:
     """Render to `path` (default <prefix>/nginx.conf), creating the directories."""
     path = path or cfg.prefix / "nginx.conf"
-    for d in (cfg.prefix, cfg.prefix / "tmp", cfg.logs, cfg.cache_path, path.parent):
+    for d in (
+        cfg.prefix,
+        cfg.temp_dir or cfg.prefix / "tmp",
+        cfg.logs,
+        cfg.cache_path,
+        path.parent,
+    ):
         d.mkdir(parents=True, exist_ok=True)
     path.write_text(render(cfg))
     return path

@@ -116,6 +116,9 @@ def api_env(db: Database, **extra: str) -> dict[str, str]:
             # The suite drives one key hard (e.g. 444 concurrent writers); the
             # limiter has its own tests with its own server.
             "CONECTADES_RATE_LIMIT_RATE": "0",
+            # Many tests send bad credentials from 127.0.0.1 on purpose; the failed-
+            # authentication limit has its own tests with its own servers.
+            "CONECTADES_AUTH_FAILURE_RATE": "0",
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -1,4 +1,5 @@
-"""Prometheus metrics (the edge exposes /metrics to loopback only)."""
+"""Prometheus metrics: /metrics exactly, to METRICS_ALLOW clients only (the edge also
+allows loopback only)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from prometheus_client import (
 )
 from sanic import Blueprint, HTTPResponse, Request
 
+from api.errors import NotFound
+from api.request_context import TrustedProxies, client_ip
+
 bp = Blueprint("metrics")
 
 
@@ -25,9 +29,13 @@ def render_metrics() -> bytes:
     return generate_latest(REGISTRY)
 
 
-@bp.get("/metrics")
+@bp.get("/metrics", strict_slashes=True)
 async def get_metrics(request: Request) -> HTTPResponse:
-    """Prometheus metrics in the text exposition format."""
+    """Prometheus metrics in the text exposition format (METRICS_ALLOW clients only)."""
+    # The edge allows loopback only, but the edge is not the only way in (a pod's
+    # port inside a cluster): the app checks the client too.
+    if not TrustedProxies.parse(request.app.config.METRICS_ALLOW).trusts(client_ip(request)):
+        raise NotFound("No such route.")
     return HTTPResponse(
         render_metrics(),
         headers={"Cache-Control": "no-store"},

@@ -124,20 +124,27 @@ def test_create_pledge_same_key_in_two_tenants_is_two_pledges(
 @pytest.mark.parametrize(
     "columns",
     [
-        {"status": "closed"},
-        {"status": "draft"},
-        {"ends_at": NOW - timedelta(minutes=1)},
-        {"starts_at": NOW + timedelta(days=1)},
+        ({"status": "closed"}, 409),
+        # A draft is not public: a 404 like a slug that does not exist, so that
+        # nobody can tell that it exists.
+        ({"status": "draft"}, 404),
+        ({"ends_at": NOW - timedelta(minutes=1)}, 409),
+        ({"starts_at": NOW + timedelta(days=1)}, 409),
     ],
     ids=["closed", "draft", "past-deadline", "not-started"],
 )
-def test_create_pledge_to_campaign_not_accepting_is_409(
-    client: httpx.Client, factory: Factory, db: Any, org: TenantCtx, columns: dict[str, Any]
+def test_create_pledge_to_campaign_not_accepting_is_refused(
+    client: httpx.Client,
+    factory: Factory,
+    db: Any,
+    org: TenantCtx,
+    columns: tuple[dict[str, Any], int],
 ) -> None:
+    columns, status = columns
     c = factory.campaign_row(org, **columns)
     headers = key()
     r = client.post(url(org, c), json=body(c), headers=headers)
-    assert r.status_code == 409, r.text
+    assert r.status_code == status, r.text
     assert r.headers["content-type"] == "application/problem+json"
     assert count(db, c) == 0
     # Nothing was stored under the key: it is still usable.

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.cache import PUBLIC_CACHE_CONTROL
 from infra.redis import LocalRedis
 from tests.factories import Factory, bearer
 from tests.services import Database
@@ -53,7 +54,7 @@ def test_read_after_write_is_never_the_old_body(probe: httpx.Client) -> None:
 def test_write_invalidates_the_public_directory_too(probe: httpx.Client) -> None:
     query = f"?q={uuid.uuid4().hex}"
     first = probe.get("/api/probe/directory" + query)
-    assert first.headers["cache-control"] == "public, max-age=1"
+    assert first.headers["cache-control"] == PUBLIC_CACHE_CONTROL
     assert probe.get("/api/probe/directory" + query).headers["x-cache"] == "HIT"
     probe.post(f"/api/probe/{uuid.uuid4()}/write")
     assert probe.get("/api/probe/directory" + query).headers["x-cache"] == "MISS"

@@ -1,4 +1,5 @@
-"""The per-worker memory cache: TTL, size bound, no negative caching, single load."""
+"""The per-worker memory cache: TTL, size bound, negative caching only when asked (in a
+bounded table of its own), single load."""
 
 from __future__ import annotations
 
@@ -100,3 +101,39 @@ async def test_concurrent_misses_share_one_load() -> None:
 
     rows = await asyncio.gather(*(memo.get_or_load("k", load) for _ in range(10)))
     assert rows == ["row"] * 10 and loads == 1
+
+
+async def test_misses_are_remembered_with_miss_ttl_until_it_passes() -> None:
+    clock = Clock()
+    memo: Memo[str, str] = Memo(miss_ttl=5, clock=clock)
+    loads = 0
+
+    async def load() -> str | None:
+        nonlocal loads
+        loads += 1
+        return None
+
+    for _ in range(5):
+        assert await memo.get_or_load("cnd_live_unknown", load) is None
+    assert loads == 1
+    clock.now += 5
+    assert await memo.get_or_load("cnd_live_unknown", load) is None
+    assert loads == 2
+    memo.discard("cnd_live_unknown")
+    assert await memo.get_or_load("cnd_live_unknown", load) is None
+    assert loads == 3
+
+
+async def test_a_flood_of_misses_never_pushes_known_entries_out() -> None:
+    memo: Memo[str, str] = Memo(miss_ttl=5, max_size=10)
+    for n in range(10):
+        memo.put(f"known-{n}", "row")
+
+    async def nothing() -> str | None:
+        return None
+
+    for n in range(1000):
+        await memo.get_or_load(f"random-{n}", nothing)
+    assert all(memo.get(f"known-{n}") == "row" for n in range(10))
+    assert len(memo._misses) == 10  # bounded: the newest misses are the ones kept
+    assert memo.missed("random-999") and not memo.missed("random-0")

@@ -38,7 +38,7 @@ def test_rendered_config_passes_nginx_t(edge: LocalNginx) -> None:
 
 def test_metrics_location_allows_only_loopback(edge: LocalNginx, edge_client: httpx.Client) -> None:
     text = edge.conf_path.read_text()
-    block = text.split("location = /metrics {", 1)[1].split("}", 1)[0]
+    block = text.split('location ~* "^/+metrics(?:[/?.;]|$)" {', 1)[1].split("}", 1)[0]
     assert "allow 127.0.0.1;" in block and "deny all;" in block
     assert edge_client.get("/metrics").status_code == 200
 
