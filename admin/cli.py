@@ -555,7 +555,7 @@ def user_passwd(
     password: PasswordOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Set a staff user's password."""
+    """Set a staff user's password; every session they have ends at once."""
     secret, generated = _password(password)
     pw_hash = hash_password(secret)
 
@@ -575,10 +575,86 @@ def user_passwd(
         data = {"id": str(row["id"]), "username": row["username"]}
         emit_json({**data, "password": secret} if generated else data)
         return
-    err.print(f"password of {row['username']} in {tenant} changed")
+    err.print(f"password of {row['username']} in {tenant} changed; its sessions ended")
     if generated:
         err.print("generated password (shown once):")
         echo(secret)
+
+
+@user_app.command("list")
+def user_list(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
+    """List a tenant's staff users (never their password hashes)."""
+
+    async def go() -> list[asyncpg.Record]:
+        async with admin_connection() as conn:
+            t = await _tenant(conn, tenant)
+            async with tenant_scope(conn, t["id"]):
+                return await sq.select_staff_users(conn, tenant_id=t["id"])
+
+    data = [
+        {
+            "id": str(r["id"]),
+            "username": r["username"],
+            "role": r["role"],
+            "active": r["active"],
+            "created_at": r["created_at"].isoformat(),
+        }
+        for r in run(go())
+    ]
+    if as_json:
+        emit_json(data)
+        return
+    table = Table("username", "role", "active", "created", box=None)
+    for u in data:
+        table.add_row(
+            u["username"], u["role"], "yes" if u["active"] else "no", u["created_at"][:19]
+        )
+    out.print(table)
+
+
+def _update_user(
+    tenant: str, username: str, change: Callable[..., Awaitable[asyncpg.Record | None]], **kw: Any
+) -> asyncpg.Record:
+    """Apply one staff_user change (db/queries/staff.py) inside the tenant's scope."""
+
+    async def go() -> asyncpg.Record:
+        async with admin_connection() as conn:
+            t = await _tenant(conn, tenant)
+            async with tenant_scope(conn, t["id"]):
+                row = await change(conn, tenant_id=t["id"], username=username, **kw)
+            if row is None:
+                raise CliError(f"tenant {tenant!r} has no user {username!r}")
+            return row
+
+    return run(go())
+
+
+UsernameArg = Annotated[str, typer.Argument(help="The staff user's login name.")]
+
+
+@user_app.command("disable")
+def user_disable(tenant: TenantOpt, username: UsernameArg) -> None:
+    """Disable a staff user: logins are refused and every session ends at once."""
+    row = _update_user(tenant, username, sq.update_staff_active, active=False)
+    out.print(f"user {row['username']} in {tenant} is disabled; its sessions ended")
+
+
+@user_app.command("enable")
+def user_enable(tenant: TenantOpt, username: UsernameArg) -> None:
+    """Enable a disabled staff user (sessions from before stay ended: log in again)."""
+    row = _update_user(tenant, username, sq.update_staff_active, active=True)
+    out.print(f"user {row['username']} in {tenant} is enabled")
+
+
+@user_app.command("role")
+def user_role(
+    tenant: TenantOpt,
+    username: UsernameArg,
+    role: Annotated[Role, typer.Argument(help="owner, editor or viewer.")],
+) -> None:
+    """Change a staff user's role; if it changed, every session ends at once."""
+    row = _update_user(tenant, username, sq.update_staff_role, role=role.value)
+    out.print(f"user {row['username']} in {tenant} is {row['role']}")
 
 
 # ---------------------------------------------------------------- seed

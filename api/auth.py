@@ -98,8 +98,9 @@ async def _from_access_token(request: Request, token: str) -> Principal:
     claims = tokens.decode_access(token, request.app.config)
     if claims is None:
         raise Unauthorized()
-    # A signature is not enough: a suspended tenant, a deactivated user or a changed
-    # role must stop an access token before it expires.
+    # A signature is not enough: a suspended tenant, a deactivated user, a changed role
+    # or an ended session (password change, reused refresh token) must stop an access
+    # token before it expires.
     async with connection(request) as conn:
         state = await tokens.check_staff_active(conn, claims)
     if state == "suspended":

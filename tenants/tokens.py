@@ -1,16 +1,21 @@
 """Staff access and refresh tokens (JWT, HS256 with `JWT_SECRET`).
 
 Access tokens (ACCESS_TOKEN_TTL, 15 min) carry sub (user id), tid (tenant id),
-role, iat, exp, aud, iss, typ="access" and jti. They are decoded with a fixed
-algorithm list and required claims; `check_staff_active` then confirms on each
-request that the user is still active, still has that role, and that the tenant
-is not suspended.
+role, sv (the user's session version), iat, exp, aud, iss, typ="access" and jti.
+They are decoded with a fixed algorithm list and required claims;
+`check_staff_active` then confirms on each request, in the one lookup it makes,
+that the user is still active, still has that role and that session version, and
+that the tenant is not suspended.
 
-Refresh tokens (REFRESH_TOKEN_TTL, 7 days) carry typ="refresh", jti = their
+Refresh tokens (REFRESH_TOKEN_TTL, 7 days) carry typ="refresh", sv, jti = their
 `refresh_token` row and fam = the family (one family per login). Each use marks
-the row used and issues the next token of the family. Presenting a used token
-again is reuse (one of the two holders is a thief): the whole family is revoked,
-so the newer token dies too.
+the row used and issues the next token of the family, if the session version still
+matches. Presenting a used token again is reuse (one of the two holders is a thief,
+and which one is unknown): the family is revoked and the user's session version
+goes up, which ends every session of that user, the newest access token included.
+
+The session version also goes up when the password, role or active flag changes
+(db/queries/staff.py), so those end every session at once too.
 """
 
 from __future__ import annotations
@@ -33,8 +38,9 @@ from tenants import passwords
 from tenants.principal import ROLE_SCOPES, Principal
 
 ALGORITHM = "HS256"
-ACCESS_CLAIMS = ("exp", "iat", "aud", "iss", "sub", "tid", "role", "typ")
-REFRESH_CLAIMS = ("exp", "iat", "aud", "iss", "sub", "tid", "typ", "jti", "fam")
+# Tokens issued before session versions existed have no `sv` and are refused.
+ACCESS_CLAIMS = ("exp", "iat", "aud", "iss", "sub", "tid", "role", "typ", "sv")
+REFRESH_CLAIMS = ("exp", "iat", "aud", "iss", "sub", "tid", "typ", "jti", "fam", "sv")
 # Seconds of clock skew tolerated between API hosts.
 LEEWAY = 5
 
@@ -61,7 +67,8 @@ class LoginFailed(Exception):
 
 
 class TenantRequired(Exception):
-    """No tenant was given and several organizations have this username."""
+    """No tenant was given and the password is right for this username in several
+    organizations."""
 
 
 class RefreshRefused(Exception):
@@ -69,12 +76,13 @@ class RefreshRefused(Exception):
 
 
 def issue_access(
-    config: TokenConfig, *, user_id: UUID, tenant_id: UUID, role: str, now: int
+    config: TokenConfig, *, user_id: UUID, tenant_id: UUID, role: str, version: int, now: int
 ) -> str:
     claims = {
         "sub": str(user_id),
         "tid": str(tenant_id),
         "role": role,
+        "sv": version,
         "iat": now,
         "exp": now + config.ACCESS_TOKEN_TTL,
         "aud": config.JWT_AUDIENCE,
@@ -92,11 +100,13 @@ def issue_refresh(
     family_id: UUID,
     user_id: UUID,
     tenant_id: UUID,
+    version: int,
     now: int,
 ) -> str:
     claims = {
         "sub": str(user_id),
         "tid": str(tenant_id),
+        "sv": version,
         "iat": now,
         "exp": now + config.REFRESH_TOKEN_TTL,
         "aud": config.JWT_AUDIENCE,
@@ -137,6 +147,8 @@ def _decode(
         return None
     if not (_is_uuid(claims.get("sub")) and _is_uuid(claims.get("tid"))):
         return None
+    if type(claims.get("sv")) is not int:  # bool is an int subclass: refused too
+        return None
     return claims
 
 
@@ -168,9 +180,13 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     )
 
 
-def _state(row: asyncpg.Record | None, *, tenant_id: UUID, role: str | None) -> StaffState:
+def _state(
+    row: asyncpg.Record | None, *, tenant_id: UUID, role: str | None, version: int
+) -> StaffState:
     if row is None or not row["active"] or row["tenant_id"] != tenant_id:
         return "revoked"
+    if row["session_version"] != version:
+        return "revoked"  # the password, role or active flag changed, or a token was reused
     if role is not None and row["role"] != role:
         return "revoked"  # the role changed: a refresh issues a token with the new one
     return "active" if row["tenant_status"] == "active" else "suspended"
@@ -179,7 +195,17 @@ def _state(row: asyncpg.Record | None, *, tenant_id: UUID, role: str | None) -> 
 async def check_staff_active(conn: asyncpg.Connection, claims: dict[str, Any]) -> StaffState:
     """Whether a decoded access token's user may still act: one indexed lookup."""
     row = await lq.find_staff_state(conn, UUID(claims["sub"]))
-    return _state(row, tenant_id=UUID(claims["tid"]), role=claims["role"])
+    return _state(row, tenant_id=UUID(claims["tid"]), role=claims["role"], version=claims["sv"])
+
+
+def _matching(rows: list[asyncpg.Record], password: str) -> list[asyncpg.Record]:
+    """The candidates whose hash the password matches. Every hash is verified (a dummy
+    one when there is no candidate), none skipped, so the time depends on how many
+    candidates there are, never on which one matched."""
+    if not rows:
+        passwords.verify_password(None, password)
+        return []
+    return [row for row in rows if passwords.verify_password(row["password_hash"], password)]
 
 
 async def login(
@@ -190,18 +216,19 @@ async def login(
     password: str,
     tenant_slug: str | None,
 ) -> TokenPair:
-    """A new token family for valid credentials; LoginFailed or TenantRequired otherwise."""
+    """A new token family for valid credentials; LoginFailed or TenantRequired otherwise.
+
+    The password is checked before anything else is said: only a password right for
+    this username in several organizations (no tenant given) asks for the tenant, so
+    the answers never tell which usernames exist."""
     async with pool.acquire(timeout=config.DB_ACQUIRE_TIMEOUT) as conn:
         rows = await lq.find_login_candidates(conn, username=username, tenant_slug=tenant_slug)
-    if tenant_slug is None and len(rows) > 1:
-        raise TenantRequired()
-    row = rows[0] if rows else None
-    # Always verify (against a dummy hash for unknown users) so failures take alike time;
     # argon2 runs in a thread so the event loop keeps serving meanwhile.
-    ok = await asyncio.to_thread(
-        passwords.verify_password, row["password_hash"] if row else None, password
-    )
-    if not ok or row is None or not row["active"] or row["tenant_status"] != "active":
+    matches = await asyncio.to_thread(_matching, rows, password)
+    if len(matches) > 1:
+        raise TenantRequired()
+    row = matches[0] if matches else None
+    if row is None or not row["active"] or row["tenant_status"] != "active":
         raise LoginFailed()
     new_hash = None
     if passwords.needs_rehash(row["password_hash"]):
@@ -219,6 +246,7 @@ async def login(
             user_id=row["user_id"],
             tenant_id=row["tenant_id"],
             role=row["role"],
+            version=row["session_version"],
             family_id=uuid4(),
         )
 
@@ -243,6 +271,12 @@ async def _rotate(
     conn: asyncpg.Connection, config: TokenConfig, claims: dict[str, Any], *, tenant_id: UUID
 ) -> TokenPair | None:
     token_id, user_id, family_id = UUID(claims["jti"]), UUID(claims["sub"]), UUID(claims["fam"])
+    # The session first: a token of an ended session is refused without counting as
+    # reuse, so replaying old tokens cannot end the user's new sessions again.
+    staff = await lq.find_staff_state(conn, user_id)
+    state = _state(staff, tenant_id=tenant_id, role=None, version=claims["sv"])
+    if staff is None or state != "active":
+        return None
     used = await rq.use_refresh_token(
         conn, tenant_id=tenant_id, token_id=token_id, user_id=user_id, family_id=family_id
     )
@@ -250,12 +284,16 @@ async def _rotate(
         row = await rq.select_refresh_token(conn, tenant_id=tenant_id, token_id=token_id)
         if row is not None and (row["used_at"] is not None or row["revoked_at"] is not None):
             await rq.revoke_family(conn, tenant_id=tenant_id, family_id=row["family_id"])
-        return None
-    staff = await lq.find_staff_state(conn, user_id)
-    if staff is None or _state(staff, tenant_id=tenant_id, role=None) != "active":
+            await sq.end_staff_sessions(conn, tenant_id=tenant_id, user_id=row["user_id"])
         return None
     return await _issue_pair(
-        conn, config, user_id=user_id, tenant_id=tenant_id, role=staff["role"], family_id=family_id
+        conn,
+        config,
+        user_id=user_id,
+        tenant_id=tenant_id,
+        role=staff["role"],
+        version=staff["session_version"],
+        family_id=family_id,
     )
 
 
@@ -266,6 +304,7 @@ async def _issue_pair(
     user_id: UUID,
     tenant_id: UUID,
     role: str,
+    version: int,
     family_id: UUID,
 ) -> TokenPair:
     now = int(time.time())
@@ -279,13 +318,16 @@ async def _issue_pair(
         expires_at=datetime.fromtimestamp(now + config.REFRESH_TOKEN_TTL, UTC),
     )
     return TokenPair(
-        access=issue_access(config, user_id=user_id, tenant_id=tenant_id, role=role, now=now),
+        access=issue_access(
+            config, user_id=user_id, tenant_id=tenant_id, role=role, version=version, now=now
+        ),
         refresh=issue_refresh(
             config,
             token_id=token_id,
             family_id=family_id,
             user_id=user_id,
             tenant_id=tenant_id,
+            version=version,
             now=now,
         ),
     )

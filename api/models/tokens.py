@@ -25,8 +25,9 @@ else:
 
 
 class TokenObtain(Strict):
-    """`tenant` (the organization's slug) may be omitted when the username belongs
-    to exactly one organization."""
+    """`tenant` (the organization's slug) may be omitted unless the username and
+    password are valid in several organizations (then 400 naming `tenant`); a username
+    shared by more than four organizations may need it."""
 
     tenant: Slug | None = None
     username: Username

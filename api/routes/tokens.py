@@ -33,11 +33,12 @@ async def create_token(request: Request) -> HTTPResponse:
             tenant_slug=body.tenant,
         )
     except tokens.TenantRequired:
+        # Only after the password matched in more than one organization: before
+        # that, every failure is the one 401 (no answer tells a username exists).
         raise BadRequest(
-            "Several organizations have this username; send `tenant` (the organization's slug).",
-            errors=[
-                {"field": "tenant", "message": "required for this username", "type": "missing"}
-            ],
+            "This login is valid in several organizations; send `tenant` (the "
+            "organization's slug).",
+            errors=[{"field": "tenant", "message": "required for this login", "type": "missing"}],
         ) from None
     except tokens.LoginFailed:
         raise Unauthorized(LOGIN_FAILED) from None

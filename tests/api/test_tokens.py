@@ -20,7 +20,7 @@ from argon2 import PasswordHasher
 
 from tenants import passwords
 from tests.factories import Factory, TenantCtx, bearer
-from tests.services import ApiServer, Database
+from tests.services import ApiServer, Database, run_cli
 
 SECRET = "test-secret-" + "x" * 40  # CONECTADES_JWT_SECRET in tests/services.api_env
 AUDIENCE = "conectades-api"
@@ -28,7 +28,7 @@ ISSUER = "conectades"
 PASSWORD = "correct horse battery staple"
 # Any route that needs credentials with the read permission.
 PROTECTED = "/api/v1/donations"
-REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss", "sub", "tid", "role", "typ")
+REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss", "sub", "tid", "role", "typ", "sv")
 
 
 @dataclass
@@ -103,6 +103,7 @@ def valid_claims(staff: Staff, **overrides: Any) -> dict[str, Any]:
         "iss": ISSUER,
         "typ": "access",
         "jti": uuid.uuid4().hex,
+        "sv": 0,  # a new user's session version
     }
     claims.update(overrides)
     return claims
@@ -197,22 +198,47 @@ def test_login_with_null_tenant_is_like_omitted(client: httpx.Client, staff: Sta
     assert r.status_code == 200, r.text
 
 
-def test_login_without_tenant_when_username_is_in_two_tenants_is_400_naming_tenant(
+def test_login_without_tenant_when_password_is_right_in_two_tenants_is_400_naming_tenant(
     client: httpx.Client, factory: Factory, staff: Staff
 ) -> None:
     other = factory.tenant()
-    factory.staff_user(other, staff.username, "viewer", "another password")
+    factory.staff_user(other, staff.username, "viewer", PASSWORD)
     r = login(client, {"username": staff.username, "password": PASSWORD})
     assert r.status_code == 400, r.text
     problem = r.json()
     assert "tenant" in problem["detail"]
     assert problem["errors"][0]["field"] == "tenant"
     # Naming the tenant settles it.
-    r = login(
-        client, {"tenant": other.slug, "username": staff.username, "password": "another password"}
-    )
+    r = login(client, {"tenant": other.slug, "username": staff.username, "password": PASSWORD})
     assert r.status_code == 200, r.text
     assert claims_of(r.json()["access"])["role"] == "viewer"
+
+
+def test_shared_username_with_wrong_password_is_the_401_of_an_unknown_user(
+    client: httpx.Client, factory: Factory, staff: Staff
+) -> None:
+    other = factory.tenant()
+    factory.staff_user(other, staff.username, "viewer", "another password")
+    shared = login(client, {"username": staff.username, "password": "wrong password"})
+    unknown = login(client, {"username": new_username(), "password": "wrong password"})
+    assert_unauthorized(shared)
+    assert_unauthorized(unknown)
+    assert shared.content == unknown.content
+    assert shared.headers["www-authenticate"] == unknown.headers["www-authenticate"]
+
+
+def test_shared_username_with_the_password_of_one_tenant_logs_in_without_tenant(
+    client: httpx.Client, factory: Factory, staff: Staff
+) -> None:
+    other = factory.tenant()
+    other_id = factory.staff_user(other, staff.username, "viewer", "another password")
+    r = login(client, {"username": staff.username, "password": "another password"})
+    assert r.status_code == 200, r.text
+    access = claims_of(r.json()["access"])
+    assert (access["tid"], access["sub"]) == (str(other.id), str(other_id))
+    r = login(client, {"username": staff.username, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    assert claims_of(r.json()["access"])["tid"] == str(staff.tenant.id)
 
 
 def test_login_without_tenant_skips_suspended_tenants(
@@ -302,6 +328,9 @@ ATTACKS: dict[str, Callable[[Staff], str]] = {
     "unknown role": lambda s: forge(valid_claims(s, role="superuser")),
     "sub not a uuid": lambda s: forge(valid_claims(s, sub="admin")),
     "tid not a uuid": lambda s: forge(valid_claims(s, tid="1 OR 1=1")),
+    "another session version": lambda s: forge(valid_claims(s, sv=1)),
+    "session version a string": lambda s: forge(valid_claims(s, sv="0")),
+    "session version false": lambda s: forge(valid_claims(s, sv=False)),  # False == 0
     "tampered payload": _tampered,
     "not a jwt": lambda s: "not.a.jwt",
     "garbage": lambda s: "x" * 300,
@@ -355,21 +384,41 @@ def test_refresh_rotates_the_token(client: httpx.Client, staff: Staff, db: Datab
     assert refresh(client, second["refresh"]).status_code == 200
 
 
-def test_reused_refresh_token_is_401_and_revokes_the_family(
+def test_reused_refresh_token_is_401_and_ends_every_session_of_the_user(
     client: httpx.Client, staff: Staff, db: Database
 ) -> None:
     first = login_ok(client, staff)
-    other_login = login_ok(client, staff)  # another family: must survive
+    other_login = login_ok(client, staff)  # another family (another device)
     second = refresh(client, first["refresh"]).json()
+    assert client.get(PROTECTED, headers=bearer(second["access"])).status_code == 200
 
     assert_unauthorized(refresh(client, first["refresh"]))  # reuse
     assert_unauthorized(refresh(client, second["refresh"]))  # the newer token died too
+    # Which holder is the thief is unknown: every session of the user ends.
+    assert_unauthorized(client.get(PROTECTED, headers=bearer(second["access"])))
+    assert_unauthorized(client.get(PROTECTED, headers=bearer(other_login["access"])))
+    assert_unauthorized(refresh(client, other_login["refresh"]))
 
     family = uuid.UUID(claims_of(first["refresh"])["fam"])
     rows = db.fetch("SELECT revoked_at FROM refresh_token WHERE family_id = $1", family)
     assert len(rows) == 2
     assert all(row["revoked_at"] is not None for row in rows)
-    assert refresh(client, other_login["refresh"]).status_code == 200
+    # The user logs in again and that session works.
+    fresh = login_ok(client, staff)
+    assert client.get(PROTECTED, headers=bearer(fresh["access"])).status_code == 200
+
+
+def test_replaying_a_token_of_an_ended_session_leaves_the_new_session_alone(
+    client: httpx.Client, staff: Staff
+) -> None:
+    first = login_ok(client, staff)
+    refresh(client, first["refresh"])
+    assert_unauthorized(refresh(client, first["refresh"]))  # reuse: sessions end
+    fresh = login_ok(client, staff)
+    for _ in range(3):  # an attacker replaying the stolen, dead token
+        assert_unauthorized(refresh(client, first["refresh"]))
+    assert client.get(PROTECTED, headers=bearer(fresh["access"])).status_code == 200
+    assert refresh(client, fresh["refresh"]).status_code == 200
 
 
 def test_concurrent_uses_of_one_refresh_token_succeed_once(
@@ -476,6 +525,88 @@ def test_access_token_with_tid_of_another_tenant_is_401(
     other = factory.tenant()
     token = forge(valid_claims(staff, tid=str(other.id)))
     assert_unauthorized(client.get(PROTECTED, headers=bearer(token)))
+
+
+# --- sessions end on a password, active or role change (the operator CLI) -------------
+
+
+def cli(db: Database, *args: str) -> None:
+    done = run_cli(db, *args)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+
+
+def assert_session_ended(client: httpx.Client, pair: dict[str, str]) -> None:
+    assert_unauthorized(client.get(PROTECTED, headers=bearer(pair["access"])))
+    assert_unauthorized(refresh(client, pair["refresh"]))
+
+
+def test_password_change_ends_every_session(
+    client: httpx.Client, db: Database, staff: Staff
+) -> None:
+    first, second = login_ok(client, staff), login_ok(client, staff)
+    rotated = refresh(client, second["refresh"]).json()
+    new_password = "a brand new passphrase"
+    cli(db, "user", "passwd", "--tenant", staff.tenant.slug, staff.username,
+        "--password", new_password)  # fmt: skip
+    assert_session_ended(client, first)
+    assert_session_ended(client, rotated)
+    assert_unauthorized(login(client, {"username": staff.username, "password": PASSWORD}))
+    r = login(client, {"username": staff.username, "password": new_password})
+    assert r.status_code == 200, r.text
+    assert client.get(PROTECTED, headers=bearer(r.json()["access"])).status_code == 200
+    assert refresh(client, r.json()["refresh"]).status_code == 200
+
+
+def test_disable_ends_every_session_and_enable_lets_the_user_log_in_again(
+    client: httpx.Client, db: Database, staff: Staff
+) -> None:
+    pair = login_ok(client, staff)
+    cli(db, "user", "disable", "--tenant", staff.tenant.slug, staff.username)
+    assert_session_ended(client, pair)
+    assert_unauthorized(login(client, {"username": staff.username, "password": PASSWORD}))
+    cli(db, "user", "enable", "--tenant", staff.tenant.slug, staff.username)
+    # Enabling does not bring the old session back.
+    assert_session_ended(client, pair)
+    fresh = login_ok(client, staff)
+    assert client.get(PROTECTED, headers=bearer(fresh["access"])).status_code == 200
+    # Enabling an enabled user ends nothing.
+    cli(db, "user", "enable", "--tenant", staff.tenant.slug, staff.username)
+    assert client.get(PROTECTED, headers=bearer(fresh["access"])).status_code == 200
+
+
+def test_role_change_ends_every_session(client: httpx.Client, db: Database, staff: Staff) -> None:
+    pair = login_ok(client, staff)
+    cli(db, "user", "role", "--tenant", staff.tenant.slug, staff.username, "viewer")
+    assert_session_ended(client, pair)
+    r = login(client, {"username": staff.username, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    assert claims_of(r.json()["access"])["role"] == "viewer"
+    # Back to owner: the viewer's tokens end too.
+    viewer = r.json()
+    cli(db, "user", "role", "--tenant", staff.tenant.slug, staff.username, "owner")
+    assert_session_ended(client, viewer)
+
+
+def test_setting_the_same_role_ends_nothing(
+    client: httpx.Client, db: Database, staff: Staff
+) -> None:
+    pair = login_ok(client, staff)
+    cli(db, "user", "role", "--tenant", staff.tenant.slug, staff.username, "owner")
+    assert client.get(PROTECTED, headers=bearer(pair["access"])).status_code == 200
+    assert refresh(client, pair["refresh"]).status_code == 200
+
+
+def test_password_change_leaves_other_users_sessions_alone(
+    client: httpx.Client, db: Database, factory: Factory, staff: Staff
+) -> None:
+    username = new_username()
+    user_id = factory.staff_user(staff.tenant, username, "editor", PASSWORD)
+    colleague = Staff(staff.tenant, user_id, username, PASSWORD)
+    pair = login_ok(client, colleague)
+    cli(db, "user", "passwd", "--tenant", staff.tenant.slug, staff.username,
+        "--password", "a brand new passphrase")  # fmt: skip
+    assert client.get(PROTECTED, headers=bearer(pair["access"])).status_code == 200
+    assert refresh(client, pair["refresh"]).status_code == 200
 
 
 # --- bad input -------------------------------------------------------------------------
