@@ -188,6 +188,14 @@ _PG_MAP: list[tuple[type[Exception], type[ApiError], str]] = [
     (asyncpg.CannotConnectNowError, ServiceUnavailable, "Database is starting; retry."),
     (asyncpg.PostgresConnectionError, ServiceUnavailable, "Database unreachable; retry."),
     (asyncpg.InterfaceError, ServiceUnavailable, "Database connection lost; retry."),
+    # When PostgreSQL stops (or terminates a backend) it sends FATAL 57P01 to every
+    # backend, idle pooled ones included. asyncpg reads an error while idle as a
+    # protocol fault and waits for a ReadyForQuery that never comes; until the
+    # backend's exit closes the socket (~2 ms) the pool still hands the connection
+    # out, and its next statement fails with "cannot switch to state N; another
+    # operation (2) is in progress" before anything is sent. asyncpg then aborts
+    # the connection: nothing is left in use, the request only lost its connection.
+    (asyncpg.InternalClientError, ServiceUnavailable, "Database connection lost; retry."),
 ]
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -104,6 +105,37 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     tenant is set per transaction (`set_config(..., true)`), advisory locks are
     transaction-scoped, it never LISTENs or opens cursors outside a transaction.
     asyncpg still rolls back a transaction left open before calling this."""
+
+
+async def resync(conn: asyncpg.Connection) -> None:
+    """Leave a connection whose user was cancelled at a protocol sync point.
+
+    asyncpg runs a statement in two round trips: Parse/Describe/Flush, then
+    Bind/Execute/Sync. A task cancelled between them (the prepare's answer and the
+    client's disconnect handled in one loop iteration, so the cancellation lands
+    after the answer) leaves asyncpg idle but the backend inside an extended-query
+    sequence with no Sync: `active`, waiting on ClientRead, in an implicit
+    transaction that keeps the statement's AccessShareLocks. The pool's release
+    sends nothing (see `_keep_session`), so the connection sits like that until its
+    next use, and an ALTER TABLE waits for it (and everything queues behind the
+    ALTER). A simple query ends the sequence: ROLLBACK inside a transaction,
+    otherwise the cheapest statement there is."""
+    with contextlib.suppress(Exception):  # closed or detached: nothing to resync
+        await conn.execute("ROLLBACK" if conn.is_in_transaction() else "SELECT")
+
+
+@contextlib.asynccontextmanager
+async def acquire(
+    pool: asyncpg.Pool, *, acquire_timeout: float
+) -> AsyncIterator[asyncpg.Connection]:
+    """`pool.acquire()` for blocks that may be cancelled (request handlers): a
+    cancelled block's connection is resynced before it goes back to the pool."""
+    async with pool.acquire(timeout=acquire_timeout) as conn:
+        try:
+            yield conn
+        except asyncio.CancelledError:
+            await resync(conn)
+            raise
 
 
 async def create_pool(

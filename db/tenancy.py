@@ -37,15 +37,23 @@ async def tenant_transaction(
     Not asyncpg's `conn.transaction()` (its BEGIN is a round trip of its own); the
     code inside must not open one either (it would issue a second BEGIN and commit
     this transaction early). If the rollback itself fails, the pool's release rolls
-    back a transaction still open (asyncpg checks the server's transaction status)."""
+    back a transaction still open (asyncpg checks the server's transaction status).
+
+    BEGIN is inside the `try`: a request cancelled while BEGIN runs (its client went
+    away) is rolled back here, not by the pool's release, which logs "Resetting
+    connection with an active transaction" for it (hundreds a minute under load).
+    The ROLLBACK, a simple query, also ends an extended-query sequence that a
+    cancellation cut short (see db/pool.py: `resync`)."""
     begin = begin_as_tenant(tenant_id)
     async with pool.acquire(timeout=acquire_timeout) as conn:
-        await conn.execute(begin)
         try:
+            await conn.execute(begin)
             yield conn
         except BaseException:
-            if not conn.is_closed():
-                with contextlib.suppress(Exception):
-                    await conn.execute("ROLLBACK")
+            # Nothing to roll back on a connection the server closed; asyncpg has
+            # already detached it from this proxy (even `is_closed()` raises then),
+            # and the original error is the one to report.
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")
             raise
         await conn.execute("COMMIT")
