@@ -31,6 +31,9 @@ class AppConfig(Config):
     DRAIN_ACCEPT: float
     DRAIN_QUIET: float
     GRACEFUL_SHUTDOWN_TIMEOUT: float
+    # Seconds from a request's first byte to its last (headers and body); past them
+    # 408 and the connection closes (api/body_timeout.py). 0 turns it off.
+    BODY_TIMEOUT: float
     JWT_SECRET: str
     JWT_ISSUER: str
     JWT_AUDIENCE: str
@@ -46,6 +49,7 @@ class AppConfig(Config):
     AUTH_FAILURE_RATE: float
     AUTH_FAILURE_BURST: int
     METRICS_ALLOW: str
+    LIVENESS_BLOCKED: float
 
     def __init__(self, overrides: dict[str, Any] | None = None) -> None:
         super().__init__(
@@ -67,6 +71,9 @@ class AppConfig(Config):
                 # Drain ends early once no client connection has been open this long.
                 "DRAIN_QUIET": 0.3,
                 "GRACEFUL_SHUTDOWN_TIMEOUT": 10.0,
+                # As the edge's client_body_timeout; Sanic's REQUEST_TIMEOUT restarts
+                # on every chunk received, so it does not bound a slow sender.
+                "BODY_TIMEOUT": 10.0,
                 "JWT_SECRET": "",
                 "JWT_ISSUER": "conectades",
                 "JWT_AUDIENCE": "conectades-api",
@@ -90,6 +97,9 @@ class AppConfig(Config):
                 # Who may read /metrics (addresses and CIDR ranges; the client's address
                 # as resolved through TRUSTED_PROXIES).
                 "METRICS_ALLOW": "127.0.0.1,::1",
+                # /health is 503 when a worker's event loop has not run for this long
+                # (api/supervision.py); a slow request does not block the loop.
+                "LIVENESS_BLOCKED": 5.0,
                 # Sanic's own settings, overridable the same way.
                 "REQUEST_MAX_SIZE": 64 * 1024,
                 "REQUEST_TIMEOUT": 30,

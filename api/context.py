@@ -14,6 +14,7 @@ from tenants.memo import Memo
 
 if TYPE_CHECKING:
     from api.routes.health import DrainState
+    from api.supervision import Watchdog
     from db.pool import RoleGuard
     from tenants.authlimit import FailureLimiter
     from tenants.cache import ResponseCache
@@ -46,3 +47,6 @@ class AppContext:
     pool_warm_up: asyncio.Task[None] | None = None
     # The graceful stop (api/routes/health.py), created by setup_drain.
     drain: DrainState | None = None
+    # api/supervision.py: the main process's watchdog, a worker's heartbeat task.
+    watchdog: Watchdog | None = None
+    heartbeat: asyncio.Task[None] | None = None

@@ -8,6 +8,7 @@ import orjson
 from sanic import Sanic
 
 from api.auth import add_rate_limit_headers, principal_from_request
+from api.body_timeout import setup_body_timeout
 from api.cache import default_x_cache, public_gone_is_public
 from api.config import AppConfig
 from api.context import AppContext
@@ -18,6 +19,7 @@ from api.openapi import setup_openapi
 from api.pagination import Page
 from api.request_context import setup_request_context
 from api.routes.health import setup_drain
+from api.supervision import setup_supervision
 from db.pool import setup_postgres
 from tenants.authlimit import setup_failure_limiter
 from tenants.cache import setup_cache
@@ -58,8 +60,10 @@ def create_app(config: AppConfig | object | None = None) -> Sanic[AppConfig, App
     setup_rate_limits(app)
     setup_failure_limiter(app)
     setup_listen_backlog(app)
+    pass  # TEMP setup_body_timeout(app)
     setup_gc(app)
     setup_drain(app)
+    setup_supervision(app)
     app.register_middleware(default_x_cache, "response")
     app.register_middleware(public_gone_is_public, "response")
     app.register_middleware(add_rate_limit_headers, "response")

@@ -6,7 +6,10 @@ import httpx
 def test_health_is_ok(client: httpx.Client) -> None:
     r = client.get("/health")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok"}
+    assert r.json() == {
+        "status": "ok",
+        "workers": {"configured": 1, "alive": 1, "restarts": 0, "blocked": []},
+    }
 
 
 def test_ready_checks_postgres(client: httpx.Client) -> None:

@@ -67,6 +67,7 @@ from sanic.http import Http
 from sanic.response import BaseHTTPResponse
 
 from api.responses import json_response
+from api.supervision import read_vitals, stop_restarting
 from db.pool import role_guard
 
 log = logging.getLogger("conectades.drain")
@@ -91,8 +92,20 @@ def drain_state(app: Sanic) -> DrainState:  # type: ignore[type-arg]
 
 @bp.get("/health")
 async def get_health(request: Request) -> HTTPResponse:
-    """Liveness: the worker answers."""
-    return json_response({"status": "ok"})
+    """Liveness: every configured worker runs and its event loop turns (503 if not)."""
+    vitals = read_vitals(request.app, float(request.app.config.LIVENESS_BLOCKED))
+    if vitals is None:  # a single process: answering is all there is to say
+        return json_response({"status": "ok"})
+    body = {
+        "status": "ok" if vitals.healthy else "degraded",
+        "workers": {
+            "configured": vitals.configured,
+            "alive": vitals.alive,
+            "restarts": vitals.restarts,
+            "blocked": vitals.blocked,
+        },
+    }
+    return json_response(body, status=200 if vitals.healthy else 503)
 
 
 @bp.get("/health/ready")
@@ -272,6 +285,7 @@ def _install_main_signal_handlers(app: Sanic, _loop: object) -> None:  # type: i
             return
         requested = True
         log.info("drain: %s received by the main process", signal.Signals(signum).name)
+        stop_restarting(app)  # workers that end from now on are not replaced
         manager.monitor_publisher.send("__TERMINATE__")
 
     for signum in (signal.SIGTERM, signal.SIGINT):
