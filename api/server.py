@@ -60,7 +60,7 @@ def create_app(config: AppConfig | object | None = None) -> Sanic[AppConfig, App
     setup_rate_limits(app)
     setup_failure_limiter(app)
     setup_listen_backlog(app)
-    pass  # TEMP setup_body_timeout(app)
+    setup_body_timeout(app)
     setup_gc(app)
     setup_drain(app)
     setup_supervision(app)
