@@ -905,7 +905,8 @@ def _edge() -> Any:
     from infra.stack import VAR, load_env
 
     env = load_env()
-    return stack_edge(VAR, int(env["EDGE_PORT"]), f"http://127.0.0.1:{env['API_PORT']}")
+    api = f"http://127.0.0.1:{env['API_PORT']}"
+    return stack_edge(VAR, int(env["EDGE_PORT"]), api, daemon=False)  # as the stack runs it
 
 
 @edge_app.command("render")

@@ -86,13 +86,13 @@ class ReceiveTimeoutProtocol(HttpProtocol):
             raise asyncio.CancelledError from None
 
 
-def _use_protocol(app: Sanic[Any, Any], _loop: object) -> None:
+def _use_protocol(app: Sanic[Any, Any]) -> None:
     for server_info in app.state.server_info:
         if server_info.settings.get("protocol") in (None, HttpProtocol):
             server_info.settings["protocol"] = ReceiveTimeoutProtocol
 
 
-def _report(app: Sanic[Any, Any], _loop: object) -> None:
+def _report(app: Sanic[Any, Any]) -> None:
     protocols = {info.settings.get("protocol") for info in app.state.server_info}
     if app.config.BODY_TIMEOUT > 0 and ReceiveTimeoutProtocol not in protocols:
         log.warning(

@@ -9,6 +9,9 @@ killer or a segfault was never replaced, the survivors served everything, and
   looks at each server worker; one that is gone, and was not told to stop, is
   logged with its exit status and restarted through the manager's own monitor
   message (the one auto-reload uses), at most once a second per worker.
+* A worker whose main process dies (SIGKILL, OOM) gets SIGTERM (PR_SET_PDEATHSIG)
+  and drains as for a whole-instance stop: left running, it held the port and the
+  main process its supervisor started next could not listen.
 * The main process cannot outlive the manager's helper process (the
   multiprocessing Manager that holds the workers' shared state): every state change
   goes through it. When the helper dies, Sanic's monitor fails on its next poll, the
@@ -28,6 +31,7 @@ killer or a segfault was never replaced, the survivors served everything, and
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -187,6 +191,29 @@ def stop_restarting(app: Sanic) -> None:  # type: ignore[type-arg]
 
 # -- workers ------------------------------------------------------------------------
 
+_PR_SET_PDEATHSIG = 1
+_parent_at_start: int | None = None
+
+
+def _die_with_parent() -> None:
+    """SIGTERM this worker when the main process dies (a drain, then exit): an
+    orphaned worker otherwise went on holding the port, and the main process that
+    its supervisor started next could not bind it ("Address already in use")."""
+    global _parent_at_start
+    _parent_at_start = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: orphans are left as before
+        return
+    if os.getppid() != _parent_at_start:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def orphaned() -> bool:
+    """Whether this worker's main process is gone."""
+    return _parent_at_start is not None and os.getppid() != _parent_at_start
+
 
 async def _beat(shared: Any, index: int) -> None:
     while True:
@@ -195,6 +222,8 @@ async def _beat(shared: Any, index: int) -> None:
 
 
 async def _start_heartbeat(app: Sanic) -> None:  # type: ignore[type-arg]
+    if worker_index(os.environ.get("SANIC_WORKER_NAME", "")) is not None:
+        _die_with_parent()
     shared, index = _shared(app), worker_index(os.environ.get("SANIC_WORKER_NAME", ""))
     if shared is not None and index is not None:
         app.ctx.heartbeat = asyncio.get_running_loop().create_task(_beat(shared, index))

@@ -24,7 +24,7 @@ from edge.render import EdgeConfig, write
 from infra.postgres import free_port
 from infra.process import alive, reachable_by_server, server_dir, wait_gone
 
-__all__ = ["LocalNginx", "NginxError", "NginxService", "free_port", "nginx_binary", "stack_edge"]
+__all__ = ["LocalNginx", "NginxError", "free_port", "nginx_binary", "stack_edge"]
 
 
 class NginxError(RuntimeError):
@@ -164,12 +164,20 @@ class LocalNginx:
         os.replace(log, log.with_name(log.name + ".1"))
         return True
 
-    def start(self, timeout: float = 15) -> None:
-        if self.running():
-            return
+    def prepare(self) -> None:
+        """Rotate a large access log, render and check the config (what `command()`
+        needs; with `daemon=False` in the config it runs in the foreground)."""
         self.rotate_access_log()
         self.render()
         self.check()
+
+    def command(self) -> list[str]:
+        return self._cmd()
+
+    def start(self, timeout: float = 15) -> None:
+        if self.running():
+            return
+        self.prepare()
         self.pidfile.unlink(missing_ok=True)
         run = subprocess.run(self._cmd(), capture_output=True, text=True, timeout=timeout)
         if run.returncode != 0:
@@ -217,10 +225,11 @@ class LocalNginx:
             return ""
 
 
-def stack_edge(var: Path, edge_port: int, api_url: str) -> LocalNginx:
+def stack_edge(var: Path, edge_port: int, api_url: str, *, daemon: bool = True) -> LocalNginx:
     """The stack's edge (for infra/stack.py and `conectades edge`): var/edge, one
     upstream (the Sanic master's port; its workers share the socket), limits from
-    the CONECTADES_EDGE_* environment (see `python -m edge.render --help`)."""
+    the CONECTADES_EDGE_* environment (see `python -m edge.render --help`). The
+    stack runs it in the foreground under its supervisor (`daemon=False`)."""
     env = os.environ.get
     upstreams = [
         u.strip()
@@ -238,23 +247,6 @@ def stack_edge(var: Path, edge_port: int, api_url: str) -> LocalNginx:
             burst=int(env("CONECTADES_EDGE_BURST", "20")),
             token_rate=env("CONECTADES_EDGE_TOKEN_RATE", "1r/s"),
             conn_limit=int(env("CONECTADES_EDGE_CONN_LIMIT", "64")),
+            daemon=daemon,
         )
     )
-
-
-class NginxService:
-    """The Service shape infra/stack.py uses (name, start, stop, status)."""
-
-    name = "edge"
-
-    def __init__(self, var: Path, edge_port: int, api_url: str) -> None:
-        self.edge = stack_edge(var, edge_port, api_url)
-
-    def start(self) -> None:
-        self.edge.start()
-
-    def stop(self) -> None:
-        self.edge.stop()
-
-    def status(self) -> str:
-        return self.edge.status()

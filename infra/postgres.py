@@ -126,6 +126,15 @@ class LocalPostgres:
             for key, value in conf.items():
                 f.write(f"{key} = {value}\n")
 
+    def command(self) -> list[str]:
+        """The postmaster in the foreground (for a supervisor; `start()` uses pg_ctl),
+        as the `postgres` user when we are root (see `server_user`)."""
+        return [str(self.bindir / "postgres"), "-D", str(self.datadir)]
+
+    @staticmethod
+    def server_user() -> str | None:
+        return "postgres" if os.geteuid() == 0 else None
+
     def running(self) -> bool:
         if not self.initialized():
             return False

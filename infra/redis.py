@@ -32,6 +32,8 @@ class LocalRedis:
     port: int
     maxmemory: str = "256mb"
     maxmemory_policy: str = "allkeys-lru"
+    # False: run in the foreground under a supervisor (`command()`), not `start()`.
+    daemonize: bool = True
 
     @property
     def url(self) -> str:
@@ -54,7 +56,7 @@ class LocalRedis:
             "bind": "127.0.0.1",
             "port": str(self.port),
             "protected-mode": "yes",
-            "daemonize": "yes",
+            "daemonize": "yes" if self.daemonize else "no",
             "supervised": "no",
             "pidfile": str(self.pidfile),
             "logfile": str(self.logfile),
@@ -91,15 +93,20 @@ class LocalRedis:
     def running(self) -> bool:
         return self._pid() is not None and self.ping()
 
+    def prepare(self) -> None:
+        """The directory and config file (what `command()` needs)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.conf_path.write_text(self.config())
+
+    def command(self) -> list[str]:
+        return ["redis-server", str(self.conf_path)]
+
     def start(self, timeout: float = 15) -> None:
         if self.running():
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.conf_path.write_text(self.config())
+        self.prepare()
         self.pidfile.unlink(missing_ok=True)
-        run = subprocess.run(
-            ["redis-server", str(self.conf_path)], capture_output=True, text=True, timeout=timeout
-        )
+        run = subprocess.run(self.command(), capture_output=True, text=True, timeout=timeout)
         if run.returncode != 0:
             raise RedisError(f"redis-server failed: {run.stderr.strip() or run.stdout.strip()}")
         self.wait_ready(timeout)

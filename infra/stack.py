@@ -22,14 +22,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from infra.nginx import NginxService
+from infra.nginx import LocalNginx, stack_edge
 from infra.postgres import LocalPostgres, free_port
+from infra.process import wait_gone
 from infra.redis import LocalRedis
+from infra.supervisor import Program, Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("CONECTADES_VAR", ROOT / "var"))
@@ -134,6 +137,7 @@ class Settings:
             port=int(self.env["REDIS_PORT"]),
             maxmemory="256mb",
             maxmemory_policy="allkeys-lru",
+            daemonize=False,  # in the foreground, under the stack's supervisor
         )
 
     @property
@@ -157,49 +161,169 @@ class Settings:
         return env
 
 
-class Postgres:
-    name = "postgres"
+def supervisor(settings: Settings) -> Supervisor:
+    """supervisord and the stack's programs (PostgreSQL and Redis only when local)."""
+    logs = VAR / "log"
+    programs = []
+    if not settings.external_db:
+        pg = settings.local_pg
+        programs.append(
+            Program(
+                "postgres",
+                pg.command(),
+                10,
+                logs / "postgres.log",
+                user=pg.server_user(),
+                # PostgreSQL restarts its own crashed backends; the postmaster is
+                # started again only when it ends on its own (a clean stop is 0).
+                autorestart="unexpected",
+                stopsignal="INT",  # fast shutdown
+                stopwaitsecs=60,
+            )
+        )
+    if not settings.external_redis:
+        programs.append(Program("redis", settings.local_redis.command(), 20, logs / "redis.log"))
+    programs.append(
+        Program(
+            "api",
+            api_command(settings),
+            30,
+            logs / "api.log",
+            directory=ROOT,
+            # The main process drains its workers on SIGTERM (api/routes/health.py).
+            stopwaitsecs=30,
+            # After a crash of the main process its orphaned workers drain for up to
+            # DRAIN_TIMEOUT (5 s) before the port is free: retries back off 1, 2, 3 s...
+            startretries=10,
+        )
+    )
+    programs.append(
+        Program("edge", edge(settings).command(), 40, logs / "edge.log", stopsignal="QUIT")
+    )
+    env = {**settings.process_env(), "PROMETHEUS_MULTIPROC_DIR": str(VAR / "metrics")}
+    return Supervisor(VAR / "supervisor", programs, env)
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
 
-    def start(self) -> None:
-        if self.settings.external_db:
+def api_command(settings: Settings) -> list[str]:
+    return [
+        sys.executable, "-m", "sanic", "api.server:create_app", "--factory",
+        "--host", "127.0.0.1", "--port", settings.env["API_PORT"],
+        "--workers", str(settings.workers), "--no-motd",
+    ]  # fmt: skip
+
+
+def edge(settings: Settings) -> LocalNginx:
+    return stack_edge(VAR, int(settings.env["EDGE_PORT"]), settings.api_url, daemon=False)
+
+
+def _wait(ready: Callable[[], bool], what: str, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
             return
-        pg = self.settings.local_pg
-        pg.init()
-        pg.start(VAR / "log" / "postgres.log")
-
-    def stop(self) -> None:
-        if not self.settings.external_db:
-            self.settings.local_pg.stop()
-
-    def status(self) -> str:
-        if self.settings.external_db:
-            return "external (DATABASE_URL)"
-        pg = self.settings.local_pg
-        return f"running on 127.0.0.1:{pg.port}" if pg.running() else "stopped"
+        time.sleep(0.1)
+    raise SystemExit(f"{what} not ready after {timeout:g} s; see {log}")
 
 
-class Redis:
-    name = "redis"
+class Supervised:
+    """A program of the stack's supervisor: prepared, started in order, then waited
+    for; stopped with the whole supervisor (`cmd_down`)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(
+        self,
+        name: str,
+        sup: Supervisor,
+        *,
+        prepare: Callable[[], None],
+        ready: Callable[[], bool],
+        describe: Callable[[], str],
+        timeout: float = 30,
+    ) -> None:
+        self.name = name
+        self.sup = sup
+        self._prepare = prepare
+        self._ready = ready
+        self._describe = describe
+        self.timeout = timeout
 
     def start(self) -> None:
-        if not self.settings.external_redis:
-            self.settings.local_redis.start()
+        if self.sup.info().get(self.name, {}).get("statename") != "RUNNING":
+            self._prepare()
+            self.sup.start(self.name)
+        _wait(self._ready, self.name, self.timeout, VAR / "log" / f"{self.name}.log")
 
     def stop(self) -> None:
-        if not self.settings.external_redis:
-            self.settings.local_redis.stop()
+        pass  # supervisord stops every program, in reverse order (cmd_down)
 
     def status(self) -> str:
-        if self.settings.external_redis:
-            return "external (REDIS_URL)"
-        redis = self.settings.local_redis
-        return f"running on 127.0.0.1:{redis.port}" if redis.running() else "stopped"
+        info = self.sup.info().get(self.name)
+        if info is None:
+            return "stopped"
+        state = info["statename"]
+        restarts = max(0, self.sup.spawns(self.name) - 1)
+        supervised = f"supervised: {state.lower()}, {restarts} restarts"
+        if state != "RUNNING":
+            return f"stopped ({supervised}; see var/log/{self.name}.log)"
+        return f"{self._describe()} (pid {info['pid']}; {supervised})"
+
+
+class External:
+    name: str
+
+    def __init__(self, name: str, where: str) -> None:
+        self.name, self.where = name, where
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def status(self) -> str:
+        return f"external ({self.where})"
+
+
+def _api_health(settings: Settings) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(settings.api_url + "/health", timeout=2) as r:  # noqa: S310
+            body: dict[str, Any] = json.load(r)
+            return body
+    except urllib.error.HTTPError as exc:  # 503: degraded, with the same body
+        try:
+            degraded: dict[str, Any] = json.load(exc)
+            return degraded
+        except ValueError:
+            return None
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _api_ready(settings: Settings) -> bool:
+    try:
+        url = settings.api_url + "/health/ready"
+        with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 (our own http URL)
+            return bool(r.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _describe_api(settings: Settings) -> str:
+    ready = "ready" if _api_ready(settings) else "not ready"
+    workers = (_api_health(settings) or {}).get("workers")
+    if not workers:
+        return f"{ready} at {settings.api_url}"
+    return (
+        f"{ready} at {settings.api_url}, {workers['alive']}/{workers['configured']} workers"
+        f" live, {workers['restarts']} worker restarts"
+        + (f", blocked: {workers['blocked']}" if workers["blocked"] else "")
+    )
+
+
+def _prepare_api() -> None:
+    from tenants.cache import prepare_metrics_dir
+
+    # Fresh per start: /metrics sums the counters of the workers started now.
+    prepare_metrics_dir(VAR / "metrics")
 
 
 class Migrations:
@@ -232,91 +356,66 @@ class Migrations:
         return "-"
 
 
-class ApiWorkers:
-    name = "api"
-    pidfile = VAR / "run" / "api.pid"
-    logfile = VAR / "log" / "api.log"
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def _pid(self) -> int | None:
-        try:
-            pid = int(self.pidfile.read_text())
-            os.kill(pid, 0)
-            return pid
-        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-            return None
-
-    def start(self) -> None:
-        if self._pid() is not None and self._ready():
-            return
-        self.stop()
-        self.pidfile.parent.mkdir(parents=True, exist_ok=True)
-        self.logfile.parent.mkdir(parents=True, exist_ok=True)
-        port = self.settings.env["API_PORT"]
-        from tenants.cache import prepare_metrics_dir
-
-        # Fresh per start: /metrics sums the counters of the workers started now.
-        metrics = prepare_metrics_dir(VAR / "metrics")
-        env = {**self.settings.process_env(), "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
-        cmd = [
-            sys.executable, "-m", "sanic", "api.server:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", port,
-            "--workers", str(self.settings.workers), "--no-motd",
-        ]  # fmt: skip
-        with open(self.logfile, "ab") as log:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
+def services(settings: Settings, sup: Supervisor | None = None) -> list[Service]:
+    sup = sup or supervisor(settings)
+    found: list[Service] = []
+    if settings.external_db:
+        found.append(External("postgres", "DATABASE_URL"))
+    else:
+        pg = settings.local_pg
+        found.append(
+            Supervised(
+                "postgres",
+                sup,
+                prepare=pg.init,
+                ready=lambda: pg_ready(pg),
+                describe=lambda: f"running on 127.0.0.1:{pg.port}",
             )
-        self.pidfile.write_text(str(proc.pid))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"API workers exited; see {self.logfile}")
-            if self._ready():
-                return
-            time.sleep(0.2)
-        raise SystemExit(f"API workers not ready after 30 s; see {self.logfile}")
-
-    def _ready(self) -> bool:
-        try:
-            url = self.settings.api_url + "/health/ready"
-            with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 (our own http URL)
-                return bool(r.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def stop(self) -> None:
-        pid = self._pid()
-        if pid is None:
-            self.pidfile.unlink(missing_ok=True)
-            return
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and self._pid() is not None:
-            time.sleep(0.1)
-        if self._pid() is not None:
-            os.killpg(pid, signal.SIGKILL)
-        self.pidfile.unlink(missing_ok=True)
-
-    def status(self) -> str:
-        pid = self._pid()
-        if pid is None:
-            return "stopped"
-        state = "ready" if self._ready() else "not ready"
-        return f"{state} at {self.settings.api_url} (pid {pid}, {self.settings.workers} workers)"
+        )
+    if settings.external_redis:
+        found.append(External("redis", "REDIS_URL"))
+    else:
+        redis = settings.local_redis
+        found.append(
+            Supervised(
+                "redis",
+                sup,
+                prepare=redis.prepare,
+                ready=redis.ping,
+                describe=lambda: f"running on 127.0.0.1:{redis.port}",
+            )
+        )
+    found.append(Migrations(settings))
+    found.append(
+        Supervised(
+            "api",
+            sup,
+            prepare=_prepare_api,
+            ready=lambda: _api_ready(settings),
+            describe=lambda: _describe_api(settings),
+        )
+    )
+    nginx = edge(settings)
+    found.append(
+        Supervised(
+            "edge",
+            sup,
+            prepare=nginx.prepare,
+            ready=nginx.running,
+            describe=lambda: f"running on {nginx.url}",
+        )
+    )
+    return found
 
 
-def services(settings: Settings) -> list[Service]:
-    edge = NginxService(VAR, int(settings.env["EDGE_PORT"]), settings.api_url)
-    return [Postgres(settings), Redis(settings), Migrations(settings), ApiWorkers(settings), edge]
+def pg_ready(pg: LocalPostgres) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", pg.port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def demo(settings: Settings) -> dict[str, str]:
@@ -382,7 +481,11 @@ def seed_demo(settings: Settings) -> None:
 
 
 def cmd_up(settings: Settings) -> None:
-    for svc in services(settings):
+    stop_unsupervised(settings)
+    sup = supervisor(settings)
+    print("== supervisor")
+    sup.start_daemon()
+    for svc in services(settings, sup):
         print(f"== {svc.name}")
         svc.start()
     creds = demo(settings)
@@ -416,14 +519,34 @@ Logs in var/log/. Stop with ./start.sh stop.
 
 
 def cmd_down(settings: Settings) -> None:
-    for svc in reversed(services(settings)):
-        print(f"== stopping {svc.name}")
-        svc.stop()
+    print("== stopping every program, then the supervisor")
+    supervisor(settings).shutdown()
+    stop_unsupervised(settings)
+
+
+def stop_unsupervised(settings: Settings) -> None:
+    """Stop what a stack from before the supervisor started (each daemonized on its
+    own, found by its pid file); nothing when there is none."""
+    old_api = VAR / "run" / "api.pid"
+    try:
+        pid = int(old_api.read_text())
+        os.killpg(pid, signal.SIGTERM)
+        wait_gone(pid, 15)
+    except (OSError, ValueError):
+        pass
+    old_api.unlink(missing_ok=True)
+    stack_edge(VAR, int(settings.env["EDGE_PORT"]), settings.api_url).stop()
+    if not settings.external_redis:
+        settings.local_redis.stop()
+    if not settings.external_db:
+        settings.local_pg.stop()
 
 
 def cmd_status(settings: Settings) -> int:
     healthy = True
-    for svc in services(settings):
+    sup = supervisor(settings)
+    print(f"{'supervisor':<10} " + (f"running (pid {sup._pid()})" if sup.running() else "stopped"))
+    for svc in services(settings, sup):
         state = svc.status()
         if state != "-":
             print(f"{svc.name:<10} {state}")

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from infra.supervisor import Supervisor
 from tests.services import ROOT
 
 
@@ -121,14 +122,24 @@ def test_start_again_is_harmless_and_status_reports(started: tuple[Path, str]) -
     assert re.search(r"^redis\s+running on 127\.0\.0\.1:\d+", status.stdout, re.M)
 
 
+def supervised(var: Path) -> Supervisor:
+    """The stack's supervisord (only its socket and pid file are needed to ask it)."""
+    return Supervisor(var / "supervisor", [])
+
+
 def test_stop_stops_every_process(workdir: Path) -> None:
     var = workdir / "stack-stop"
     assert stack(var, "up").returncode == 0
-    api_pid = int((var / "run" / "api.pid").read_text())
+    sup = supervised(var)
+    sup_pid = int((var / "supervisor" / "supervisord.pid").read_text())
+    api_pid = sup.pid("api")
+    assert api_pid is not None
     pg_pid = int((var / "pg" / "data" / "postmaster.pid").read_text().split()[0])
     redis_pid = int((var / "redis" / "redis.pid").read_text())
+    assert (pg_pid, redis_pid) == (sup.pid("postgres"), sup.pid("redis"))
     env = dict(line.split("=", 1) for line in (var / "stack.env").read_text().splitlines()[1:])
     edge_pid = int((var / "edge" / "nginx.pid").read_text())
+    assert edge_pid == sup.pid("edge")
     ports = [int(env[k]) for k in ("PG_PORT", "API_PORT", "REDIS_PORT", "EDGE_PORT")]
     children = subprocess.run(
         ["pgrep", "-g", str(api_pid)], capture_output=True, text=True
@@ -142,6 +153,7 @@ def test_stop_stops_every_process(workdir: Path) -> None:
     )
     stopped = stack(var, "stop")
     assert stopped.returncode == 0
+    assert not alive(sup_pid)
     assert not alive(api_pid)
     assert not alive(pg_pid)
     assert not alive(redis_pid)
@@ -149,3 +161,44 @@ def test_stop_stops_every_process(workdir: Path) -> None:
     assert not any(alive(int(p)) for p in children)
     assert not any(port_open(p) for p in ports)
     assert stack(var, "status").returncode == 3
+
+
+def public_page_ok(edge: str) -> bool:
+    try:
+        return httpx.get(f"{edge}/api/public/demo/campaigns", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.parametrize("program", ["api", "redis", "edge", "postgres"])
+def test_a_killed_service_is_started_again_and_status_says_so(
+    started: tuple[Path, str], program: str
+) -> None:
+    """SIGKILL to each long-running process of the stack: its supervisor starts it
+    again, the public directory answers through the edge within 10 s, and
+    `./start.sh status` reports the restart."""
+    var, out = started
+    edge = re.search(r"Edge \(use this\)\s+(http://\S+)", out)[1]  # type: ignore[index]
+    sup = supervised(var)
+    before = sup.pid(program)
+    assert before is not None
+    restarts = int(
+        re.search(rf"^{program}\s.*?(\d+) restarts", stack(var, "status").stdout, re.M)[1]
+    )  # type: ignore[index]
+    os.kill(before, 9)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        info = sup.info().get(program, {})
+        if (
+            info.get("statename") == "RUNNING"
+            and info.get("pid") != before
+            and public_page_ok(edge)
+        ):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"{program} not back within 10 s: {sup.info().get(program)}")
+    status = stack(var, "status")
+    assert status.returncode == 0, status.stdout
+    line = re.search(rf"^{program}\s.*$", status.stdout, re.M)[0]  # type: ignore[index]
+    assert f"{restarts + 1} restarts" in line, status.stdout

@@ -67,7 +67,7 @@ from sanic.http import Http
 from sanic.response import BaseHTTPResponse
 
 from api.responses import json_response
-from api.supervision import read_vitals, stop_restarting
+from api.supervision import orphaned, read_vitals, stop_restarting
 from db.pool import role_guard
 
 log = logging.getLogger("conectades.drain")
@@ -180,7 +180,10 @@ def _listeners(app: Sanic) -> list[socket.socket]:  # type: ignore[type-arg]
 
 def _instance_stopping(app: Sanic) -> bool:  # type: ignore[type-arg]
     """True when every server worker of this instance is terminating (the main
-    process's shutdown), False when only this one is restarted or scaled down."""
+    process's shutdown, or its death), False when only this one is restarted or
+    scaled down."""
+    if orphaned():
+        return True
     try:
         workers = app.m.workers
     except AttributeError:  # single process: this worker is the instance

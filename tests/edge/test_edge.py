@@ -16,7 +16,7 @@ import pytest
 
 from edge import stats
 from edge.render import EdgeConfig, render
-from infra.nginx import LocalNginx, NginxService, free_port
+from infra.nginx import LocalNginx, free_port, stack_edge
 from tests.edge.conftest import CountingUpstream, hostport, start_edge
 from tests.factories import Factory, TenantCtx
 from tests.services import ApiServer, Database, api_env
@@ -333,12 +333,13 @@ def test_stack_edge_renders_from_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CONECTADES_EDGE_RATE", "7r/s")
-    service = NginxService(tmp_path, free_port(), "http://127.0.0.1:8123")
-    assert service.status() == "stopped"
-    text = service.edge.render().read_text()
+    edge = stack_edge(tmp_path, free_port(), "http://127.0.0.1:8123", daemon=False)
+    assert edge.status() == "stopped"
+    text = edge.render().read_text()
     assert "server 127.0.0.1:8123 " in text and "rate=7r/s" in text
+    assert "daemon off;" in text
     assert str(tmp_path / "edge") in text
-    assert "successful" in service.edge.check()
+    assert "successful" in edge.check()
 
 
 def test_token_endpoint_has_stricter_per_ip_limit(edge: LocalNginx) -> None:
