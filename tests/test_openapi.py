@@ -54,3 +54,46 @@ def test_partner_routes_declare_bearer_security(spec: dict[str, Any]) -> None:
 
 def test_problem_schema_is_a_component(spec: dict[str, Any]) -> None:
     assert "Problem" in spec["components"]["schemas"]
+
+
+def test_document_is_a_valid_openapi_31(spec: dict[str, Any]) -> None:
+    """Generators and fuzzers refused the 3.0.3 document (pydantic 2's schemas are
+    JSON Schema 2020-12, valid only in OpenAPI 3.1)."""
+    from openapi_spec_validator import validate
+
+    assert spec["openapi"] == "3.1.0"
+    assert spec["info"]["title"] == "Conectades API"
+    validate(spec)
+
+
+def test_lists_document_paging_and_donation_posts_the_idempotency_key(
+    spec: dict[str, Any],
+) -> None:
+    def params(method: str, path: str) -> dict[str, dict[str, Any]]:
+        found = spec["paths"][path][method].get("parameters", [])
+        return {p["name"]: p for p in found}
+
+    for path in ("/api/v1/campaigns", "/api/v1/donations", "/api/public/campaigns", "/api/v1/keys"):
+        names = params("get", path)
+        assert {"limit", "cursor"} <= set(names), path
+        assert list(names).count("limit") == 1
+    partner = params("post", "/api/v1/campaigns/{campaign_id}/donations")["Idempotency-Key"]
+    assert partner["in"] == "header" and not partner.get("required")
+    pledge = params("post", "/api/public/{tenant}/campaigns/{slug}/donations")["Idempotency-Key"]
+    assert pledge["in"] == "header" and pledge["required"] is True
+
+
+def test_api_reference_needs_nothing_from_outside(api: Any) -> None:
+    """/api/docs/ loads only what the API itself serves (it was a blank page offline:
+    Swagger UI came from a CDN)."""
+    import re
+
+    page = httpx.get(api.url + "/api/docs/", timeout=30)
+    assert page.status_code == 200
+    refs = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert refs and not [r for r in refs if "//" in r], refs
+    for ref in refs:
+        r = httpx.get(api.url + ref, timeout=30)
+        assert r.status_code == 200 and len(r.content) > 100, ref
+    bundle = httpx.get(api.url + "/api/docs/assets/swagger-ui-bundle.js", timeout=30)
+    assert "SwaggerUIBundle" in bundle.text

@@ -42,9 +42,7 @@ _QUERY_DOCS: dict[str, tuple[type, str]] = {
     "campaign_id": (str, "Only this campaign's donations (a campaign id)."),
     "status": (str, "Only donations in this status: pending, confirmed, delivered, cancelled."),
     "since": (str, "Only donations created at or after this ISO 8601 time (with UTC offset)."),
-    "limit": (int, "Page size, 1-100 (default 20)."),
-    "cursor": (str, "The `next_cursor` of the previous page."),
-}
+}  # limit and cursor: every paged route gets them from api/openapi.py doc()
 F = TypeVar("F", bound=Callable[..., Any])
 # A `+` in an unencoded query string arrives as a space: "…T10:00:00 03:00".
 _SPACE_OFFSET = re.compile(r" (\d{2}(?::?\d{2})?)$")
@@ -158,7 +156,7 @@ async def _list(
 
 @bp.get("/campaigns/<campaign_id:str>/donations")
 @doc(tag=TAG, response=DonationList, errors=(400, 401, 403, 404, 422))
-@_query("status", "since", "limit", "cursor")
+@_query("status", "since")
 async def list_campaign_donations(
     request: Request, principal: Principal, page: Page, campaign_id: str
 ) -> HTTPResponse:
@@ -174,6 +172,7 @@ async def list_campaign_donations(
     response=Donation,
     status=201,
     errors=(400, 401, 403, 404, 409, 413, 415, 422),
+    idempotency="optional",
 )
 async def create_donation(request: Request, principal: Principal, campaign_id: str) -> HTTPResponse:
     """Record a donation to one of the campaign's items (optional Idempotency-Key)."""
@@ -241,7 +240,7 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
 
 @bp.get("/donations")
 @doc(tag=TAG, response=DonationList, errors=(400, 401, 403, 422))
-@_query("campaign_id", "status", "since", "limit", "cursor")
+@_query("campaign_id", "status", "since")
 async def list_donations(request: Request, principal: Principal, page: Page) -> HTTPResponse:
     """List donations across campaigns, newest first (filters: campaign_id, status, since)."""
     require(principal, "read")

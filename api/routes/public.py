@@ -91,9 +91,7 @@ def document_params(params: DirectoryParams) -> Callable[[F], F]:
         (params.location, "Location prefix (accent/case-insensitive)"),
         (params.status, "One of: " + ", ".join(params.statuses) + " (default first)"),
         (params.order, "One of: " + ", ".join(params.orders) + " (default first)"),
-        ("limit", "Page size, 1-100 (default 20)"),
-        ("cursor", "`next_cursor` of the previous page"),
-    ]
+    ]  # limit and cursor: every paged route gets them from api/openapi.py doc()
 
     def decorate(func: F) -> F:
         for name, description in reversed(described):
@@ -389,6 +387,7 @@ async def list_public_donations(
     status=201,
     errors=(400, 404, 409, 413, 422),
     secured=False,
+    idempotency="required",
 )
 async def create_public_pledge(request: Request, tenant: str, slug: str) -> HTTPResponse:
     """Pledge a quantity of an item (status pending); `Idempotency-Key` required."""
