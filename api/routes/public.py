@@ -70,6 +70,8 @@ class DirectoryParams:
     statuses: Mapping[str, pq.Status] = field(
         default_factory=lambda: {"active": "active", "ended": "ended", "all": "all"}
     )
+    # The old API's category and location filters are integer ids (api/routes/legacy.py).
+    integer_ids: bool = False
     orders: Mapping[str, pq.Order] = field(
         default_factory=lambda: {
             "recent": "recent",
@@ -87,8 +89,11 @@ def document_params(params: DirectoryParams) -> Callable[[F], F]:
     """The directory's query parameters in the OpenAPI description."""
     described = [
         (params.q, f"Search title and description (accent/case-insensitive, ≤ {MAX_Q})"),
-        (params.category, "An exact category"),
-        (params.location, "Location prefix (accent/case-insensitive)"),
+        (params.category, "A category id" if params.integer_ids else "An exact category"),
+        (
+            params.location,
+            "A location id" if params.integer_ids else "Location prefix (accent/case-insensitive)",
+        ),
         (params.status, "One of: " + ", ".join(params.statuses) + " (default first)"),
         (params.order, "One of: " + ", ".join(params.orders) + " (default first)"),
     ]  # limit and cursor: every paged route gets them from api/openapi.py doc()

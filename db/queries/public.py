@@ -55,6 +55,8 @@ class DirectoryFilter:
     category: str | None = None
     location: str | None = None
     tenant_id: UUID | None = None
+    # The whole location (folded), not a prefix: the old API's `localizacao` id.
+    exact_location: bool = False
 
 
 def directory_query(
@@ -77,7 +79,9 @@ def directory_query(
         where.append("search_text LIKE '%' || " + _LIKE_TEXT.format(n=n) + " || '%'")
     if f.category:
         where.append(f"categories @> ARRAY[${param(f.category)}::text]")
-    if f.location:
+    if f.location and f.exact_location:
+        where.append(f"location_key = f_fold(${param(f.location)})")
+    elif f.location:
         n = param(f.location)
         where.append("location_key LIKE " + _LIKE_TEXT.format(n=n) + " || '%'")
     order_by, keyset = _ORDERS[f.order]
