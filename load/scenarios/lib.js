@@ -12,6 +12,9 @@
 //   SKEW       popularity skew: campaign index = N * u^SKEW (1 = uniform)
 //   RETRY      share of pledges sent a second time with the same Idempotency-Key
 //   SUMMARY    where handleSummary writes k6's end-of-test summary (JSON)
+//   CAREFUL    careful clients (load/chaos.py): a request with no answer or a 5xx is
+//              sent again, a write with the same Idempotency-Key, up to CAREFUL more
+//              times after a back-off (Retry-After when given); 0 (default): never
 //   SERIES_STEP, SERIES_BUCKETS  the per-second series: buckets of SERIES_STEP seconds
 //              since the scenario started, SERIES_BUCKETS of them (see buildOptions)
 //
@@ -32,6 +35,8 @@ const OPEN = (__ENV.MODEL || 'closed') === 'open';
 const SKEW = parseFloat(__ENV.SKEW || '3');
 const RETRY = parseFloat(__ENV.RETRY || '0.1');
 const TIMEOUT = __ENV.TIMEOUT || '10s';
+const CAREFUL = parseInt(__ENV.CAREFUL || '0', 10);
+const BACKOFF_S = [0.25, 0.5, 1, 2]; // then 2 s; Retry-After wins, at most 2 s
 const SERIES_STEP = Math.max(1, parseInt(__ENV.SERIES_STEP || '1', 10));
 const SERIES_BUCKETS = parseInt(__ENV.SERIES_BUCKETS || '60', 10);
 
@@ -40,7 +45,7 @@ export const REQUEST_NAMES = [
   'public_directory', 'public_directory_next', 'public_tenant_directory', 'public_campaign',
   'public_donations', 'pledge', 'pledge_retry', 'partner_list_campaigns', 'partner_get_campaign',
   'partner_list_donations', 'partner_edit_campaign', 'partner_record_donation',
-  'partner_confirm_donation', 'legacy_login', 'legacy_list',
+  'partner_confirm_donation', 'partner_get_donation', 'legacy_login', 'legacy_list',
 ];
 
 // SharedArray: the file is read and parsed once, not once per VU (1000 VUs). Reading
@@ -204,14 +209,41 @@ export function partnerOf(vu) {
   return { tenant: t, index: vu % TENANTS, key };
 }
 
+function isFailure(res) {
+  return res.status < 200 || res.status >= 400;
+}
+
 /** One console line per failed request (the target is none, so they are few): the
  * runner counts them by name and status. Failed as k6's http_req_failed counts it by
  * default (no responseCallback here): a status outside 200-399, or no response
- * (status 0). */
-function logFailure(res, name) {
-  if (res.status < 200 || res.status >= 400) {
-    console.log(JSON.stringify({ failed: { name, status: res.status } }));
+ * (status 0). Careful clients add when (t, ms since the epoch), Retry-After (ra) and
+ * whether the client gives up with it (final: the error a user sees). */
+function logFailure(res, name, final) {
+  if (!isFailure(res)) return;
+  const failed = { name, status: res.status };
+  if (CAREFUL > 0) {
+    failed.t = Date.now();
+    failed.ra = res.headers['Retry-After'] || '';
+    failed.final = final;
   }
+  console.log(JSON.stringify({ failed }));
+}
+
+/** Careful clients: no answer or a 5xx is tried again, up to CAREFUL times, after a
+ * back-off; `done(res)` says a retry's answer shows the lost attempt took effect. */
+function careful(name, call, done) {
+  let res = call();
+  for (let n = 0; n < CAREFUL && (res.status === 0 || res.status >= 500); n++) {
+    if (res.error_code === 1050) timeouts.add(1);
+    logFailure(res, name, false);
+    const after = parseFloat(res.headers['Retry-After'] || '');
+    const wait = after > 0 ? after : BACKOFF_S[Math.min(n, BACKOFF_S.length - 1)];
+    sleep(Math.min(2, wait) * (0.75 + Math.random() / 2));
+    res = call();
+    if (done && done(res)) return res;
+  }
+  logFailure(res, name, true);
+  return res;
 }
 
 function record(res, isGet, edgeCacheable) {
@@ -230,24 +262,28 @@ function record(res, isGet, edgeCacheable) {
 }
 
 export function get(path, name, { headers = {}, body = false, edgeCacheable = false } = {}) {
-  const res = http.get(BASE + path, {
+  const call = () => http.get(BASE + path, {
     headers,
     tags: { name, sec: bucketOf() },
     timeout: TIMEOUT,
     responseType: body ? 'text' : 'none',
   });
-  logFailure(res, name);
+  const res = CAREFUL > 0 ? careful(name, call) : call();
+  if (CAREFUL === 0) logFailure(res, name, true);
   record(res, true, edgeCacheable);
   return res;
 }
 
-export function send(method, path, name, payload, headers = {}) {
-  const res = http.request(method, BASE + path, payload === null ? null : JSON.stringify(payload), {
+/** A write; `done(res)`: see careful. */
+export function send(method, path, name, payload, headers = {}, done = null) {
+  const data = payload === null ? null : JSON.stringify(payload);
+  const call = () => http.request(method, BASE + path, data, {
     headers: Object.assign({}, JSON_HEADERS, headers),
     tags: { name, sec: bucketOf() },
     timeout: TIMEOUT,
   });
-  logFailure(res, name);
+  const res = CAREFUL > 0 ? careful(name, call, done) : call();
+  if (CAREFUL === 0) logFailure(res, name, true);
   record(res, false, false);
   return res;
 }
@@ -385,6 +421,12 @@ export function partnerEdit(p) {
     { Authorization: `Bearer ${p.key}` });
 }
 
+function isConfirmed(id, auth) {
+  const res = get(`/api/v1/donations/${id}`, 'partner_get_donation', { headers: auth, body: true });
+  const out = res.status === 200 ? bodyOf(res) : null;
+  return out !== null && out.status === 'confirmed';
+}
+
 /** Record a donation as the partner, then (usually) confirm it. */
 export function partnerDonate(p) {
   const auth = { Authorization: `Bearer ${p.key}` };
@@ -408,9 +450,15 @@ export function partnerDonate(p) {
     // Recorded before sending: a confirmation that commits but whose answer is
     // lost leaves the row confirmed, which reconciliation then accepts.
     donationEvent('status_sent', { id: out.id, state: 'confirmed' });
+    // A careful client's retry that finds the donation no longer pending (409) reads
+    // it: confirmed means the attempt whose answer was lost did it.
+    let byLostAttempt = false;
+    const applied = (r) => (byLostAttempt = r.status === 409 && isConfirmed(out.id, auth));
     const conf = send('POST', `/api/v1/donations/${out.id}/confirm`, 'partner_confirm_donation',
-      null, auth);
-    if (conf.status === 200) donationEvent('status', { id: out.id, state: 'confirmed' });
+      null, auth, applied);
+    if (conf.status === 200 || byLostAttempt) {
+      donationEvent('status', { id: out.id, state: 'confirmed' });
+    }
   }
 }
 
