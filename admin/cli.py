@@ -27,11 +27,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, Tim
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from admin import backup as bk
 from admin.runtime import (
     ADMIN_URL_ENV,
     API_URL_ENV,
     CliError,
     admin_connection,
+    audit,
     echo,
     emit_json,
     env_url,
@@ -41,7 +43,7 @@ from admin.runtime import (
     tenant_scope,
     url_user,
 )
-from admin.seed import SeedError, SeedPlan, run_seed
+from admin.seed import SeedError, SeedPlan, purge_seeded, run_seed
 from api.config import AppConfig
 from db import migrate as migrations
 from db.queries import idempotency as iq
@@ -68,6 +70,10 @@ key_app = typer.Typer(help="API keys of a tenant.", no_args_is_help=True)
 user_app = typer.Typer(help="Staff users (logins) of a tenant.", no_args_is_help=True)
 cache_app = typer.Typer(help="The API's response cache in Redis.", no_args_is_help=True)
 edge_app = typer.Typer(help="The Nginx edge of the local stack (var/edge).", no_args_is_help=True)
+chaos_app = typer.Typer(
+    help="Faults under load: the local stack's parts killed in turn (load/chaos.py).",
+    no_args_is_help=True,
+)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(key_app, name="key")
@@ -75,6 +81,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(cache_app, name="cache")
 app.add_typer(edge_app, name="edge")
 app.add_typer(load_app, name="load")
+app.add_typer(chaos_app, name="chaos")
 app.command("bench")(bench_command)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -219,6 +226,70 @@ def db_prune(
         )
 
 
+@db_app.command("backup")
+def db_backup(
+    path: Annotated[Path, typer.Argument(help="The file to write (replaced if it exists).")],
+) -> None:
+    """Dump the whole database to PATH: pg_dump custom format (-Fc) as the owner role
+    (CONECTADES_ADMIN_DATABASE_URL), with grants and row-level security policies.
+    Roles are cluster-wide and not in the dump (`db restore` recreates the API's)."""
+
+    async def major() -> int:
+        async with admin_connection() as conn:
+            return await bk.server_major(conn)
+
+    version = run(major())
+    try:
+        bk.dump(env_url(ADMIN_URL_ENV), path, major=version)
+    except (bk.BackupError, CliError) as exc:
+        raise_cli(str(exc))
+    out.print(f"backed up to {path} ({path.stat().st_size:,} bytes)")
+
+
+@db_app.command("restore")
+def db_restore(
+    path: Annotated[Path, typer.Argument(help="A file written by `conectades db backup`.")],
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Do not ask to confirm replacing the data.")
+    ] = False,
+) -> None:
+    """Restore PATH into the database of CONECTADES_ADMIN_DATABASE_URL, in one transaction:
+    into an empty database, or over one that has the schema (its objects are dropped
+    first). Creates the role conectades_app if missing, and the API's login role from
+    CONECTADES_DATABASE_URL as `db migrate` does. Stop the API first: open
+    connections make the restore wait. Then drops every cached response."""
+    if not path.is_file():
+        raise_cli(f"no backup at {path}")
+
+    async def check() -> tuple[int, bool]:
+        async with admin_connection() as conn:
+            return await bk.server_major(conn), await bk.has_schema(conn)
+
+    version, clean = run(check())
+    if clean and not yes:
+        typer.confirm("The database has data: replace all of it with the backup?", abort=True)
+
+    async def roles() -> str | None:
+        admin_user, _ = url_user(env_url(ADMIN_URL_ENV))
+        async with admin_connection() as conn:
+            await bk.ensure_app_role(conn)
+            if os.environ.get(API_URL_ENV):
+                api_user, api_password = url_user(env_url(API_URL_ENV))
+                if api_user and api_user != admin_user and api_password:
+                    await migrations.ensure_api_role(conn, api_user, api_password)
+                    return api_user
+        return None
+
+    role = run(roles())
+    try:
+        bk.restore(env_url(ADMIN_URL_ENV), path, major=version, clean=clean)
+    except bk.BackupError as exc:
+        raise_cli(f"{exc}\nnothing was changed (the restore runs in one transaction)")
+    audit("db.restore", path=str(path.resolve()), over_existing=clean)
+    _purge_after_admin_write(None)
+    out.print(f"restored {path}" + (f"; API role {role!r} ready" if role else ""))
+
+
 # ---------------------------------------------------------------- tenant
 
 
@@ -229,6 +300,8 @@ def _tenant_dict(row: asyncpg.Record) -> dict[str, Any]:
         "name": row["name"],
         "status": row["status"],
         "rate_plan": row["rate_plan"],
+        "listed": row["listed"],
+        "seeded": row["seeded"],
         "created_at": row["created_at"].isoformat(),
     }
 
@@ -325,6 +398,40 @@ def tenant_suspend(slug: str) -> None:
 def tenant_resume(slug: str) -> None:
     """Resume a suspended tenant."""
     _set_status(slug, "active")
+
+
+@tenant_app.command("delete")
+def tenant_delete(
+    slug: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for the slug again.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a tenant and every row of it (keys, users, sessions, campaigns, items,
+    totals, donations, idempotency records) in one transaction, then its cached
+    responses; its public pages leave the edge within 2 s. Asks for the slug again
+    unless --yes. Writes an audit line (JSON) to stderr."""
+
+    async def find() -> asyncpg.Record:
+        async with admin_connection() as conn:
+            return await _tenant(conn, slug)
+
+    row = run(find())
+    if not yes:
+        again = typer.prompt(f"This deletes tenant {slug} and all its data. Type its slug")
+        if again.strip() != slug:
+            raise_cli("the slug did not match; nothing was deleted")
+
+    async def delete() -> dict[str, int]:
+        async with admin_connection() as conn, tenant_scope(conn, row["id"]):
+            return await tq.delete_tenant(conn, tenant_id=row["id"])
+
+    counts = run(delete())
+    audit("tenant.delete", tenant=slug, tenant_id=row["id"], rows=counts)
+    _purge_after_admin_write(row["id"])
+    if as_json:
+        emit_json({"tenant": slug, "id": str(row["id"]), "rows": counts})
+    else:
+        out.print(f"deleted tenant {slug} ({sum(counts.values())} rows)")
 
 
 # ---------------------------------------------------------------- key
@@ -677,9 +784,29 @@ def seed(
         bool,
         typer.Option(help="Let the totals trigger run per donation (slower; for comparison)."),
     ] = False,
+    listed: Annotated[
+        bool,
+        typer.Option(
+            "--listed",
+            help="Show the new tenants in the cross-tenant public directory (default: "
+            "only at /api/public/{tenant}/...). An existing --tenant keeps its listing.",
+        ),
+    ] = False,
+    purge: Annotated[
+        bool,
+        typer.Option(
+            "--purge",
+            help="Remove what seeds created instead: their tenants and their campaigns "
+            "in other tenants (with donations). Creates nothing.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Load realistic demo data: campaigns, items and donations in every status."""
+    """Load realistic demo data: campaigns, items and donations in every status.
+    New tenants are left out of the cross-tenant directory unless --listed."""
+    if purge:
+        _seed_purge(as_json)
+        return
     if tenant is None and tenants == 0 and (campaigns_per_tenant or donations):
         raise_cli("nothing to seed into: give --tenants N (N ≥ 1) or --tenant SLUG")
     plan = SeedPlan(
@@ -689,6 +816,7 @@ def seed(
         tenant_slug=tenant,
         seed=seed_random,
         per_row_totals=per_row_totals,
+        listed=listed,
     )
     columns = (
         TextColumn("{task.description:<10}"),
@@ -724,6 +852,24 @@ def seed(
     table.add_row("donations", f"{summary['donations']} {summary['donation_statuses']}")
     table.add_row("time", f"{summary['seconds']} s ({summary['donations_per_second']}/s)")
     out.print(table)
+
+
+def _seed_purge(as_json: bool) -> None:
+    async def go() -> dict[str, Any]:
+        async with admin_connection() as conn:
+            return await purge_seeded(conn)
+
+    removed = run(go())
+    audit("seed.purge", tenants=removed["tenants"], rows=removed["rows"])
+    _purge_after_admin_write(None)
+    if as_json:
+        emit_json(removed)
+        return
+    rows = removed["rows"]
+    out.print(
+        f"removed {len(removed['tenants'])} seeded tenants, {rows.get('campaign', 0)} "
+        f"campaigns and {rows.get('donation', 0)} donations"
+    )
 
 
 # ---------------------------------------------------------------- cache
@@ -950,6 +1096,87 @@ def edge_stats(
         emit_json(stats.as_dict())
     else:
         out.print(format_text(stats))
+
+
+# ---------------------------------------------------------------- chaos
+
+
+@chaos_app.command("run")
+def chaos_run(
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(help="A fault to inject (repeat; default: every fault, in turn)."),
+    ] = None,
+    short: Annotated[
+        bool, typer.Option("--short", help="Redis kill, worker kill, PostgreSQL restart.")
+    ] = False,
+    vus: Annotated[int, typer.Option(min=1, help="Careful clients (k6 VUs).")] = 40,
+    think: Annotated[float, typer.Option(min=0, help="Mean think time (s).")] = 0.5,
+    retries: Annotated[
+        int, typer.Option(min=0, help="Careful clients: retries after no answer or a 5xx.")
+    ] = 4,
+    warmup: Annotated[float, typer.Option(min=0, help="Seconds of load before a fault.")] = 5.0,
+    after: Annotated[
+        float, typer.Option(min=1, help="Seconds of load after a fault has ended.")
+    ] = 15.0,
+    seed: Annotated[bool, typer.Option("--seed", help="Create the load fixture first.")] = False,
+    fixture: Annotated[
+        Path | None, typer.Option(help="Load fixture (default: <stack var>/load/fixture.json).")
+    ] = None,
+    results: Annotated[Path | None, typer.Option(help="Where run directories go.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the mixed load with careful clients while the stack's parts fail in turn;
+    reconcile donations and time the recovery after each fault."""
+    from infra import stack as infra_stack
+    from load import chaos
+    from load import fixture as fx
+    from load.run import RESULTS
+    from load.stack import StackError
+
+    names = tuple(fault) if fault else (chaos.SHORT if short else tuple(chaos.FAULTS))
+    unknown = [n for n in names if n not in chaos.FAULTS]
+    if unknown:
+        raise_cli(f"unknown fault {unknown[0]!r}: one of {', '.join(chaos.FAULTS)}")
+    path = fixture or infra_stack.VAR / "load" / "fixture.json"
+    try:
+        stack = chaos.local()
+    except (chaos.ChaosError, StackError) as exc:
+        raise CliError(str(exc)) from None
+    if seed:
+        made = fx.seed(
+            stack.target.admin_dsn, path, redis_url=stack.target.redis_url,
+            tenants=5, campaigns_per_tenant=20, donations=2000, keys_per_tenant=3,
+        )  # fmt: skip
+    elif path.exists():
+        made = fx.Fixture.load(path)
+    else:
+        raise_cli(f"no load fixture at {path}: add --seed (once)")
+    cfg = chaos.ChaosConfig(
+        faults=names, vus=vus, think=think, retries=retries, warmup=warmup, after=after,
+        results=results or RESULTS, command=" ".join(["conectades", *sys.argv[1:]]),
+    )  # fmt: skip
+
+    def show(r: chaos.FaultResult) -> None:
+        verdict = "pass" if r.passed else "[bold red]FAIL[/]"
+        recovery = f"{r.recovery_s:.1f} s" if r.recovery_s is not None else "not whole"
+        err.print(
+            f"{r.title}: {r.errors_seen} errors seen, recovery {recovery}, "
+            f"{r.acknowledged} acknowledged, {verdict}" + (f" ({r.error})" if r.error else ""),
+            markup=True,
+        )
+
+    report = chaos.run_suite(cfg, made, stack, on_result=show)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        table = Table(*chaos.HEADERS, title=f"chaos run {report.started}")
+        for row in chaos.table_rows(report):
+            table.add_row(*row)
+        out.print(table)
+        out.print(f"report: {report.dir}/chaos.md, chaos.json")
+    if not report.passed:
+        raise typer.Exit(1)
 
 
 def raise_cli(message: str) -> NoReturn:
