@@ -482,6 +482,11 @@ def seed_demo(settings: Settings) -> None:
 
 def cmd_up(settings: Settings) -> None:
     stop_unsupervised(settings)
+    if not settings.external_db:
+        # First: in a private folder the cluster goes under /var/tmp (where the
+        # `postgres` user can reach it), and the supervisor's command must name
+        # that path, not the link in var/ that the server cannot traverse.
+        settings.local_pg.init()
     sup = supervisor(settings)
     print("== supervisor")
     sup.start_daemon()
