@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
 import sys
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
@@ -107,3 +109,22 @@ def echo(text: str) -> None:
     """Plain text that must never be wrapped or styled (keys, passwords)."""
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def audit(action: str, **fields: Any) -> None:
+    """One JSON line on stderr for an operator's destructive act: who (the OS user,
+    and the sudo caller if any), what, when. The CLI has no audit table yet."""
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid without a passwd entry (some containers)
+        user = str(os.geteuid())
+    record: dict[str, Any] = {
+        "audit": action,
+        "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "os_user": user,
+    }
+    if os.environ.get("SUDO_USER"):
+        record["sudo_user"] = os.environ["SUDO_USER"]
+    record.update(fields)
+    sys.stderr.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+    sys.stderr.flush()

@@ -3,6 +3,10 @@
 Everything is generated from one `random.Random(seed)` (ids included), so a seed
 number reproduces the same data relative to the reference hour. Rows go in with
 COPY inside one transaction: a failed seed leaves nothing behind.
+
+What a seed writes is marked (migration 0014): its new tenants `seeded` (and, unless
+the plan says `listed`, left out of the cross-tenant public directory) and every
+campaign it writes `seeded`, also in an existing tenant; `purge_seeded` removes them.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class SeedPlan:
     tenant_slug: str | None = None
     seed: int | None = None
     per_row_totals: bool = False  # let the trigger update totals row by row (slower)
+    # New tenants in the cross-tenant directory? An existing tenant keeps its listing.
+    listed: bool = False
 
 
 @dataclass
@@ -151,6 +157,7 @@ class Generator:
             status,
             created,
             created,
+            True,  # seeded
         )
         needs = [need for c in categories for need in d.ITEMS[c]]
         chosen = rng.sample(needs, k=min(len(needs), rng.randint(1, 4)))
@@ -330,7 +337,20 @@ async def _tenants(
     ids = []
     for index in range(plan.tenants):
         name, slug = gen.tenant(index)
-        row = await tq.insert_tenant(conn, slug=slug, name=name)
+        row = await tq.insert_tenant(conn, slug=slug, name=name, listed=plan.listed, seeded=True)
         result.tenants.append({"id": str(row["id"]), "slug": slug, "name": name})
         ids.append(row["id"])
     return ids
+
+
+async def purge_seeded(conn: asyncpg.Connection) -> dict[str, Any]:
+    """Remove what seeds wrote, in one transaction: the tenants a seed created (every
+    row of them) and the seeded campaigns of other tenants (with their items, totals
+    and donations). Returns the slugs and rows removed per table."""
+    removed: Counter[str] = Counter()
+    async with conn.transaction():
+        tenants = await q.select_seeded_tenants(conn)
+        for t in tenants:
+            removed.update(await tq.delete_tenant(conn, tenant_id=t["id"]))
+        removed.update(await q.delete_seeded_campaigns(conn))
+    return {"tenants": [t["slug"] for t in tenants], "rows": dict(removed)}

@@ -42,6 +42,29 @@ def find_bindir() -> Path:
     raise PostgresError("PostgreSQL server binaries not found (install postgresql)")
 
 
+def client_bindir(server_major: int) -> Path:
+    """Where pg_dump/pg_restore for a server of this major version are: that version's,
+    else the oldest newer one (they read older servers and archives, not newer)."""
+    env = os.environ.get("CONECTADES_PG_BINDIR")
+    if env:
+        return Path(env)
+    installed = sorted(
+        (int(Path(p).parent.name), Path(p))
+        for p in glob.glob("/usr/lib/postgresql/*/bin")
+        if Path(p).parent.name.isdigit() and (Path(p) / "pg_dump").exists()
+    )
+    for major, path in installed:
+        if major >= server_major:
+            return path
+    found = shutil.which("pg_dump")
+    if found:
+        return Path(found).parent
+    raise PostgresError(
+        f"pg_dump for PostgreSQL {server_major} not found (install postgresql-client-"
+        f"{server_major} or set CONECTADES_PG_BINDIR)"
+    )
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -106,6 +106,7 @@ async def create_fixture(
             campaigns_per_tenant=campaigns_per_tenant,
             donations=donations,
             seed=seed,
+            listed=True,  # the scenarios read the cross-tenant directory
         )
         result = await run_seed(conn, plan, progress)
         fixture = Fixture()

@@ -207,9 +207,10 @@ def run_cli(
     redis_url: str | None = None,
     timeout: float = 300,
     extra_env: dict[str, str] | None = None,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`conectades ARGS` as an operator runs it, against the test services (settings
-    in `extra_env` on top)."""
+    in `extra_env` on top; `input`, if given, on stdin)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
     env.update(
         CONECTADES_ADMIN_DATABASE_URL=db.admin_dsn,
@@ -226,4 +227,6 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=timeout,
+        input=input,
     )
+

@@ -1,11 +1,11 @@
 """Public (anonymous) reads and pledges.
 
 The directory reads the owner-owned views `public_tenant` and `public_campaign`
-(migration 0002), which expose only published campaigns of active tenants and
-only public columns. One campaign's items and donations are read inside that
-tenant's transaction (RLS); pledges are written with
-db/queries/donations.insert_donation. Statements are assembled from the fixed fragments
-below, never from values: every value is a `$n` parameter.
+(migrations 0002, 0014), which expose only published campaigns of active tenants
+and only public columns (across tenants, of listed tenants only). One campaign's
+items and donations are read inside that tenant's transaction (RLS); pledges are
+written with db/queries/donations.insert_donation. Statements are assembled from
+the fixed fragments below, never from values: every value is a `$n` parameter.
 """
 
 from __future__ import annotations
@@ -72,6 +72,10 @@ def directory_query(
 
     if f.tenant_id is not None:
         where.append(f"tenant_id = ${param(f.tenant_id)}")
+    else:
+        # The cross-tenant directory leaves unlisted tenants out (seeded ones by
+        # default, migration 0014); their own directory still shows them.
+        where.append("tenant_listed")
     if f.status in _STATUS:
         where.append(_STATUS[f.status])
     if f.q:

@@ -32,6 +32,7 @@ CAMPAIGN_COLUMNS = (
     "status",
     "created_at",
     "updated_at",
+    "seeded",
 )
 ITEM_COLUMNS = (
     "id",
@@ -97,6 +98,44 @@ ON CONFLICT (item_id, slot) DO UPDATE SET
 # directory's join of published campaigns with active tenants (there were 314).
 ANALYZE = "ANALYZE tenant, campaign, campaign_item, donation, item_total_slot"
 COUNT_CAMPAIGNS = "SELECT count(*) FROM campaign WHERE tenant_id = $1"
+
+
+SELECT_SEEDED_TENANTS = "SELECT id, slug FROM tenant WHERE seeded ORDER BY created_at, id"
+# Seeded campaigns of tenants a seed did not create (`seed --tenant demo`): locked
+# first, so a pledge in flight waits and then fails instead of failing the purge;
+# donations before campaigns (no cascade), then items (their totals by cascade).
+LOCK_SEEDED_CAMPAIGNS = """
+SELECT count(*) FROM (SELECT 1 FROM campaign WHERE seeded FOR UPDATE) c
+"""
+DELETE_SEEDED_DONATIONS = """
+WITH d AS (
+    DELETE FROM donation WHERE campaign_id IN (SELECT id FROM campaign WHERE seeded)
+    RETURNING 1)
+SELECT count(*) FROM d
+"""
+DELETE_SEEDED_ITEMS = """
+WITH d AS (
+    DELETE FROM campaign_item WHERE campaign_id IN (SELECT id FROM campaign WHERE seeded)
+    RETURNING 1)
+SELECT count(*) FROM d
+"""
+DELETE_SEEDED_CAMPAIGNS = """
+WITH c AS (DELETE FROM campaign WHERE seeded RETURNING 1) SELECT count(*) FROM c
+"""
+
+
+async def select_seeded_tenants(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(SELECT_SEEDED_TENANTS)
+    return rows
+
+
+async def delete_seeded_campaigns(conn: asyncpg.Connection) -> dict[str, int]:
+    """Rows removed per table (item totals go by cascade, uncounted)."""
+    await conn.fetchval(LOCK_SEEDED_CAMPAIGNS)
+    donations: int = await conn.fetchval(DELETE_SEEDED_DONATIONS)
+    items: int = await conn.fetchval(DELETE_SEEDED_ITEMS)
+    campaigns: int = await conn.fetchval(DELETE_SEEDED_CAMPAIGNS)
+    return {"donation": donations, "campaign_item": items, "campaign": campaigns}
 
 
 async def copy_campaigns(conn: asyncpg.Connection, records: Iterable[Sequence[Any]]) -> None:
