@@ -22,7 +22,7 @@ from pathlib import Path
 
 from edge.render import EdgeConfig, write
 from infra.postgres import free_port
-from infra.process import alive, reachable_by_server, server_dir, wait_gone
+from infra.process import pid_from_file, reachable_by_server, server_dir, wait_gone
 
 __all__ = ["LocalNginx", "NginxError", "free_port", "nginx_binary", "stack_edge"]
 
@@ -129,11 +129,7 @@ class LocalNginx:
         return out
 
     def _pid(self) -> int | None:
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if alive(pid) else None
+        return pid_from_file(self.pidfile)
 
     def _listening(self) -> bool:
         try:

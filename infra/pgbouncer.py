@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.postgres import free_port
-from infra.process import alive, server_dir, stop_pid, wait_listening
+from infra.process import pid_from_file, server_dir, stop_pid, wait_listening
 
 __all__ = ["LocalPgBouncer", "PgBouncerError", "free_port", "pgbouncer_binary"]
 
@@ -106,11 +106,7 @@ class LocalPgBouncer:
         )
 
     def _pid(self) -> int | None:
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if alive(pid) else None
+        return pid_from_file(self.pidfile)
 
     def start(self, timeout: float = 15) -> None:
         if self._pid() is not None:

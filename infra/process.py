@@ -27,6 +27,15 @@ def alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
+def pid_from_file(path: Path) -> int | None:
+    """The pid a server wrote to `path`, if that process still runs."""
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if alive(pid) else None
+
+
 def wait_gone(pid: int, timeout: float) -> bool:
     """Poll until `pid` is gone; False if it still runs after `timeout` seconds."""
     deadline = time.monotonic() + timeout

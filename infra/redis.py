@@ -17,7 +17,7 @@ from pathlib import Path
 import redis
 
 from infra.postgres import free_port
-from infra.process import alive, stop_pid, wait_gone
+from infra.process import pid_from_file, stop_pid, wait_gone
 
 __all__ = ["LocalRedis", "RedisError", "free_port"]
 
@@ -77,11 +77,7 @@ class LocalRedis:
         )
 
     def _pid(self) -> int | None:
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if alive(pid) else None
+        return pid_from_file(self.pidfile)
 
     def ping(self) -> bool:
         try:

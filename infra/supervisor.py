@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.process import alive, wait_gone
+from infra.process import pid_from_file, wait_gone
 
 __all__ = ["Program", "Supervisor", "SupervisorError"]
 
@@ -168,11 +168,7 @@ serverurl=unix://{sock}
         return head + "\n".join(sections)
 
     def _pid(self) -> int | None:
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if alive(pid) else None
+        return pid_from_file(self.pidfile)
 
     def running(self) -> bool:
         return self._pid() is not None

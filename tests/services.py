@@ -230,3 +230,25 @@ def run_cli(
         input=input,
     )
 
+
+def run_stack(
+    *args: str, project: Path = ROOT, var: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`./start.sh ARGS` after its installs (`python -m infra.stack`) in `project`,
+    with one API worker, its var/ at `var` (default the project's own), and no
+    pointer at existing servers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    # The project's own code, everywhere (the venv's editable install points at ROOT).
+    env.update({"CONECTADES_WORKERS": "1", "PYTHONPATH": str(project)})
+    if var is not None:
+        env["CONECTADES_VAR"] = str(var)
+    return subprocess.run(
+        [sys.executable, "-m", "infra.stack", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

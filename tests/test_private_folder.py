@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.services import ROOT
+from tests.services import ROOT, run_stack
 
 
 def project_files() -> list[str]:
@@ -30,22 +29,6 @@ def project_files() -> list[str]:
         check=True,
     ).stdout.decode()
     return [name for name in listed.split("\0") if name and (ROOT / name).is_file()]
-
-
-def stack(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
-    # The copy's own code, everywhere (the venv's editable install points at ROOT).
-    env.update({"CONECTADES_WORKERS": "1", "PYTHONPATH": str(project)})
-    return subprocess.run(
-        [sys.executable, "-m", "infra.stack", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def remove_outside_holders(project: Path) -> None:
@@ -67,11 +50,11 @@ def private_stack() -> Iterator[tuple[Path, str]]:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, target)
     try:
-        up = stack(project, "up")
+        up = run_stack("up", project=project)
         assert up.returncode == 0, up.stdout + up.stderr
         yield project, up.stdout
     finally:
-        stack(project, "stop")
+        run_stack("stop", project=project)
         remove_outside_holders(project)
         shutil.rmtree(home, ignore_errors=True)
 

@@ -9,7 +9,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,22 +17,11 @@ import httpx
 import pytest
 
 from infra.supervisor import Supervisor
-from tests.services import ROOT
+from tests.services import run_stack
 
 
 def stack(var: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
-    env.update({"CONECTADES_VAR": str(var), "CONECTADES_WORKERS": "1"})
-    return subprocess.run(
-        [sys.executable, "-m", "infra.stack", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_stack(*args, var=var)
 
 
 def alive(pid: int, grace: float = 5.0) -> bool:
