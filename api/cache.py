@@ -92,8 +92,10 @@ _HEADERS = {
 }
 
 
-def _respond(body: bytes, x_cache: str, *, private: bool) -> HTTPResponse:
-    return HTTPResponse(body, status=200, headers=_HEADERS[private, x_cache], content_type=JSON)
+def _respond(body: bytes, x_cache: str, *, private: bool, content_type: str) -> HTTPResponse:
+    return HTTPResponse(
+        body, status=200, headers=_HEADERS[private, x_cache], content_type=content_type
+    )
 
 
 async def cached_json(
@@ -105,25 +107,27 @@ async def cached_json(
     private: bool,
     ttl: int | None = None,
     part: str | None = None,
+    content_type: str = JSON,
 ) -> HTTPResponse:
     """The body from Redis (X-Cache: HIT), or built, stored and sent (MISS), or
     built without the cache (BYPASS: disabled, Redis failing, breaker open).
 
-    `tenant_id=None` is the cross-tenant public directory's scope."""
+    `tenant_id=None` is the cross-tenant public directory's scope. The donor pages
+    (api/routes/pages.py) store their HTML the same way (`content_type`)."""
     cache = _cache(request)
     if cache is None:
         count_disabled(tenant_id, resource)
-        return _respond(await build(), "BYPASS", private=private)
+        return _respond(await build(), "BYPASS", private=private, content_type=content_type)
     found = await cache.lookup(tenant_id, resource, request_key(request), part)
     if found.body is not None:
-        return _respond(found.body, found.header, private=private)
+        return _respond(found.body, found.header, private=private, content_type=content_type)
     if found.slot is None:
-        return _respond(await build(), found.header, private=private)
+        return _respond(await build(), found.header, private=private, content_type=content_type)
     lifetime = ttl if ttl is not None else ttl_for(resource)
     body = await cache.flights.run(
         found.slot, lambda: _build_and_store(cache, found, build, lifetime)
     )
-    return _respond(body, found.header, private=private)
+    return _respond(body, found.header, private=private, content_type=content_type)
 
 
 async def _build_and_store(

@@ -37,6 +37,7 @@ BLUEPRINTS = (
     "api.routes.legacy",
     "api.routes.cache",
     "api.routes.metrics",
+    "api.routes.pages",
 )
 
 

@@ -24,7 +24,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["PUBLIC_PREFIXES", "TARGETS", "EdgeConfig", "container_config", "main", "render"]
+__all__ = [
+    "PAGE_LOCATIONS",
+    "PUBLIC_PREFIXES",
+    "TARGETS",
+    "EdgeConfig",
+    "container_config",
+    "main",
+    "render",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -32,6 +40,10 @@ DEFAULT_PREFIX = ROOT / "var" / "edge"
 
 # Public GETs that the microcache may serve (anonymous, identical for everyone).
 PUBLIC_PREFIXES = ("/api/public/", "/api/campanhas/listar")
+# The donor pages (api/routes/pages.py), cached the same way: the directory at
+# exactly `/` (not every path: unknown ones go to the API uncached) and everything
+# under /o/. Their POSTs (the pledge form) pass through: only GET and HEAD are cached.
+PAGE_LOCATIONS = ("= /", "^~ /o/")
 
 SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
@@ -246,8 +258,9 @@ def render(cfg: EdgeConfig | int, upstreams: Sequence[str] | None = None, **opti
     limit_req = (
         f"        limit_req zone=public burst={cfg.burst} nodelay;\n" if cfg.per_ip_limits else ""
     )
+    matches = [*(f"^~ {p}" for p in public), *PAGE_LOCATIONS]
     public_locations = "".join(
-        f"    location ^~ {p} {{\n"
+        f"    location {m} {{\n"
         f"{limit_req}"
         f"{limit_conn}"
         f"        proxy_cache micro;\n"
@@ -272,7 +285,7 @@ def render(cfg: EdgeConfig | int, upstreams: Sequence[str] | None = None, **opti
         f"{_headers()}"
         f"{proxy}"
         f"    }}\n"
-        for p in public
+        for m in matches
     )
     user = f"user {cfg.user};\n" if cfg.user else ""
     static = str(cfg.static_dir.resolve()).rstrip("/") + "/"

@@ -24,7 +24,7 @@ from api.body import parse_body
 from api.cache import DIRECTORY, cached_json, donation_parts, invalidate_after_write, slug_part
 from api.database import connection
 from api.errors import BadRequest, Conflict, NotFound, field_error
-from api.idempotency import PUBLIC_SCOPE, fingerprint, read_key, run_once
+from api.idempotency import PUBLIC_SCOPE, Outcome, fingerprint, read_key, run_once
 from api.models.public import (
     CampaignPublicDetail,
     CampaignPublicList,
@@ -210,23 +210,35 @@ def _campaign(row: asyncpg.Record, *, tenant: Mapping[str, Any] | None = None) -
     }
 
 
+def directory_after(f: pq.DirectoryFilter, page: Page) -> tuple[Any, UUID] | None:
+    """The last row's sort key from the page's cursor; 400 when it is not ours."""
+    return _after(f.order, page.cursor)
+
+
+async def directory_rows(
+    request: Request, f: pq.DirectoryFilter, *, after: tuple[Any, UUID] | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the directory (campaigns with their progress) and the next cursor."""
+    async with connection(request) as conn:
+        if f.order == "progress":
+            async with conn.transaction():
+                await pq.disable_jit(conn)
+                rows = await pq.select_directory(conn, f, after=after, limit=limit + 1)
+        else:
+            rows = await pq.select_directory(conn, f, after=after, limit=limit + 1)
+    rows, next_cursor = page_of(rows, limit, lambda r: _cursor_key(f.order, r))
+    return [{**_campaign(r), "progress": float(r["progress"])} for r in rows], next_cursor
+
+
 async def directory_response(request: Request, page: Page, f: pq.DirectoryFilter) -> HTTPResponse:
     """One page of the directory for these filters (also used by the legacy route).
 
     Cached in the organization's scope when `f.tenant_id` is set, else in the
     cross-tenant directory's scope."""
-    after = _after(f.order, page.cursor)
+    after = directory_after(f, page)
 
     async def build() -> bytes:
-        async with connection(request) as conn:
-            if f.order == "progress":
-                async with conn.transaction():
-                    await pq.disable_jit(conn)
-                    rows = await pq.select_directory(conn, f, after=after, limit=page.limit + 1)
-            else:
-                rows = await pq.select_directory(conn, f, after=after, limit=page.limit + 1)
-        rows, next_cursor = page_of(rows, page.limit, lambda r: _cursor_key(f.order, r))
-        data = [{**_campaign(r), "progress": float(r["progress"])} for r in rows]
+        data, next_cursor = await directory_rows(request, f, after=after, limit=page.limit)
         return dumps({"data": data, "next_cursor": next_cursor})
 
     return await cached_json(
@@ -240,7 +252,7 @@ async def directory_response(request: Request, page: Page, f: pq.DirectoryFilter
     )
 
 
-async def _tenant(request: Request, slug: str, *, fresh: bool = False) -> asyncpg.Record:
+async def public_tenant(request: Request, slug: str, *, fresh: bool = False) -> asyncpg.Record:
     """An active tenant by slug; unknown and suspended ones are 404.
 
     Reads use this worker's 1-second memo (one query fewer on every public page);
@@ -260,7 +272,7 @@ async def _tenant(request: Request, slug: str, *, fresh: bool = False) -> asyncp
     return row
 
 
-def _check_slug(slug: str) -> None:
+def check_slug(slug: str) -> None:
     if not _SLUG.match(slug):
         raise NotFound("No such campaign.")
 
@@ -296,35 +308,144 @@ async def list_public_campaigns(request: Request, page: Page) -> HTTPResponse:
 async def list_tenant_public_campaigns(request: Request, tenant: str, page: Page) -> HTTPResponse:
     """Directory of one organization's published campaigns."""
     f = directory_filter(request)
-    org = await _tenant(request, tenant)
+    org = await public_tenant(request, tenant)
     return await directory_response(request, page, replace(f, tenant_id=org["id"]))
+
+
+async def campaign_detail(request: Request, org: Mapping[str, Any], slug: str) -> dict[str, Any]:
+    """A published or closed campaign of `org` with its items and totals; else 404."""
+    # One statement (migration 0008), not a transaction of four: RLS still applies.
+    async with connection(request) as conn:
+        row, item_rows = await pq.select_campaign_page(conn, tenant_id=org["id"], slug=slug)
+    if row is None or row["status"] == "draft":
+        raise NotFound("No such campaign.")
+    items = [_item(i) for i in item_rows]
+    progress = (
+        sum(min(1.0, cast(float, i["progress"])) for i in items) / len(items) if items else 0.0
+    )
+    return {
+        **_campaign(row, tenant=org),
+        "progress": progress,
+        "status": row["status"],
+        "accepting_pledges": row["accepting"],
+        "items": items,
+    }
+
+
+async def recent_donations(
+    request: Request,
+    org: Mapping[str, Any],
+    slug: str,
+    *,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+    anonymous: str = ANONYMOUS,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of a campaign's donations as donors see them (no contact data, the
+    `anonymous` label for donors who asked); 404 when the campaign is not public."""
+    # One statement (migration 0008), not a transaction of four: RLS still applies.
+    async with connection(request) as conn:
+        status, rows = await pq.select_campaign_donations(
+            conn, tenant_id=org["id"], slug=slug, after=after, limit=limit + 1
+        )
+    if status is None or status == "draft":
+        raise NotFound("No such campaign.")
+    rows, next_cursor = page_of(rows, limit, lambda r: [r["created_at"].isoformat(), str(r["id"])])
+    data = [
+        {
+            "id": str(r["id"]),
+            "display_name": r["donor_name"] or anonymous,
+            "item_id": str(r["item_id"]),
+            "item_name": r["item_name"],
+            "unit": r["unit"],
+            "quantity": r["quantity"],
+            "status": r["status"],
+            "message": r["message"],
+            "created_at": r["created_at"],
+        }
+        for r in rows
+    ]
+    return data, next_cursor
+
+
+async def pledge_once(
+    request: Request,
+    org: Mapping[str, Any],
+    slug: str,
+    body: PledgeCreate,
+    *,
+    key: str,
+    ttl: float,
+) -> Outcome:
+    """Record `body` as a pending pledge once per (public scope, `key`) within `ttl`
+    seconds, then invalidate what it changed. A replay returns the first answer."""
+    tenant_id: UUID = org["id"]
+    written: list[UUID] = []  # the campaign the pledge went to (not set on a replay)
+
+    async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+
+        async def create() -> tuple[int, bytes]:
+            campaign = await pq.select_campaign(conn, tenant_id=tenant_id, slug=slug)
+            # A draft is not public: the same 404 as a slug that does not exist.
+            if campaign is None or campaign["status"] == "draft":
+                raise NotFound("No such campaign.")
+            written.append(campaign["id"])
+            if not campaign["accepting"]:
+                raise Conflict(
+                    "This campaign is not accepting pledges "
+                    "(closed, not started yet, or past its deadline)."
+                )
+            row = await dq.insert_donation(
+                conn,
+                tenant_id=tenant_id,
+                campaign_id=campaign["id"],
+                item_id=body.item_id,
+                quantity=body.quantity,
+                donor_name=body.donor_name,
+                donor_contact=body.donor_contact,
+                anonymous=body.anonymous or not body.show_name,
+                message=body.message,
+                status="pending",
+                source="public",
+            )
+            if row is None:
+                raise field_error("item_id", "not an item of this campaign", "not_found")
+            pledge = {
+                "id": str(row["id"]),
+                "status": row["status"],
+                "item_id": str(row["item_id"]),
+                "quantity": row["quantity"],
+                "created_at": row["created_at"],
+            }
+            return 201, dumps(pledge)
+
+        outcome = await run_once(
+            conn,
+            tenant_id=tenant_id,
+            scope=PUBLIC_SCOPE,
+            key=key,
+            fingerprint=fingerprint("POST", request.path, body.model_dump(mode="json")),
+            ttl=ttl,
+            create=create,
+        )
+    if not outcome.replayed and written:
+        # A pending pledge changes its campaign's pages and the organization's lists,
+        # not the directory (its progress counts confirmed and delivered quantities only).
+        await invalidate_after_write(
+            request, tenant_id, directory=False, parts=donation_parts(written[0], slug)
+        )
+    return outcome
 
 
 @bp.get("/api/public/<tenant>/campaigns/<slug>")
 @doc(tag="public", response=CampaignPublicDetail, errors=(404,), secured=False)
 async def get_public_campaign(request: Request, tenant: str, slug: str) -> HTTPResponse:
     """A campaign page: items with requested, contributed and pending quantities."""
-    org = await _tenant(request, tenant)
-    _check_slug(slug)
+    org = await public_tenant(request, tenant)
+    check_slug(slug)
 
     async def build() -> bytes:
-        # One statement (migration 0008), not a transaction of four: RLS still applies.
-        async with connection(request) as conn:
-            row, item_rows = await pq.select_campaign_page(conn, tenant_id=org["id"], slug=slug)
-        if row is None or row["status"] == "draft":
-            raise NotFound("No such campaign.")
-        items = [_item(i) for i in item_rows]
-        progress = (
-            sum(min(1.0, cast(float, i["progress"])) for i in items) / len(items) if items else 0.0
-        )
-        body = {
-            **_campaign(row, tenant=org),
-            "progress": progress,
-            "status": row["status"],
-            "accepting_pledges": row["accepting"],
-            "items": items,
-        }
-        return dumps(body)
+        return dumps(await campaign_detail(request, org, slug))
 
     return await cached_json(
         request,
@@ -344,34 +465,13 @@ async def list_public_donations(
 ) -> HTTPResponse:
     """Recent donations of a campaign: display name, item, quantity, date; no contact data."""
     after = recency_after(page.cursor)
-    org = await _tenant(request, tenant)
-    _check_slug(slug)
+    org = await public_tenant(request, tenant)
+    check_slug(slug)
 
     async def build() -> bytes:
-        # One statement (migration 0008), not a transaction of four: RLS still applies.
-        async with connection(request) as conn:
-            status, rows = await pq.select_campaign_donations(
-                conn, tenant_id=org["id"], slug=slug, after=after, limit=page.limit + 1
-            )
-        if status is None or status == "draft":
-            raise NotFound("No such campaign.")
-        rows, next_cursor = page_of(
-            rows, page.limit, lambda r: [r["created_at"].isoformat(), str(r["id"])]
+        data, next_cursor = await recent_donations(
+            request, org, slug, after=after, limit=page.limit
         )
-        data = [
-            {
-                "id": str(r["id"]),
-                "display_name": r["donor_name"] or ANONYMOUS,
-                "item_id": str(r["item_id"]),
-                "item_name": r["item_name"],
-                "unit": r["unit"],
-                "quantity": r["quantity"],
-                "status": r["status"],
-                "message": r["message"],
-                "created_at": r["created_at"],
-            }
-            for r in rows
-        ]
         return dumps({"data": data, "next_cursor": next_cursor})
 
     return await cached_json(
@@ -396,67 +496,13 @@ async def list_public_donations(
 )
 async def create_public_pledge(request: Request, tenant: str, slug: str) -> HTTPResponse:
     """Pledge a quantity of an item (status pending); `Idempotency-Key` required."""
-    org = await _tenant(request, tenant, fresh=True)
-    _check_slug(slug)
+    org = await public_tenant(request, tenant, fresh=True)
+    check_slug(slug)
     key = cast(str, read_key(request, required=True))
     body = parse_body(request, PledgeCreate)
-    tenant_id: UUID = org["id"]
-    config = request.app.config
-
-    written: list[UUID] = []  # the campaign the pledge went to (not set on a replay)
-
-    async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
-
-        async def create() -> tuple[int, bytes]:
-            campaign = await pq.select_campaign(conn, tenant_id=tenant_id, slug=slug)
-            # A draft is not public: the same 404 as a slug that does not exist.
-            if campaign is None or campaign["status"] == "draft":
-                raise NotFound("No such campaign.")
-            written.append(campaign["id"])
-            if not campaign["accepting"]:
-                raise Conflict(
-                    "This campaign is not accepting pledges "
-                    "(closed, not started yet, or past its deadline)."
-                )
-            row = await dq.insert_donation(
-                conn,
-                tenant_id=tenant_id,
-                campaign_id=campaign["id"],
-                item_id=body.item_id,
-                quantity=body.quantity,
-                donor_name=body.donor_name,
-                donor_contact=body.donor_contact,
-                anonymous=body.anonymous,
-                message=body.message,
-                status="pending",
-                source="public",
-            )
-            if row is None:
-                raise field_error("item_id", "not an item of this campaign", "not_found")
-            pledge = {
-                "id": str(row["id"]),
-                "status": row["status"],
-                "item_id": str(row["item_id"]),
-                "quantity": row["quantity"],
-                "created_at": row["created_at"],
-            }
-            return 201, dumps(pledge)
-
-        outcome = await run_once(
-            conn,
-            tenant_id=tenant_id,
-            scope=PUBLIC_SCOPE,
-            key=key,
-            fingerprint=fingerprint("POST", request.path, body.model_dump(mode="json")),
-            ttl=float(config.IDEMPOTENCY_TTL),
-            create=create,
-        )
-    if not outcome.replayed and written:
-        # A pending pledge changes its campaign's pages and the organization's lists,
-        # not the directory (its progress counts confirmed and delivered quantities only).
-        await invalidate_after_write(
-            request, tenant_id, directory=False, parts=donation_parts(written[0], slug)
-        )
+    outcome = await pledge_once(
+        request, org, slug, body, key=key, ttl=float(request.app.config.IDEMPOTENCY_TTL)
+    )
     headers = dict(NO_STORE)
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
