@@ -7,6 +7,7 @@ cd "$(dirname "$0")"
 source infra/bootstrap.sh
 bootstrap_packages
 bootstrap_venv
+bootstrap_browser
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

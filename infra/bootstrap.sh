@@ -44,3 +44,21 @@ bootstrap_venv() {
         touch "$stamp"
     fi
 }
+
+# The browser tests (tests/browser): Debian's chromium, driven by Playwright (its
+# browsers cannot be downloaded here), and axe-core from npm into tests/browser/.
+bootstrap_browser() {
+    local missing=()
+    command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || missing+=(chromium)
+    command -v npm >/dev/null || missing+=(nodejs npm)
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "== installing ${missing[*]}"
+        _apt_install "${missing[@]}"
+    fi
+    local lock=tests/browser/package-lock.json stamp=tests/browser/node_modules/.installed
+    if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ]; then
+        echo "== installing tests/browser npm packages"
+        (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+        touch "$stamp"
+    fi
+}
