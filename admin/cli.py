@@ -46,6 +46,7 @@ from admin.runtime import (
 from admin.seed import SeedError, SeedPlan, purge_seeded, run_seed
 from api.config import AppConfig
 from db import migrate as migrations
+from db.queries import donors as dq
 from db.queries import idempotency as iq
 from db.queries import keys as kq
 from db.queries import refresh_tokens as rq
@@ -70,6 +71,10 @@ key_app = typer.Typer(help="API keys of a tenant.", no_args_is_help=True)
 user_app = typer.Typer(help="Staff users (logins) of a tenant.", no_args_is_help=True)
 cache_app = typer.Typer(help="The API's response cache in Redis.", no_args_is_help=True)
 edge_app = typer.Typer(help="The Nginx edge of the local stack (var/edge).", no_args_is_help=True)
+donor_app = typer.Typer(
+    help="A donor's personal data across every tenant (LGPD/GDPR requests).",
+    no_args_is_help=True,
+)
 chaos_app = typer.Typer(
     help="Faults under load: the local stack's parts killed in turn (load/chaos.py).",
     no_args_is_help=True,
@@ -82,6 +87,7 @@ app.add_typer(cache_app, name="cache")
 app.add_typer(edge_app, name="edge")
 app.add_typer(load_app, name="load")
 app.add_typer(chaos_app, name="chaos")
+app.add_typer(donor_app, name="donor")
 app.command("bench")(bench_command)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -194,7 +200,8 @@ def db_prune(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete expired idempotency records (older than CONECTADES_IDEMPOTENCY_TTL
-    seconds, default one day) and refresh tokens expired over an hour ago.
+    seconds, default one day) and refresh tokens expired over an hour ago, and erase
+    donor contacts older than CONECTADES_CONTACT_RETENTION_DAYS (default 365).
 
     Nothing else removes them. Safe while the API serves: each batch is its own
     short statement. Run it daily (cron, or infra/k8s/prune-cronjob.yaml)."""
@@ -214,15 +221,24 @@ def db_prune(
         async with admin_connection() as conn:
             records = await drain(lambda: iq.delete_expired(conn, ttl=ttl, limit=batch))
             tokens = await drain(lambda: rq.delete_expired(conn, limit=batch))
-        return {"idempotency_records": records, "refresh_tokens": tokens}
+            contacts = await drain(
+                lambda: dq.erase_expired_contacts(conn, days=retention, limit=batch)
+            )
+        return {"idempotency_records": records, "refresh_tokens": tokens, "contacts": contacts}
 
+    retention = int(AppConfig().CONTACT_RETENTION_DAYS)
+    if retention <= 0:
+        raise_cli("CONECTADES_CONTACT_RETENTION_DAYS must be a positive number of days")
     deleted = run(go())
+    if deleted["contacts"]:
+        audit("donor.retention", contacts=deleted["contacts"], older_than_days=retention)
     if as_json:
         emit_json(deleted)
     else:
         out.print(
             f"deleted {deleted['idempotency_records']} expired idempotency records "
-            f"(older than {ttl:g} s) and {deleted['refresh_tokens']} expired refresh tokens"
+            f"(older than {ttl:g} s) and {deleted['refresh_tokens']} expired refresh tokens; "
+            f"erased {deleted['contacts']} donor contacts older than {retention} days"
         )
 
 
@@ -432,6 +448,63 @@ def tenant_delete(
         emit_json({"tenant": slug, "id": str(row["id"]), "rows": counts})
     else:
         out.print(f"deleted tenant {slug} ({sum(counts.values())} rows)")
+
+
+# ---------------------------------------------------------------- donor
+
+ContactArg = Annotated[
+    str,
+    typer.Option(
+        "--contact",
+        help="The donor's contact as given (e-mail or phone; trimmed, case-insensitive).",
+    ),
+]
+
+
+def _donation_dict(row: asyncpg.Record) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, UUID) else v) for k, v in dict(row).items()}
+
+
+@donor_app.command("export")
+def donor_export(contact: ContactArg) -> None:
+    """Every donation of the person with this contact, in every tenant, as JSON."""
+    if not contact.strip():
+        raise_cli("--contact must not be empty")
+
+    async def go() -> list[asyncpg.Record]:
+        async with admin_connection() as conn:
+            return await dq.select_by_contact(conn, contact=contact)
+
+    rows = run(go())
+    audit("donor.export", donations=len(rows))  # never the contact itself
+    emit_json({"donations": [_donation_dict(r) for r in rows]})
+
+
+@donor_app.command("erase")
+def donor_erase(
+    contact: ContactArg,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Erase the name, contact and message of every donation of the person with this
+    contact, in every tenant; quantities and totals stay. Audit-logged (counts only)."""
+    if not contact.strip():
+        raise_cli("--contact must not be empty")
+    if not yes and not typer.confirm("Erase this person's name, contact and messages?"):
+        raise_cli("nothing was erased")
+
+    async def go() -> dict[UUID, int]:
+        async with admin_connection() as conn, conn.transaction():
+            return await dq.erase_by_contact(conn, contact=contact)
+
+    erased = run(go())
+    audit("donor.erase", donations=sum(erased.values()), tenants=[str(t) for t in erased])
+    for tenant_id in erased:  # cached partner reads and public pages showed them
+        _purge_after_admin_write(tenant_id)
+    if as_json:
+        emit_json({"donations": sum(erased.values()), "tenants": len(erased)})
+    else:
+        out.print(f"erased {sum(erased.values())} donations in {len(erased)} tenants")
 
 
 # ---------------------------------------------------------------- key

@@ -40,6 +40,7 @@ class AppConfig(Config):
     ACCESS_TOKEN_TTL: int
     REFRESH_TOKEN_TTL: int
     IDEMPOTENCY_TTL: int
+    CONTACT_RETENTION_DAYS: int
     # Optional: empty disables the response cache (every read is X-Cache: BYPASS).
     REDIS_URL: str
     CACHE_CONNECT_TIMEOUT: float
@@ -80,6 +81,8 @@ class AppConfig(Config):
                 "ACCESS_TOKEN_TTL": 15 * 60,
                 "REFRESH_TOKEN_TTL": 7 * 24 * 3600,
                 "IDEMPOTENCY_TTL": 24 * 3600,
+                # Donor contacts older than this are erased by `conectades db prune`.
+                "CONTACT_RETENTION_DAYS": 365,
                 "REDIS_URL": "",
                 "CACHE_CONNECT_TIMEOUT": 0.1,
                 "CACHE_TIMEOUT": 0.1,

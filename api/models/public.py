@@ -75,12 +75,17 @@ class DonationPublicList(BaseModel):
 
 
 class PledgeCreate(Strict):
-    """A donor's pledge of `quantity` (in the item's unit) of one item."""
+    """A donor's pledge of `quantity` (in the item's unit) of one item. The name is
+    shown in the campaign's public donations only with `show_name: true`; the
+    contact is never shown."""
 
     item_id: UUID
     quantity: Quantity
     donor_name: text(200, 1)  # type: ignore[valid-type]
     donor_contact: text(200, 1)  # type: ignore[valid-type]
+    # LGPD, minimal exposure: the name is shown publicly only if the donor asks.
+    show_name: bool = False
+    # Kept for older clients: true hides the name even with show_name.
     anonymous: bool = False
     message: text(1000) = ""  # type: ignore[valid-type]
 

@@ -320,3 +320,26 @@ async def deliver_donation(
 async def cancel_donation(request: Request, principal: Principal, donation_id: str) -> HTTPResponse:
     """Cancel a pending or confirmed donation."""
     return await _transition(request, principal, donation_id, "cancelled")
+
+
+@bp.post("/donations/<donation_id:str>/anonymize")
+@doc(tag=TAG, response=Donation, errors=(401, 403, 404))
+async def anonymize_donation(
+    request: Request, principal: Principal, donation_id: str
+) -> HTTPResponse:
+    """Erase the donor's name, contact and message (LGPD); quantities and totals stay."""
+    require(principal, "write")
+    did = path_id(donation_id, "donation")
+    tid = principal.tenant_id
+    async with tenant_transaction(
+        request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
+    ) as conn:
+        row = await q.anonymize_donation(conn, tenant_id=tid, donation_id=did)
+        if row is None:
+            raise NotFound("No such donation.")
+        cid = row["campaign_id"]
+        slug = await q.campaign_slug(conn, tenant_id=tid, campaign_id=cid)
+    # Its campaign's pages (the public donations list shows names and messages) and
+    # the tenant's lists; totals did not change, so the directory stays.
+    await invalidate_after_write(request, tid, directory=False, parts=donation_parts(cid, slug))
+    return json_response(donation_out(row))

@@ -181,3 +181,20 @@ async def transition_donation(
         TRANSITION_DONATION, tenant_id, donation_id, to_status, list(from_statuses)
     )
     return row
+
+
+# What a data subject's erasure leaves: the quantities, statuses and dates (totals
+# stay exact: the totals trigger fires on status, quantity and item only), nothing
+# that names or reaches the person.
+ANONYMIZE_DONATION = f"""
+UPDATE donation SET donor_name = '', donor_contact = '', message = '', anonymous = true
+WHERE tenant_id = $1 AND id = $2
+RETURNING {DONATION_COLUMNS}
+"""
+
+
+async def anonymize_donation(
+    conn: asyncpg.Connection, *, tenant_id: UUID, donation_id: UUID
+) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(ANONYMIZE_DONATION, tenant_id, donation_id)
+    return row

@@ -69,7 +69,8 @@ def test_create_pledge_records_pending_public_donation(
     assert row["tenant_id"] == org.id and row["campaign_id"] == campaign["id"]
     assert (row["status"], row["source"]) == ("pending", "public")
     assert (row["donor_name"], row["donor_contact"]) == ("Ana", "ana@example.org")
-    assert row["message"] == "Levo no sábado" and row["anonymous"] is False
+    # Not shown publicly: the donor did not ask for it (show_name defaults to off).
+    assert row["message"] == "Levo no sábado" and row["anonymous"] is True
     page = client.get(f"/api/public/{org.slug}/campaigns/{campaign['slug']}").json()
     assert page["items"][0]["pending_quantity"] == 5
 
@@ -312,6 +313,35 @@ def test_anonymous_pledge_is_listed_as_anonymous(
     listing = client.get(url(org, campaign))
     assert [d["display_name"] for d in listing.json()["data"]] == ["Anonymous"]
     assert "Segredo" not in listing.text and "ana@example.org" not in listing.text
+
+
+def test_pledge_shows_the_name_publicly_only_when_the_donor_opts_in(
+    client: httpx.Client, org: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    """LGPD, minimal exposure: hidden by default, shown with show_name, and hidden
+    again by the older `anonymous` flag."""
+    for who, extra in (
+        ("Sem Pedido", {}),
+        ("Quer Aparecer", {"show_name": True}),
+        ("Mudou De Ideia", {"show_name": True, "anonymous": True}),
+    ):
+        r = client.post(
+            url(org, campaign), json=body(campaign, donor_name=who, **extra), headers=key()
+        )
+        assert r.status_code == 201, r.text
+    listing = client.get(url(org, campaign))
+    names = [d["display_name"] for d in listing.json()["data"]]
+    assert names == ["Anonymous", "Quer Aparecer", "Anonymous"]
+    assert "Sem Pedido" not in listing.text and "Mudou De Ideia" not in listing.text
+    assert "ana@example.org" not in listing.text
+
+
+def test_show_name_must_be_a_boolean(
+    client: httpx.Client, org: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    r = client.post(url(org, campaign), json=body(campaign, show_name="sim"), headers=key())
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json()["errors"]] == ["show_name"]
 
 
 def _waiting_inserts(db: Any) -> int:
