@@ -83,18 +83,13 @@ class PledgeForm:
         _text(errors, "mensagem", v["mensagem"], MAX_MESSAGE, None)
         if errors or item_id is None:
             return None
-        # The name is public only if the donor asks (opt-in): `anonymous` unless
-        # the box is ticked, and `show_name` where the model has it (LGPD change).
-        consent: dict[str, bool] = {"anonymous": not self.show_name}
-        if "show_name" in PledgeCreate.model_fields:
-            consent["show_name"] = self.show_name
         return PledgeCreate(
             item_id=item_id,
             quantity=quantity,
             donor_name=v["nome"],
             donor_contact=v["contato"],
+            show_name=self.show_name,  # the name is public only if the donor asks
             message=v["mensagem"],
-            **consent,
         )
 
 
