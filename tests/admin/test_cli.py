@@ -597,3 +597,14 @@ def test_seed_generator_is_deterministic() -> None:
     gen = Generator(random.Random(1), now)
     rows = list(gen.donations([target], 200))
     assert all(1 <= r[4] <= 10 for r in rows)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_first_seeded_campaign_is_always_the_readmes_open_example(seed: int) -> None:
+    """The README's old manual test searches "basicas" among active campaigns: with
+    any random seed the first campaign is "Cestas básicas …", published and open."""
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    row, _, _ = Generator(random.Random(seed), now).campaign(uuid.UUID(int=1), 0, 1)
+    title, starts_at, ends_at, status = row[3], row[10], row[11], row[12]
+    assert title.startswith("Cestas básicas") and status == "published"
+    assert starts_at <= now and (ends_at is None or ends_at > now)
