@@ -16,11 +16,11 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 import asyncpg
 import orjson
+from pydantic import BaseModel
 from sanic import Request
 
 from api.errors import BadRequest, IdempotencyInFlight, IdempotencyMismatch
@@ -51,8 +51,13 @@ def read_key(request: Request, *, required: bool) -> str | None:
     return key
 
 
-def fingerprint(method: str, path: str, payload: Any) -> bytes:
-    """Of the parsed request: key order and whitespace do not make two bodies differ."""
+def fingerprint(method: str, path: str, body: BaseModel) -> bytes:
+    """Of the parsed request: key order and whitespace do not make two bodies differ,
+    nor does a field left at its default or omitted. So a field added with a default
+    (as `show_name` was) leaves the fingerprints of earlier requests as they were:
+    with the defaults included, a retry that reached a worker running the newer code
+    got 422 "different request body" for the same body (seen in the chaos run)."""
+    payload = body.model_dump(mode="json", exclude_defaults=True)
     canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).digest()
 

@@ -207,7 +207,9 @@ def _problem_locations() -> str:
             {"type": "about:blank", "title": title, "status": status, "detail": detail},
             separators=(",", ":"),
         )
-        extra = (("Retry-After", "1"),) if status in (429, 503) else ()
+        # 502 and 504 too: the API is restarting or busy (a careful client backs off
+        # for a second instead of hammering; seen in the chaos run's helper kill).
+        extra = (("Retry-After", "1"),) if status in (429, 502, 503, 504) else ()
         out.append(
             f"    location @problem_{status} {{\n"
             f"        default_type application/problem+json;\n"

@@ -215,9 +215,7 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
                 tenant_id=tid,
                 scope=idempotency.scope_of(principal),
                 key=key,
-                fingerprint=idempotency.fingerprint(
-                    request.method, request.path, body.model_dump(mode="json")
-                ),
+                fingerprint=idempotency.fingerprint(request.method, request.path, body),
                 ttl=request.app.config.IDEMPOTENCY_TTL,
                 create=create,
             )

@@ -424,7 +424,7 @@ async def pledge_once(
             tenant_id=tenant_id,
             scope=PUBLIC_SCOPE,
             key=key,
-            fingerprint=fingerprint("POST", request.path, body.model_dump(mode="json")),
+            fingerprint=fingerprint("POST", request.path, body),
             ttl=ttl,
             create=create,
         )

@@ -310,3 +310,21 @@ def test_record_from_before_the_scopes_still_replays_for_any_credential(
     again = client.post(url(campaign), json=body(campaign), headers=with_key(tenant, key))
     assert again.headers["Idempotent-Replayed"] == "true" and again.json() == first.json()
     assert donation_count(db, tenant) == 1
+
+
+def test_a_field_left_at_its_default_or_omitted_is_the_same_request(
+    client: httpx.Client, db: Database, tenant: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    """A field at its default, sent or not, fingerprints alike: so a field added later
+    with a default (a rolling deploy) never turns a retry into a 422."""
+    key = new_key()
+    first = client.post(url(campaign), json=body(campaign), headers=with_key(tenant, key))
+    assert first.status_code == 201
+    explicit = body(campaign, status="pending", anonymous=False, message="")
+    again = client.post(url(campaign), json=explicit, headers=with_key(tenant, key))
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    other = client.post(
+        url(campaign), json=body(campaign, status="confirmed"), headers=with_key(tenant, key)
+    )
+    assert other.status_code == 422
+    assert donation_count(db, tenant) == 1
