@@ -35,13 +35,17 @@ def page_edge(api: ApiServer, workdir: Path) -> Iterator[LocalNginx]:
     server.remove_worker_paths()
 
 
-@pytest.fixture(scope="session")
+# Module, not session: Playwright's sync API runs an event loop in the main thread
+# while it is started, and every later test that calls asyncio.run() (most of the
+# suite) then failed with "cannot be called from a running event loop". It must be
+# stopped before the browser tests' module ends.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     b = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
     yield b
