@@ -15,6 +15,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from api.auth import require
 from api.body import parse_body, validation_errors
 from api.cache import LISTS, cached_json, campaign_part, invalidate_after_write, slug_part
+from api.database import tenant_tx
 from api.errors import Conflict, NotFound, ValidationFailed, field_error
 from api.models.campaigns import (
     Campaign,
@@ -30,7 +31,6 @@ from api.params import path_id, recency_after
 from api.responses import dumps, json_response, no_content
 from db.queries import campaigns as q
 from db.queries import items as iq
-from db.tenancy import tenant_transaction
 from tenants.principal import Principal
 
 bp = Blueprint("campaigns", url_prefix="/api/v1")
@@ -104,7 +104,7 @@ async def list_campaigns(request: Request, principal: Principal, page: Page) -> 
     tenant_id = principal.tenant_id
 
     async def build() -> bytes:
-        async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+        async with tenant_tx(request, tenant_id) as conn:
             rows = await q.select_campaigns(
                 conn,
                 tenant_id=tenant_id,
@@ -139,7 +139,7 @@ async def create_campaign(request: Request, principal: Principal) -> HTTPRespons
     check_period(body.starts_at, body.ends_at)
     tenant_id = principal.tenant_id
     with constraint_errors():
-        async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+        async with tenant_tx(request, tenant_id) as conn:
             row = await q.insert_campaign(
                 conn, tenant_id=tenant_id, fields=body.model_dump(exclude={"items"})
             )
@@ -163,7 +163,7 @@ async def get_campaign(request: Request, campaign_id: str, principal: Principal)
     tenant_id = principal.tenant_id
 
     async def build() -> bytes:
-        async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+        async with tenant_tx(request, tenant_id) as conn:
             row = await q.select_campaign(conn, tenant_id=tenant_id, campaign_id=cid)
             return dumps(await campaign_with_items(conn, tenant_id, row))
 
@@ -192,7 +192,7 @@ async def update_campaign(request: Request, campaign_id: str, principal: Princip
     check_period(changes.get("starts_at"), changes.get("ends_at"))
     tenant_id = principal.tenant_id
     with constraint_errors():
-        async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+        async with tenant_tx(request, tenant_id) as conn:
             row = await q.update_campaign(
                 conn, tenant_id=tenant_id, campaign_id=cid, changes=changes
             )
@@ -213,7 +213,7 @@ async def delete_campaign(request: Request, campaign_id: str, principal: Princip
     require(principal, "write")
     cid = path_id(campaign_id, "campaign")
     try:
-        async with tenant_transaction(request.app.ctx.pool, principal.tenant_id) as conn:
+        async with tenant_tx(request, principal.tenant_id) as conn:
             deleted = await q.delete_campaign(conn, tenant_id=principal.tenant_id, campaign_id=cid)
     except asyncpg.ForeignKeyViolationError:
         raise Conflict(HAS_DONATIONS.format(id=cid)) from None

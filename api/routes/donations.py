@@ -17,6 +17,7 @@ from api import idempotency
 from api.auth import require
 from api.body import parse_body
 from api.cache import LISTS, cached_json, campaign_part, donation_parts, invalidate_after_write
+from api.database import tenant_tx
 from api.errors import IllegalTransition, NotFound, field_error
 from api.models.donations import Donation, DonationCreate, DonationList
 from api.openapi import doc
@@ -24,7 +25,6 @@ from api.pagination import Page, page_of
 from api.params import path_id, recency_after
 from api.responses import PRIVATE, dumps, json_response, raw_json_response
 from db.queries import donations as q
-from db.tenancy import tenant_transaction
 from tenants.principal import Principal
 
 bp = Blueprint("donations", url_prefix="/api/v1")
@@ -131,9 +131,7 @@ async def _list(
     tid = principal.tenant_id
 
     async def build() -> bytes:
-        async with tenant_transaction(
-            request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
-        ) as conn:
+        async with tenant_tx(request, tid) as conn:
             rows = await q.select_donations(
                 conn,
                 tenant_id=tid,
@@ -182,9 +180,7 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
     body = parse_body(request, DonationCreate)
     tid = principal.tenant_id
 
-    async with tenant_transaction(
-        request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
-    ) as conn:
+    async with tenant_tx(request, tid) as conn:
 
         async def create() -> tuple[int, bytes]:
             row = await q.insert_donation(
@@ -254,9 +250,7 @@ async def get_donation(request: Request, principal: Principal, donation_id: str)
     tid = principal.tenant_id
 
     async def build() -> bytes:
-        async with tenant_transaction(
-            request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
-        ) as conn:
+        async with tenant_tx(request, tid) as conn:
             row = await q.select_donation(conn, tenant_id=tid, donation_id=did)
         if row is None:
             raise NotFound("No such donation.")
@@ -272,9 +266,7 @@ async def _transition(
     did = path_id(donation_id, "donation")
     tid = principal.tenant_id
     allowed: Sequence[str] = TRANSITIONS[to_status]
-    async with tenant_transaction(
-        request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
-    ) as conn:
+    async with tenant_tx(request, tid) as conn:
         row = await q.transition_donation(
             conn, tenant_id=tid, donation_id=did, to_status=to_status, from_statuses=allowed
         )
@@ -329,9 +321,7 @@ async def anonymize_donation(
     require(principal, "write")
     did = path_id(donation_id, "donation")
     tid = principal.tenant_id
-    async with tenant_transaction(
-        request.app.ctx.pool, tid, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT
-    ) as conn:
+    async with tenant_tx(request, tid) as conn:
         row = await q.anonymize_donation(conn, tenant_id=tid, donation_id=did)
         if row is None:
             raise NotFound("No such donation.")

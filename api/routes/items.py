@@ -11,6 +11,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from api.auth import require
 from api.body import parse_body
 from api.cache import invalidate_after_write
+from api.database import tenant_tx
 from api.errors import Conflict, NotFound
 from api.models.campaigns import MAX_ITEMS, Item, ItemCreate, ItemUpdate, item_out
 from api.openapi import doc
@@ -18,7 +19,6 @@ from api.params import path_id
 from api.responses import json_response, no_content
 from db.queries import campaigns as cq
 from db.queries import items as q
-from db.tenancy import tenant_transaction
 from tenants.principal import Principal
 
 bp = Blueprint("items", url_prefix="/api/v1")
@@ -36,7 +36,7 @@ async def create_item(request: Request, campaign_id: str, principal: Principal) 
     cid = path_id(campaign_id, "campaign")
     body = parse_body(request, ItemCreate)
     tenant_id = principal.tenant_id
-    async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+    async with tenant_tx(request, tenant_id) as conn:
         if not await cq.touch_campaign(conn, tenant_id=tenant_id, campaign_id=cid):
             raise NotFound()
         if await q.count_items(conn, tenant_id=tenant_id, campaign_id=cid) >= MAX_ITEMS:
@@ -60,7 +60,7 @@ async def update_item(
     cid, iid = path_id(campaign_id, "campaign"), path_id(item_id, "item")
     changes = parse_body(request, ItemUpdate).changes()
     tenant_id = principal.tenant_id
-    async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+    async with tenant_tx(request, tenant_id) as conn:
         if not await cq.touch_campaign(conn, tenant_id=tenant_id, campaign_id=cid):
             raise NotFound()
         item = await q.lock_item(conn, tenant_id=tenant_id, campaign_id=cid, item_id=iid)
@@ -91,7 +91,7 @@ async def delete_item(
     cid, iid = path_id(campaign_id, "campaign"), path_id(item_id, "item")
     tenant_id = principal.tenant_id
     try:
-        async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+        async with tenant_tx(request, tenant_id) as conn:
             if not await cq.touch_campaign(conn, tenant_id=tenant_id, campaign_id=cid):
                 raise NotFound()
             if not await q.delete_item(conn, tenant_id=tenant_id, campaign_id=cid, item_id=iid):

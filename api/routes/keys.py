@@ -11,6 +11,7 @@ from sanic import Blueprint, HTTPResponse, Request
 
 from api.auth import forget_api_key, require
 from api.body import parse_body
+from api.database import tenant_tx
 from api.errors import Forbidden, NotFound
 from api.models.keys import KeyCreate, KeyIssued, KeyPage, KeyStatus
 from api.openapi import doc
@@ -18,7 +19,6 @@ from api.pagination import Page, page_of
 from api.params import path_id, recency_after
 from api.responses import json_response, no_content
 from db.queries import keys as q
-from db.tenancy import tenant_transaction
 from tenants import keys
 from tenants.principal import Principal
 
@@ -55,7 +55,7 @@ async def list_keys(request: Request, principal: Principal, page: Page) -> HTTPR
     """List this organization's API keys (never their secrets)."""
     require(principal, "keys")
     after = recency_after(page.cursor)
-    async with tenant_transaction(request.app.ctx.pool, principal.tenant_id) as conn:
+    async with tenant_tx(request, principal.tenant_id) as conn:
         rows = await q.select_keys(
             conn, tenant_id=principal.tenant_id, after=after, limit=page.limit + 1
         )
@@ -71,7 +71,7 @@ async def create_key(request: Request, principal: Principal) -> HTTPResponse:
     require(principal, "keys")
     body = parse_body(request, KeyCreate)
     _grantable(principal, body.scopes)
-    async with tenant_transaction(request.app.ctx.pool, principal.tenant_id) as conn:
+    async with tenant_tx(request, principal.tenant_id) as conn:
         row, full_key = await keys.issue(
             conn,
             tenant_id=principal.tenant_id,
@@ -108,7 +108,7 @@ async def delete_key(request: Request, principal: Principal, key_id: str) -> HTT
     """Revoke an API key (refused by every API worker within 5 seconds)."""
     require(principal, "keys")
     kid = path_id(key_id, "key")
-    async with tenant_transaction(request.app.ctx.pool, principal.tenant_id) as conn:
+    async with tenant_tx(request, principal.tenant_id) as conn:
         row = await q.revoke_key(conn, tenant_id=principal.tenant_id, key_id=kid)
     if row is None:
         raise NotFound("No such key.")

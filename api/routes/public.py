@@ -22,7 +22,7 @@ from sanic_ext import openapi
 
 from api.body import parse_body
 from api.cache import DIRECTORY, cached_json, donation_parts, invalidate_after_write, slug_part
-from api.database import connection
+from api.database import connection, tenant_tx
 from api.errors import BadRequest, Conflict, NotFound, field_error
 from api.idempotency import PUBLIC_SCOPE, Outcome, fingerprint, read_key, run_once
 from api.models.public import (
@@ -38,7 +38,6 @@ from api.params import recency_after
 from api.responses import dumps, raw_json_response
 from db.queries import donations as dq
 from db.queries import public as pq
-from db.tenancy import tenant_transaction
 
 bp = Blueprint("public")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -382,7 +381,7 @@ async def pledge_once(
     tenant_id: UUID = org["id"]
     written: list[UUID] = []  # the campaign the pledge went to (not set on a replay)
 
-    async with tenant_transaction(request.app.ctx.pool, tenant_id) as conn:
+    async with tenant_tx(request, tenant_id) as conn:
 
         async def create() -> tuple[int, bytes]:
             campaign = await pq.select_campaign(conn, tenant_id=tenant_id, slug=slug)
