@@ -24,7 +24,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from sanic.exceptions import SanicException
 from sanic_ext import openapi
 
-from api.cache import DIRECTORY, PUBLIC_CACHE_CONTROL, cached_json, slug_part
+from api.cache import DIRECTORY, PUBLIC_CACHE_CONTROL, cached_json
 from api.errors import (
     ApiError,
     Conflict,
@@ -40,6 +40,7 @@ from api.request_context import client_ip
 from api.routes.public import (
     DEADLINE_BOUND_TTL,
     DirectoryParams,
+    cached_campaign,
     campaign_detail,
     check_slug,
     directory_after,
@@ -173,16 +174,7 @@ async def get_campaign_page(request: Request, tenant: str, slug: str) -> HTTPRes
     async def build() -> bytes:
         return await _campaign_html(request, org, slug)
 
-    return await cached_json(
-        request,
-        tenant_id=org["id"],
-        resource=RESOURCE,
-        build=build,
-        private=False,
-        ttl=DEADLINE_BOUND_TTL,
-        part=slug_part(slug),
-        content_type=HTML,
-    )
+    return await cached_campaign(request, org, slug, build, resource=RESOURCE, content_type=HTML)
 
 
 @bp.get("/o/<tenant>/<slug>/obrigado")
@@ -199,16 +191,7 @@ async def get_thanks_page(request: Request, tenant: str, slug: str) -> HTTPRespo
         campaign = await campaign_detail(request, org, slug)
         return render("thanks.html", org=org, campaign=campaign, record=record)
 
-    return await cached_json(
-        request,
-        tenant_id=org["id"],
-        resource=RESOURCE,
-        build=build,
-        private=False,
-        ttl=DEADLINE_BOUND_TTL,
-        part=slug_part(slug),
-        content_type=HTML,
-    )
+    return await cached_campaign(request, org, slug, build, resource=RESOURCE, content_type=HTML)
 
 
 def _redirect(location: str) -> HTTPResponse:

@@ -9,7 +9,7 @@ one tenant's items and donations are read in that tenant's transaction (RLS).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -35,7 +35,7 @@ from api.models.public import (
 from api.openapi import doc
 from api.pagination import Page, page_of
 from api.params import recency_after
-from api.responses import dumps, raw_json_response
+from api.responses import JSON, dumps, raw_json_response
 from db.queries import donations as dq
 from db.queries import public as pq
 
@@ -446,14 +446,29 @@ async def get_public_campaign(request: Request, tenant: str, slug: str) -> HTTPR
     async def build() -> bytes:
         return dumps(await campaign_detail(request, org, slug))
 
+    return await cached_campaign(request, org, slug, build)
+
+
+async def cached_campaign(
+    request: Request,
+    org: asyncpg.Record,
+    slug: str,
+    build: Callable[[], Awaitable[bytes]],
+    *,
+    resource: str = RESOURCE,
+    content_type: str = JSON,
+) -> HTTPResponse:
+    """One campaign's answer (JSON, or a donor page) from the response cache, under
+    its slug's part: a write to the campaign drops it; time alone within a minute."""
     return await cached_json(
         request,
         tenant_id=org["id"],
-        resource=RESOURCE,
+        resource=resource,
         build=build,
         private=False,
         ttl=DEADLINE_BOUND_TTL,
         part=slug_part(slug),
+        content_type=content_type,
     )
 
 
