@@ -9,7 +9,7 @@ run is a path's ratio to its ceiling, not its absolute rate.
 
 Ceilings
   static-file       Nginx serving a static file with the public page's bytes
-  bare-route        a bare Sanic route (load/bench_cache.py's `create_bare_app`) returning the
+  bare-route        a bare Sanic route (load/ceiling.py's `create_bare_app`) returning the
                     partner read's bytes, through the edge
   pg-insert         the same bare app doing one INSERT into a plain table through
                     asyncpg per POST (autocommit, synchronous_commit on), through the
@@ -54,7 +54,6 @@ import statistics
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -63,6 +62,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from infra.servers import clean_env, sanic_argv, spawn, stop_group, wait_http_ok
 from load import wrk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -358,12 +358,6 @@ def run_wrk(target: Target, duration: int, threads: int, connections: int) -> Sa
 # --------------------------------------------------------------------------- the stack
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
-    env.update(PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
 class Sanics:
     """Sanic servers (`--workers N`) in their own sessions, stopped together."""
 
@@ -376,41 +370,15 @@ class Sanics:
         from infra.postgres import free_port
 
         port = free_port()
-        cmd = [
-            sys.executable, "-m", "sanic", target, "--factory", "--workers", str(workers),
-            "--no-access-logs", "--no-motd", "--host", "127.0.0.1", "--port", str(port),
-        ]  # fmt: skip
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        proc = spawn(sanic_argv(target, port, workers=workers), env, log)
         self.procs.append(proc)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                errors = [ln for ln in log.read_text().splitlines() if "ERROR" in ln][-3:]
-                raise RuntimeError(
-                    f"{target} exited with {proc.returncode}; see {log}\n" + "\n".join(errors)
-                )
-            probe = url + "/health/ready"
-            with contextlib.suppress(OSError), urllib.request.urlopen(probe, timeout=1) as r:  # noqa: S310
-                if r.status == 200:
-                    return url
-            time.sleep(0.2)
-        raise RuntimeError(f"{target} not ready after {timeout:g} s; see {log}")
+        wait_http_ok(proc, url + "/health/ready", timeout, log=log, name=target, interval=0.2)
+        return url
 
     def stop(self) -> None:
-        from load.bench_cache import stop
-
         for proc in reversed(self.procs):
-            stop(proc)
+            stop_group(proc)
 
 
 def fetch(
@@ -462,7 +430,7 @@ async def _prepare_db(admin_dsn: str, api_password: str) -> str:
 
 
 def _spread_campaign(n: int) -> dict[str, Any]:
-    from load.bench_cache import campaign_body
+    from load.ceiling import campaign_body
 
     body = campaign_body()
     body["slug"] = f"bench-spread-{n}"
@@ -490,7 +458,7 @@ def stack(base: Path, names: Sequence[str], workers: int) -> Iterator[Stack]:
     from infra.nginx import LocalNginx
     from infra.postgres import LocalPostgres, free_port
     from infra.redis import LocalRedis
-    from load.bench_cache import campaign_body
+    from load.ceiling import campaign_body
     from tenants.cache import prepare_metrics_dir
 
     base.mkdir(parents=True)
@@ -524,7 +492,7 @@ def stack(base: Path, names: Sequence[str], workers: int) -> Iterator[Stack]:
         api_password = secrets.token_hex(12)
         key = asyncio.run(_prepare_db(pg.admin_dsn, api_password))
         auth = {"Authorization": f"Bearer {key}"}
-        common = _env(
+        common = clean_env(
             CONECTADES_DATABASE_URL=pg.dsn(API_ROLE, api_password),
             CONECTADES_JWT_SECRET=secrets.token_urlsafe(48),
             # One key at thousands of requests/s: the per-key limiter would answer 429.
@@ -599,9 +567,7 @@ def stack(base: Path, names: Sequence[str], workers: int) -> Iterator[Stack]:
             }
             bare = edge(
                 "bare",
-                sanics.start(
-                    "load.bench_cache:create_bare_app", workers, bare_env, base / "bare.log"
-                ),
+                sanics.start("load.ceiling:create_bare_app", workers, bare_env, base / "bare.log"),
             )
             inserts = [("/bench/insert", item) for _, item in spread]
             targets["bare-route"] = Target(bare.url + read_path, done, auth)

@@ -20,38 +20,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import os
 import secrets
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from load.bench_cache import services as bench_services
-from load.bench_cache import stop
+from infra.servers import clean_env, sanic_argv, spawn, stop_group, wait_http_ok
+from load.throwaway import services as bench_services
 
 ROOT = Path(__file__).resolve().parent.parent
-MODES = {"single": ["--single-process"], "workers": ["--workers", "1"]}
-
-
-def _free_port() -> int:
-    from infra.postgres import free_port
-
-    return free_port()
-
-
-def _ready(port: int) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-    try:
-        conn.request("GET", "/health/ready")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        conn.close()
+# --single-process (no worker manager), or one worker under Sanic's manager.
+MODES: dict[str, int | None] = {"single": None, "workers": 1}
 
 
 def cold_start_once(
@@ -63,30 +44,18 @@ def cold_start_once(
     root: Path = ROOT,
 ) -> float:
     """One spawn → first 200 on /health/ready, in seconds."""
-    port = _free_port()
-    cmd = [
-        sys.executable, "-m", "sanic", "api.server:create_app", "--factory", *MODES[mode],
-        "--no-motd", "--no-access-logs", "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
-    out = log.open("ab") if log else subprocess.DEVNULL
+    from infra.postgres import free_port
+
+    port = free_port()
+    argv = sanic_argv("api.server:create_app", port, workers=MODES[mode])
+    start = time.perf_counter()
+    proc = spawn(argv, env, log, cwd=root)
     try:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        url = f"http://127.0.0.1:{port}/health/ready"
+        wait_http_ok(proc, url, timeout, log=log, name="API worker", interval=0.01)
+        return time.perf_counter() - start
     finally:
-        if log:
-            out.close()  # type: ignore[union-attr]
-    try:
-        while time.perf_counter() - start < timeout:
-            if _ready(port):
-                return time.perf_counter() - start
-            if proc.poll() is not None:
-                raise RuntimeError(f"API worker exited with {proc.returncode}; see {log}")
-            time.sleep(0.01)
-        raise RuntimeError(f"API worker not ready within {timeout} s; see {log}")
-    finally:
-        stop(proc)
+        stop_group(proc)
 
 
 def measure_cold_start(
@@ -120,7 +89,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--mode", choices=sorted(MODES), default="single")
     args = parser.parse_args()
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
+    base_env = clean_env()
     base = ROOT / "var" / "coldstart"
     with contextlib.ExitStack() as stack:
         if os.environ.get("CONECTADES_DATABASE_URL"):

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
-import httpx
 
 from db import migrate
 from infra.postgres import LocalPostgres, free_port
 from infra.redis import LocalRedis
+from infra.servers import clean_env, sanic_argv, spawn, stop_group, wait_http_ok
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -107,7 +105,7 @@ class Database:
 
 
 def api_env(db: Database, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
+    env = clean_env()
     env.update(
         {
             "CONECTADES_DATABASE_URL": db.api_dsn,
@@ -148,50 +146,13 @@ class ApiServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> None:
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sanic",
-                self.app,
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(self.workers),
-                "--no-motd",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        if self.log_path:
-            out.close()  # type: ignore[union-attr]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"API exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                if httpx.get(self.url + "/health/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("API did not become ready")
+        argv = sanic_argv(self.app, self.port, workers=self.workers, access_logs=True)
+        self.proc = spawn(argv, self.env, self.log_path)
+        wait_http_ok(self.proc, self.url + "/health/ready", timeout, log=self.log_path, name="API")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(5)
+        if self.proc:
+            stop_group(self.proc)
 
 
 def start_redis(root: Path, name: str = "redis", maxmemory: str = "64mb") -> LocalRedis:
@@ -211,7 +172,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """`conectades ARGS` as an operator runs it, against the test services (settings
     in `extra_env` on top; `input`, if given, on stdin)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
+    env = clean_env()
     env.update(
         CONECTADES_ADMIN_DATABASE_URL=db.admin_dsn,
         CONECTADES_DATABASE_URL=db.api_dsn,
@@ -237,7 +198,7 @@ def run_stack(
     """`./start.sh ARGS` after its installs (`python -m infra.stack`) in `project`,
     with one API worker, its var/ at `var` (default the project's own), and no
     pointer at existing servers."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
+    env = clean_env()
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
     # The project's own code, everywhere (the venv's editable install points at ROOT).

@@ -4,7 +4,6 @@ test database; what it wrote is checked in SQL and through the API."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typer.testing import CliRunner
 from admin.cli import app
 from admin.seed import Generator, Target
 from db import migrate
+from infra.servers import clean_env
 from tenants.passwords import verify_password
 from tests.factories import Factory, bearer, key_secret
 from tests.services import ROOT, Database, run_cli
@@ -110,7 +110,7 @@ def test_every_command_has_help(command: tuple[str, ...]) -> None:
 
 
 def test_missing_database_url_is_a_clear_error() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
+    env = clean_env()
     done = subprocess.run(
         [sys.executable, "-m", "admin", "tenant", "list"],
         cwd=ROOT,

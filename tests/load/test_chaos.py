@@ -8,7 +8,6 @@ run (every fault, longer load) is `conectades chaos run` (docs/reliability.md)."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,12 +16,13 @@ from typing import Any
 
 import pytest
 
+from infra.servers import clean_env
 from load.chaos import RECOVERY_TARGET_S, SHORT
 from tests.services import ROOT
 
 
 def _env(var: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
+    env = clean_env()
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
     env.update({"CONECTADES_VAR": str(var), "CONECTADES_WORKERS": "2"})

@@ -14,8 +14,8 @@ figure that matters is cached / static (goal: at least 0.85).
 
 Usage (from the repository root):
 
-    .venv/bin/python -m load.bench_edge
-    .venv/bin/python -m load.bench_edge --rounds 3 --duration 5 --connections 32
+    .venv/bin/python -m load.experiments.edge
+    .venv/bin/python -m load.experiments.edge --rounds 3 --duration 5 --connections 32
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ from edge import stats
 from edge.render import EdgeConfig
 from infra.nginx import LocalNginx, free_port
 from load import wrk
-from load.bench_cache import WRK_LUA, _tenant_key, campaign_body, fetch, services, start, stop
+from load.ceiling import campaign_body
+from load.experiments.cache import WRK_LUA, _tenant_key, fetch, start, stop
+from load.throwaway import services
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_wrk(url: str, lua: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -45,7 +47,7 @@ def run_wrk(url: str, lua: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(prog="python -m load.bench_edge")
+    p = argparse.ArgumentParser(prog="python -m load.experiments.edge")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)

@@ -30,9 +30,9 @@ against the sum of the donation rows.
 
 Usage (from the repository root; venv with asyncpg):
 
-    python -m load.bench_totals                      # throwaway PostgreSQL under /tmp/benchpg
-    python -m load.bench_totals --dsn postgresql://postgres:pw@127.0.0.1:5432/postgres
-    python -m load.bench_totals --schemas plain --rounds 3 --duration 10 --concurrency 64
+    python -m load.experiments.totals                      # throwaway PostgreSQL under /tmp/benchpg
+    python -m load.experiments.totals --dsn postgresql://postgres:pw@127.0.0.1:5432/postgres
+    python -m load.experiments.totals --schemas plain --rounds 3 --duration 10 --concurrency 64
 
 --dsn must be a superuser (it creates databases and a role).
 """

@@ -4,7 +4,7 @@ One run starts, on a throwaway PostgreSQL and Redis under var/bench/:
 
   cached   the real app (`api.server:create_app`) with REDIS_URL: the read is a HIT
   postgres the real app without REDIS_URL: the same read built from PostgreSQL
-  bare     a tiny Sanic app (in this file) answering fixed bytes of the same size
+  bare     a tiny Sanic app (load/ceiling.py) answering fixed bytes of the same size
 
 each as ONE Sanic process (--single-process), and loads
 `GET /api/v1/campaigns/{id}` (same API key header on all three) with the same
@@ -15,132 +15,36 @@ ratio cached / bare (goal: at least 0.5).
 
 Usage (from the repository root):
 
-    .venv/bin/python -m load.bench_cache
-    .venv/bin/python -m load.bench_cache --rounds 3 --duration 10 --connections 32
-    .venv/bin/python -m load.bench_cache --client python     # without wrk
+    .venv/bin/python -m load.experiments.cache
+    .venv/bin/python -m load.experiments.cache --rounds 3 --duration 10 --connections 32
+    .venv/bin/python -m load.experiments.cache --client python     # without wrk
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sanic import HTTPResponse, Request, Sanic
-
+from infra.servers import ServerError, clean_env, sanic_argv, spawn, stop_group, wait_http_ok
 from load import wrk
+from load.ceiling import campaign_body
+from load.throwaway import services
 
-ROOT = Path(__file__).resolve().parent.parent
-API_ROLE = "conectades_api"
+ROOT = Path(__file__).resolve().parents[2]
 PATH_TEMPLATE = "/api/v1/campaigns/{id}"
 KINDS = ("cached", "postgres", "bare")
 
-# --------------------------------------------------------------------------- the bare app
-
-
-def create_bare_app(_: object = None) -> Sanic:  # type: ignore[type-arg]
-    """`sanic load.bench_cache:create_bare_app --factory`: the ceilings of a Sanic route.
-
-    BENCH_BODY_FILE's bytes on any GET under /api/v1/campaigns/ (a bare route), and,
-    when BENCH_DATABASE_URL is set, POST /bench/insert: one INSERT of the body's
-    item_id and quantity into bench_insert through an asyncpg pool of the API's
-    size (CONECTADES_DB_POOL_MAX, default 10), autocommit (load/bench.py)."""
-    import asyncpg
-    import orjson
-
-    body = Path(os.environ["BENCH_BODY_FILE"]).read_bytes()
-    dsn = os.environ.get("BENCH_DATABASE_URL", "")
-    pool_max = int(os.environ.get("CONECTADES_DB_POOL_MAX", "10"))
-    headers = {"Cache-Control": "private, no-store", "X-Cache": "HIT"}
-    app = Sanic("bench_bare")
-    app.config.ACCESS_LOG = False
-
-    @app.get("/api/v1/campaigns/<campaign_id:str>")
-    async def bare(request: Request, campaign_id: str) -> HTTPResponse:
-        return HTTPResponse(body, headers=headers, content_type="application/json")
-
-    @app.get("/health/ready")
-    async def ready(request: Request) -> HTTPResponse:
-        return HTTPResponse(b"{}", content_type="application/json")
-
-    if not dsn:
-        return app
-
-    @app.before_server_start
-    async def open_pool(app: Sanic, _: Any) -> None:  # type: ignore[type-arg]
-        app.ctx.pool = await asyncpg.create_pool(dsn, min_size=2, max_size=pool_max)
-
-    @app.after_server_stop
-    async def close_pool(app: Sanic, _: Any) -> None:  # type: ignore[type-arg]
-        await app.ctx.pool.close()
-
-    @app.post("/bench/insert")
-    async def insert(request: Request) -> HTTPResponse:
-        data = orjson.loads(request.body)
-        new_id = await request.app.ctx.pool.fetchval(
-            "INSERT INTO bench_insert (item_id, quantity) VALUES ($1, $2) RETURNING id",
-            data["item_id"],
-            int(data["quantity"]),
-        )
-        out = orjson.dumps({"id": new_id})
-        return HTTPResponse(out, status=201, headers=headers, content_type="application/json")
-
-    return app
-
-
 # --------------------------------------------------------------------------- services
-
-
-@contextlib.contextmanager
-def services(base: Path) -> Iterator[dict[str, str]]:
-    """A throwaway PostgreSQL (migrated) and Redis; their URLs."""
-    from infra.postgres import LocalPostgres, free_port
-    from infra.redis import LocalRedis
-
-    shutil.rmtree(base, ignore_errors=True)
-    base.mkdir(parents=True)
-    pg = LocalPostgres(datadir=base / "pgdata", port=free_port(), password=secrets.token_hex(12))
-    redis = LocalRedis(dir=base / "redis", port=free_port(), maxmemory="256mb")
-    api_password = secrets.token_hex(12)
-    try:
-        pg.init({"max_connections": "100"})
-        pg.start(base / "postgres.log")
-        asyncio.run(_migrate(pg.admin_dsn, api_password))
-        redis.start()
-        yield {
-            "admin": pg.admin_dsn,
-            "api": pg.dsn(API_ROLE, api_password),
-            "redis": redis.url,
-        }
-    finally:
-        redis.stop()
-        pg.destroy()  # the logs stay in `base` until the next run
-
-
-async def _migrate(admin_dsn: str, api_password: str) -> None:
-    import asyncpg
-
-    from db import migrate
-
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await migrate.migrate(conn)
-        await migrate.ensure_api_role(conn, API_ROLE, api_password)
-    finally:
-        await conn.close()
 
 
 async def _tenant_key(admin_dsn: str) -> str:
@@ -160,37 +64,18 @@ async def _tenant_key(admin_dsn: str) -> str:
 
 
 def start(kind: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    target = "load.bench_cache:create_bare_app" if kind == "bare" else "api.server:create_app"
-    cmd = [
-        sys.executable, "-m", "sanic", target, "--factory", "--single-process",
-        "--no-access-logs", "--no-motd", "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    deadline = time.monotonic() + 60
+    target = "load.ceiling:create_bare_app" if kind == "bare" else "api.server:create_app"
+    proc = spawn(sanic_argv(target, port, workers=None), env, log)
     probe = "/api/v1/campaigns/x" if kind == "bare" else "/health/ready"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{kind} server exited; see {log}")
-        url = f"http://127.0.0.1:{port}{probe}"
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as r:
-            if r.status == 200:
-                return proc
-        time.sleep(0.2)
-    stop(proc)
-    raise SystemExit(f"{kind} server not ready; see {log}")
+    try:
+        wait_http_ok(proc, f"http://127.0.0.1:{port}{probe}", 60, log=log, name=kind)
+    except ServerError as exc:
+        stop_group(proc)
+        raise SystemExit(str(exc)) from None
+    return proc
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+stop = stop_group
 
 
 def fetch(
@@ -203,31 +88,6 @@ def fetch(
         req.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310
         return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
-
-
-def campaign_body() -> dict[str, Any]:
-    """A realistic campaign: a few items, a paragraph of description."""
-    return {
-        "slug": "inverno-solidario",
-        "title": "Inverno solidário 2026",
-        "subtitle": "Agasalhos e alimentos para famílias do bairro",
-        "description": "Arrecadação de cobertores, roupas de frio e alimentos não "
-        "perecíveis para 120 famílias atendidas pela associação. " * 3,
-        "categories": ["agasalhos", "alimentos"],
-        "location": "São Paulo - Zona Leste",
-        "contact": "contato@example.org",
-        "status": "published",
-        "items": [
-            {"name": name, "unit": unit, "quantity_requested": q}
-            for name, unit, q in (
-                ("Cobertor", "unit", 120),
-                ("Casaco", "unit", 200),
-                ("Arroz", "kg", 600),
-                ("Feijão", "kg", 400),
-                ("Leite em pó", "kg", 150),
-            )
-        ],
-    }
 
 
 # --------------------------------------------------------------------------- clients
@@ -335,7 +195,7 @@ def main() -> None:
     with services(base) as urls_in:
         lua.write_text(WRK_LUA)
         key = asyncio.run(_tenant_key(urls_in["admin"]))
-        common = {k: v for k, v in os.environ.items() if not k.startswith("CONECTADES_")}
+        common = clean_env()
         common |= {
             "CONECTADES_DATABASE_URL": urls_in["api"],
             "CONECTADES_JWT_SECRET": secrets.token_urlsafe(48),
