@@ -31,6 +31,7 @@ BLUEPRINTS = (
     "api.routes.campaigns",
     "api.routes.items",
     "api.routes.donations",
+    "api.routes.events",
     "api.routes.keys",
     "api.routes.public",
     "api.routes.tokens",

@@ -30,6 +30,7 @@ from api.pagination import Page, page_of
 from api.params import path_id, recency_after
 from api.responses import dumps, json_response, no_content
 from db.queries import campaigns as q
+from db.queries import events
 from db.queries import items as iq
 from tenants.principal import Principal
 
@@ -149,9 +150,11 @@ async def create_campaign(request: Request, principal: Principal) -> HTTPRespons
                 campaign_id=row["id"],
                 items=[i.model_dump() for i in body.items],
             )
+            data = campaign_out(row, items)
+            await events.record(conn, "campaign.created", "campaign", row["id"], data)
     await invalidate_after_write(request, tenant_id, directory=True)
     location = f"/api/v1/campaigns/{row['id']}"
-    return json_response(campaign_out(row, items), 201, headers={"Location": location})
+    return json_response(data, 201, headers={"Location": location})
 
 
 @bp.get("/campaigns/<campaign_id>")
@@ -197,6 +200,7 @@ async def update_campaign(request: Request, campaign_id: str, principal: Princip
                 conn, tenant_id=tenant_id, campaign_id=cid, changes=changes
             )
             data = await campaign_with_items(conn, tenant_id, row)
+            await events.record(conn, "campaign.updated", "campaign", cid, data)
     # What shows this campaign: its reads by id and by slug, the lists, the
     # directory. The tenant's other campaigns stay cached (partners' edits emptied
     # every page of their tenant). A new slug drops the whole tenant: the old
@@ -215,6 +219,8 @@ async def delete_campaign(request: Request, campaign_id: str, principal: Princip
     try:
         async with tenant_tx(request, principal.tenant_id) as conn:
             deleted = await q.delete_campaign(conn, tenant_id=principal.tenant_id, campaign_id=cid)
+            if deleted:
+                await events.record(conn, "campaign.deleted", "campaign", cid, {"id": cid})
     except asyncpg.ForeignKeyViolationError:
         raise Conflict(HAS_DONATIONS.format(id=cid)) from None
     if not deleted:

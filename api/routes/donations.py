@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
@@ -20,11 +19,13 @@ from api.cache import LISTS, cached_json, campaign_part, donation_parts, invalid
 from api.database import tenant_tx
 from api.errors import IllegalTransition, NotFound, field_error
 from api.models.donations import Donation, DonationCreate, DonationList
+from api.models.events import STATUS_EVENTS, donation_event
 from api.openapi import doc
 from api.pagination import Page, page_of
-from api.params import path_id, recency_after
+from api.params import instant_arg, path_id, recency_after
 from api.responses import PRIVATE, dumps, json_response, raw_json_response
 from db.queries import donations as q
+from db.queries import events
 from tenants.principal import Principal
 
 bp = Blueprint("donations", url_prefix="/api/v1")
@@ -44,8 +45,6 @@ _QUERY_DOCS: dict[str, tuple[type, str]] = {
     "since": (str, "Only donations created at or after this ISO 8601 time (with UTC offset)."),
 }  # limit and cursor: every paged route gets them from api/openapi.py doc()
 F = TypeVar("F", bound=Callable[..., Any])
-# A `+` in an unencoded query string arrives as a space: "…T10:00:00 03:00".
-_SPACE_OFFSET = re.compile(r" (\d{2}(?::?\d{2})?)$")
 
 
 def _query(*names: str) -> Callable[[F], F]:
@@ -68,13 +67,6 @@ def donation_out(row: asyncpg.Record) -> dict[str, Any]:
     return out
 
 
-def _aware(value: datetime) -> datetime:
-    """In UTC; a naive time is refused (ValueError), one that cannot be in UTC overflows."""
-    if value.tzinfo is None:
-        raise ValueError("naive timestamp")
-    return value.astimezone(UTC)
-
-
 def _status_filter(request: Request) -> str | None:
     raw = request.args.get("status")
     if raw is None or raw == "":
@@ -85,14 +77,7 @@ def _status_filter(request: Request) -> str | None:
 
 
 def _since_filter(request: Request) -> datetime | None:
-    raw = request.args.get("since")
-    if raw is None or raw == "":
-        return None
-    message = "must be an ISO 8601 timestamp with a UTC offset, e.g. 2026-01-31T12:00:00Z"
-    try:
-        return _aware(datetime.fromisoformat(_SPACE_OFFSET.sub(r"+\1", raw.strip())))
-    except (ValueError, OverflowError):
-        raise field_error("since", message, "datetime_parsing") from None
+    return instant_arg(request, "since")
 
 
 def _campaign_filter(request: Request) -> uuid.UUID | None:
@@ -200,6 +185,10 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
                 if not await q.campaign_exists(conn, tenant_id=tid, campaign_id=cid):
                     raise NotFound("No such campaign.")
                 raise field_error("item_id", "is not an item of this campaign", "not_found")
+            # Not on a replay: run_once does not call create() again.
+            await events.record(
+                conn, "donation.created", "donation", row["id"], donation_event(row)
+            )
             return 201, dumps(donation_out(row))
 
         if key is None:
@@ -278,6 +267,9 @@ async def _transition(
                 f"The donation is {current}; it can become {to_status} only from "
                 f"{' or '.join(allowed)}."
             )
+        await events.record(
+            conn, STATUS_EVENTS[to_status], "donation", row["id"], donation_event(row)
+        )
         cid = row["campaign_id"]
         slug = await q.campaign_slug(conn, tenant_id=tid, campaign_id=cid)
     # confirmed → delivered leaves contributed quantities (and the directory) alone.

@@ -5,6 +5,8 @@ one lock order for all item writes, and the per-campaign item cap holds."""
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import asyncpg
 from sanic import Blueprint, HTTPResponse, Request
 
@@ -13,11 +15,12 @@ from api.body import parse_body
 from api.cache import invalidate_after_write
 from api.database import tenant_tx
 from api.errors import Conflict, NotFound
-from api.models.campaigns import MAX_ITEMS, Item, ItemCreate, ItemUpdate, item_out
+from api.models.campaigns import MAX_ITEMS, Item, ItemCreate, ItemUpdate, campaign_out, item_out
 from api.openapi import doc
 from api.params import path_id
 from api.responses import json_response, no_content
 from db.queries import campaigns as cq
+from db.queries import events
 from db.queries import items as q
 from tenants.principal import Principal
 
@@ -26,6 +29,15 @@ bp = Blueprint("items", url_prefix="/api/v1")
 TAG = "items"
 ITEM_HAS_DONATIONS = "This item has donations and cannot be deleted."
 UNIT_LOCKED = "cannot change once the item has donations"
+
+
+async def campaign_changed(conn: asyncpg.Connection, tenant_id: UUID, cid: UUID) -> None:
+    """An item added or deleted changes the campaign's item list: `campaign.updated`
+    with the campaign as it now is (api/models/events.py)."""
+    row = await cq.select_campaign(conn, tenant_id=tenant_id, campaign_id=cid)
+    assert row is not None  # locked by touch_campaign in this transaction
+    items = await q.select_items(conn, tenant_id=tenant_id, campaign_ids=[cid])
+    await events.record(conn, "campaign.updated", "campaign", cid, campaign_out(row, items))
 
 
 @bp.post("/campaigns/<campaign_id>/items")
@@ -44,6 +56,7 @@ async def create_item(request: Request, campaign_id: str, principal: Principal) 
         rows = await q.insert_items(
             conn, tenant_id=tenant_id, campaign_id=cid, items=[body.model_dump()]
         )
+        await campaign_changed(conn, tenant_id, cid)
     await invalidate_after_write(request, tenant_id, directory=True)
     item = item_out(rows[0])
     location = f"/api/v1/campaigns/{cid}/items/{item['id']}"
@@ -77,6 +90,8 @@ async def update_item(
             conn, tenant_id=tenant_id, campaign_id=cid, item_id=iid, changes=changes
         )
         rows = await q.select_items(conn, tenant_id=tenant_id, campaign_ids=[cid], item_id=iid)
+        item = {**item_out(rows[0]), "campaign_id": str(cid)}
+        await events.record(conn, "item.updated", "item", iid, item)
     await invalidate_after_write(request, tenant_id, directory=True)
     return json_response(item_out(rows[0]))
 
@@ -96,6 +111,7 @@ async def delete_item(
                 raise NotFound()
             if not await q.delete_item(conn, tenant_id=tenant_id, campaign_id=cid, item_id=iid):
                 raise NotFound()
+            await campaign_changed(conn, tenant_id, cid)
     except asyncpg.ForeignKeyViolationError:
         raise Conflict(ITEM_HAS_DONATIONS) from None
     await invalidate_after_write(request, tenant_id, directory=True)

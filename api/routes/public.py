@@ -25,6 +25,7 @@ from api.cache import DIRECTORY, cached_json, donation_parts, invalidate_after_w
 from api.database import connection, tenant_tx
 from api.errors import BadRequest, Conflict, NotFound, field_error
 from api.idempotency import PUBLIC_SCOPE, Outcome, fingerprint, read_key, run_once
+from api.models.events import donation_event
 from api.models.public import (
     CampaignPublicDetail,
     CampaignPublicList,
@@ -37,6 +38,7 @@ from api.pagination import Page, page_of
 from api.params import recency_after
 from api.responses import JSON, dumps, raw_json_response
 from db.queries import donations as dq
+from db.queries import events
 from db.queries import public as pq
 
 bp = Blueprint("public")
@@ -409,6 +411,10 @@ async def pledge_once(
             )
             if row is None:
                 raise field_error("item_id", "not an item of this campaign", "not_found")
+            # The JSON API and the no-JS form both come here; a replay does not.
+            await events.record(
+                conn, "donation.created", "donation", row["id"], donation_event(row)
+            )
             pledge = {
                 "id": str(row["id"]),
                 "status": row["status"],

@@ -1,11 +1,18 @@
 """The events outbox (migration 0015): `record` writes one event inside the caller's
 tenant transaction, so it commits or rolls back with the change it describes.
 
-`data` is the resource as the API returns it (the handler's response body), so a
-partner reading the feed or a webhook sees the same shape as a GET."""
+`data` is the resource as the API returns it (the handler's response body), minus
+personal data: see api/models/events.py for what each type carries.
+
+The feed (`select_events`) pages forward on (xid, seq) over the rows whose
+transaction is older than every transaction still running; see the migration for
+why a cursor on `seq` or on `occurred_at` alone would skip late commits."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -29,6 +36,40 @@ EVENT_TYPES = (
     "item.updated",
 )
 
+# Forward from a position: rows of ended transactions only (`xid` below the
+# horizon, taken by the caller just before), after (xid, seq), optionally of some
+# types and occurred after an instant. The bounds are always values (the first
+# page passes (0, 0)), so the row comparison stays an index condition on
+# (tenant_id, xid, seq).
+SELECT_EVENTS = """
+SELECT e.id, e.seq, e.xid::text AS xid, e.type, e.resource_type, e.resource_id,
+       e.occurred_at, e.data::text AS data
+FROM event e
+WHERE e.tenant_id = $1
+  AND e.xid < $4::text::xid8
+  AND (e.xid, e.seq) > ($2::text::xid8, $3::bigint)
+  AND ($5::text[] IS NULL OR e.type = ANY($5::text[]))
+  AND ($6::timestamptz IS NULL OR e.occurred_at > $6::timestamptz)
+ORDER BY e.xid, e.seq
+LIMIT $7
+"""
+# The position every reader has seen past: no transaction below it is still running.
+SELECT_HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text"
+
+# One batch by primary key per statement (short row locks while the API writes).
+DELETE_OLD_EVENTS = """
+DELETE FROM event WHERE id IN (
+    SELECT id FROM event WHERE occurred_at < now() - make_interval(days => $1) LIMIT $2
+)
+"""
+
+
+def _default(obj: Any) -> Any:
+    # asyncpg returns its own UUID subclass, which orjson does not take natively.
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
 
 async def record(
     conn: asyncpg.Connection,
@@ -38,8 +79,47 @@ async def record(
     data: Any,
 ) -> asyncpg.Record:
     """One event, in the current tenant transaction (the tenant comes from it)."""
-    payload = orjson.dumps(data).decode()
+    payload = orjson.dumps(data, default=_default).decode()
     row: asyncpg.Record = await conn.fetchrow(
         INSERT_EVENT, event_type, resource_type, resource_id, payload
     )
     return row
+
+
+async def select_events(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: UUID,
+    after: tuple[int, int],
+    below: int,
+    types: Sequence[str] | None,
+    occurred_after: datetime | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Up to `limit` events after the position `after` = (xid, seq) whose xid is below
+    `below` (`horizon()`), oldest first."""
+    xid, seq = after
+    rows: list[asyncpg.Record] = await conn.fetch(
+        SELECT_EVENTS,
+        tenant_id,
+        str(xid),
+        seq,
+        str(below),
+        list(types) if types else None,
+        occurred_after,
+        limit,
+    )
+    return rows
+
+
+async def horizon(conn: asyncpg.Connection) -> int:
+    """The xid below which every transaction has ended (their events are all visible)."""
+    value: str = await conn.fetchval(SELECT_HORIZON)
+    return int(value)
+
+
+async def delete_older_than(conn: asyncpg.Connection, *, days: int, limit: int) -> int:
+    """Owner-role maintenance (all tenants): at most `limit` events that occurred more
+    than `days` days ago; how many went."""
+    status: str = await conn.execute(DELETE_OLD_EVENTS, days, limit)
+    return int(status.split()[-1])
