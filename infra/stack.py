@@ -433,37 +433,25 @@ def demo(settings: Settings) -> dict[str, str]:
 async def _create_demo(settings: Settings, password: str) -> dict[str, str]:
     import asyncpg
 
-    from db.queries import staff as staff_q
-    from db.queries import tenants as tenant_q
-    from tenants import keys
-    from tenants.passwords import hash_password
+    from tenants import provisioning
 
     conn = await asyncpg.connect(settings.admin_dsn)
     try:
         async with conn.transaction():
-            tenant = await tenant_q.select_tenant_by_slug(conn, "demo")
-            if tenant is None:
-                tenant = await tenant_q.insert_tenant(conn, slug="demo", name="ONG Demonstração")
-            _, key = await keys.issue(
+            demo = await provisioning.tenant_with_key(
                 conn,
-                tenant_id=tenant["id"],
+                slug="demo",
+                name="ONG Demonstração",
                 scopes=["read", "write", "keys"],
                 label="demo (start.sh)",
+                reuse=True,
             )
-            pw_hash = hash_password(password)
-            updated = await staff_q.update_staff_password(
-                conn, tenant_id=tenant["id"], username="admin", password_hash=pw_hash
+            await provisioning.staff_login(
+                conn, demo.tenant_id, username="admin", role="owner", password=password, reset=True
             )
-            if updated is None:
-                await staff_q.insert_staff_user(
-                    conn,
-                    tenant_id=tenant["id"],
-                    username="admin",
-                    password_hash=pw_hash,
-                    role="owner",
-                )
     finally:
         await conn.close()
+    key = demo.key
     return {"tenant": "demo", "api_key": key, "username": "admin", "password": password}
 
 

@@ -405,8 +405,7 @@ async def _prepare_db(admin_dsn: str, api_password: str) -> str:
     import asyncpg
 
     from db import migrate
-    from db.queries import tenants as tq
-    from tenants import keys
+    from tenants import provisioning
 
     conn = await asyncpg.connect(admin_dsn)
     try:
@@ -422,8 +421,10 @@ async def _prepare_db(admin_dsn: str, api_password: str) -> str:
                 GRANT USAGE ON SEQUENCE {INSERT_TABLE}_id_seq TO {API_ROLE};"""
         )
         async with conn.transaction():
-            row = await tq.insert_tenant(conn, slug=TENANT, name="ONG Benchmark")
-            _, full = await keys.issue(conn, tenant_id=row["id"], scopes=["read", "write"])
+            bench_tenant = await provisioning.tenant_with_key(
+                conn, slug=TENANT, name="ONG Benchmark", scopes=["read", "write"]
+            )
+            full = bench_tenant.key
     finally:
         await conn.close()
     return str(full)

@@ -21,8 +21,7 @@ from uuid import UUID
 import asyncpg
 
 from admin.seed import SeedPlan, run_seed
-from db.queries import staff as sq
-from tenants import keys
+from tenants import provisioning
 from tenants.passwords import hash_password
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,21 +70,6 @@ class Fixture:
         return cls(tenants=[LoadTenant(**t) for t in raw["tenants"]])
 
 
-async def _credentials(
-    conn: asyncpg.Connection, tenant_id: UUID, keys_per_tenant: int, password_hash: str
-) -> list[str]:
-    issued = []
-    for n in range(keys_per_tenant):
-        _, full = await keys.issue(
-            conn, tenant_id=tenant_id, scopes=["read", "write"], label=f"load test {n + 1}"
-        )
-        issued.append(full)
-    await sq.insert_staff_user(
-        conn, tenant_id=tenant_id, username=USERNAME, password_hash=password_hash, role="editor"
-    )
-    return issued
-
-
 async def create_fixture(
     admin_dsn: str,
     *,
@@ -112,7 +96,17 @@ async def create_fixture(
         fixture = Fixture()
         async with conn.transaction():
             for t in result.tenants:
-                issued = await _credentials(conn, UUID(t["id"]), keys_per_tenant, pw_hash)
+                tenant_id = UUID(t["id"])
+                issued = await provisioning.issue_keys(
+                    conn,
+                    tenant_id,
+                    scopes=["read", "write"],
+                    count=keys_per_tenant,
+                    label="load test",
+                )
+                await provisioning.staff_login(
+                    conn, tenant_id, username=USERNAME, role="editor", password_hash=pw_hash
+                )
                 fixture.tenants.append(
                     LoadTenant(
                         id=t["id"],

@@ -9,8 +9,7 @@ from typing import Any
 
 import httpx
 
-from db.queries import tenants as tq
-from tenants import keys
+from tenants import keys, provisioning
 from tests.services import Database
 
 
@@ -43,9 +42,10 @@ class Factory:
         async def make() -> tuple[Any, str]:
             assert self.db.pool is not None
             async with self.db.pool.acquire() as conn, conn.transaction():
-                row = await tq.insert_tenant(conn, slug=slug, name=f"Org {slug}")
-                _, full = await keys.issue(conn, tenant_id=row["id"], scopes=list(scopes))
-                return row, full
+                made = await provisioning.tenant_with_key(
+                    conn, slug=slug, name=f"Org {slug}", scopes=list(scopes)
+                )
+                return made.tenant, made.key
 
         row, full = self.db.run(make())
         return TenantCtx(id=row["id"], slug=slug, key=full, headers=bearer(full))
@@ -97,21 +97,13 @@ class Factory:
 
     def staff_user(self, tenant: TenantCtx, username: str, role: str, password: str) -> uuid.UUID:
         """A staff login of `tenant`, straight into the database; its id."""
-        from db.queries import staff as sq
-        from tenants import passwords
 
         async def make() -> uuid.UUID:
             assert self.db.pool is not None
             async with self.db.pool.acquire() as conn:
-                row = await sq.insert_staff_user(
-                    conn,
-                    tenant_id=tenant.id,
-                    username=username,
-                    password_hash=passwords.hash_password(password),
-                    role=role,
+                return await provisioning.staff_login(
+                    conn, tenant.id, username=username, role=role, password=password
                 )
-                user_id: uuid.UUID = row["id"]
-                return user_id
 
         return self.db.run(make())
 

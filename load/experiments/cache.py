@@ -50,14 +50,15 @@ KINDS = ("cached", "postgres", "bare")
 async def _tenant_key(admin_dsn: str) -> str:
     import asyncpg
 
-    from db.queries import tenants as tq
-    from tenants import keys
+    from tenants import provisioning
 
     conn = await asyncpg.connect(admin_dsn)
     try:
         async with conn.transaction():
-            row = await tq.insert_tenant(conn, slug="bench", name="ONG Benchmark")
-            _, full = await keys.issue(conn, tenant_id=row["id"], scopes=["read", "write"])
+            bench_tenant = await provisioning.tenant_with_key(
+                conn, slug="bench", name="ONG Benchmark", scopes=["read", "write"]
+            )
+            full = bench_tenant.key
     finally:
         await conn.close()
     return full
