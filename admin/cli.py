@@ -1116,6 +1116,17 @@ def serve(
     os.execv(sys.executable, argv)  # noqa: S606 - serve becomes the API process
 
 
+@app.command("worker")
+def worker() -> None:
+    """Run the background worker: webhook deliveries (and the other jobs of worker/).
+
+    Settings from CONECTADES_* (CONECTADES_DATABASE_URL, the API's role;
+    CONECTADES_WEBHOOK_ALLOWED_HOSTS, ...: docs/webhooks.md). Stops on SIGTERM."""
+    from worker.main import main as worker_main
+
+    worker_main()
+
+
 # ---------------------------------------------------------------- edge
 
 

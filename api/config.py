@@ -51,6 +51,7 @@ class AppConfig(Config):
     AUTH_FAILURE_BURST: int
     METRICS_ALLOW: str
     LIVENESS_BLOCKED: float
+    WEBHOOK_ALLOWED_HOSTS: str
 
     def __init__(self, overrides: dict[str, Any] | None = None) -> None:
         super().__init__(
@@ -103,6 +104,9 @@ class AppConfig(Config):
                 # /health is 503 when a worker's event loop has not run for this long
                 # (api/supervision.py); a slow request does not block the loop.
                 "LIVENESS_BLOCKED": 5.0,
+                # Webhook destinations allowed although not public (worker/destinations.py),
+                # comma-separated hosts as spelled in URLs; the worker reads the same.
+                "WEBHOOK_ALLOWED_HOSTS": "",
                 # Sanic's own settings, overridable the same way.
                 "REQUEST_MAX_SIZE": 64 * 1024,
                 "REQUEST_TIMEOUT": 30,

@@ -33,6 +33,7 @@ BLUEPRINTS = (
     "api.routes.donations",
     "api.routes.events",
     "api.routes.keys",
+    "api.routes.webhooks",
     "api.routes.public",
     "api.routes.tokens",
     "api.routes.legacy",

@@ -1,0 +1,59 @@
+"""The worker's settings, from `CONECTADES_*` environment variables like the API's."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+ENV_PREFIX = "CONECTADES_"
+
+# Seconds before attempt 2, 3, ...: about 27.6 hours in all, then the delivery is dead.
+DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    DATABASE_URL: str = ""  # the API's role (row-level security applies)
+    DB_POOL_MAX: int = 10
+    DB_COMMAND_TIMEOUT: float = 10.0
+    # Woken by NOTIFY; this is the fallback (a missed notification, a retry coming due).
+    WORKER_POLL_INTERVAL: float = 1.0
+    # On SIGTERM: stop claiming, let deliveries in flight finish for up to this long.
+    WORKER_SHUTDOWN_TIMEOUT: float = 15.0
+    WEBHOOK_ALLOWED_HOSTS: str = ""
+    # Whole attempt: connect, send, read the answer (connect alone: half of it).
+    WEBHOOK_TIMEOUT: float = 10.0
+    WEBHOOK_CONCURRENCY: int = 64
+    WEBHOOK_BATCH: int = 100
+    # A claimed delivery whose worker died is claimed again after this long.
+    WEBHOOK_LEASE: float = 60.0
+    WEBHOOK_RETRY_SCHEDULE: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    # Each delay is multiplied by a random factor in [1 - jitter, 1 + jitter].
+    WEBHOOK_RETRY_JITTER: float = 0.2
+    # Consecutive dead deliveries (each ≥ 27 h of failing) that disable an endpoint.
+    WEBHOOK_DISABLE_AFTER_DEAD: int = 5
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> WorkerConfig:
+        env = dict(os.environ) if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name)
+            if raw is None:
+                continue
+            default = getattr(cls, f.name)
+            try:
+                if isinstance(default, tuple):
+                    values[f.name] = tuple(float(x) for x in raw.split(",") if x.strip())
+                elif isinstance(default, int):
+                    values[f.name] = int(raw)
+                elif isinstance(default, float):
+                    values[f.name] = float(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError:
+                raise SystemExit(f"{ENV_PREFIX}{f.name}: not a valid value: {raw!r}") from None
+        cfg = cls(**values)  # type: ignore[arg-type]
+        if not cfg.DATABASE_URL:
+            raise SystemExit(f"missing required configuration: {ENV_PREFIX}DATABASE_URL")
+        return cfg

@@ -1,0 +1,62 @@
+"""`conectades worker`: the background worker process.
+
+One asyncio process; its jobs (webhook deliveries; worker/loop.py says how to add
+one) share a pool as the API's database role, so row-level security applies to
+everything it writes. SIGTERM or SIGINT: stop claiming, let deliveries in flight
+finish (`WORKER_SHUTDOWN_TIMEOUT`), exit 0. A SIGKILL loses nothing: leases expire.
+Run any number of them: claims never overlap (FOR UPDATE SKIP LOCKED)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import asyncpg
+
+from db.pool import RoleGuard, create_pool
+from worker.config import WorkerConfig
+from worker.loop import Job, Loop
+from worker.webhooks import CHANNEL, WebhookJob
+
+log = logging.getLogger("conectades.worker")
+
+
+def jobs(pool: asyncpg.Pool, cfg: WorkerConfig, loop: Loop) -> list[Job]:
+    """Every kind of job this process runs (add new ones here)."""
+    webhooks = WebhookJob(pool, cfg, loop.wake)
+    return [Job("webhooks", webhooks.drain, channels=(CHANNEL,), close=webhooks.close)]
+
+
+async def serve(cfg: WorkerConfig) -> None:
+    pool = await create_pool(
+        cfg.DATABASE_URL,
+        min_size=1,
+        max_size=cfg.DB_POOL_MAX,
+        command_timeout=cfg.DB_COMMAND_TIMEOUT,
+        statement_cache_size=100,
+        init=RoleGuard(),
+        lazy=True,
+    )
+    loop = Loop([], listen_dsn=cfg.DATABASE_URL, poll_interval=cfg.WORKER_POLL_INTERVAL)
+    loop.jobs = jobs(pool, cfg, loop)
+    running = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        running.add_signal_handler(sig, loop.stop)
+    log.info("worker: started (%s)", ", ".join(job.name for job in loop.jobs))
+    try:
+        await loop.run()
+    finally:
+        await pool.close()
+    log.info("worker: stopped")
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(serve(WorkerConfig.from_env()))
+
+
+if __name__ == "__main__":
+    main()

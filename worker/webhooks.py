@@ -1,0 +1,219 @@
+"""Webhook deliveries: claim due ones, POST them signed, record each outcome.
+
+At least once: a delivery is claimed with a lease (db: webhook_claim) and only
+marked succeeded after a 2xx; a worker killed mid-delivery leaves the lease to
+expire and the delivery is sent again, with the same `webhook-id`. In order per
+resource where possible: the claim skips a delivery while an earlier one for the
+same endpoint and resource is pending. Failures (non-2xx, 3xx included since
+redirects are not followed, timeouts, refused destinations) are retried on
+`WEBHOOK_RETRY_SCHEDULE` with jitter; after the last the delivery is dead, and
+`WEBHOOK_DISABLE_AFTER_DEAD` dead deliveries in a row disable the endpoint and
+write a `webhook.disabled` event."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from datetime import UTC
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import httpcore
+import orjson
+
+from db.queries import events
+from db.queries import webhooks as q
+from db.tenancy import tenant_transaction
+from worker.config import WorkerConfig
+from worker.destinations import DestinationRefused, VettingBackend, parse_allowed
+from worker.signing import signature_header
+
+log = logging.getLogger("conectades.worker.webhooks")
+
+CHANNEL = "webhook_delivery"
+USER_AGENT = "Conectades-Webhooks/1"
+MAX_RESPONSE_BYTES = 64 * 1024
+
+
+def payload(event_type: str, occurred_at: Any, data_json: str) -> bytes:
+    """`{"type", "timestamp", "data"}`; `data` is the event's stored JSON as is."""
+    ts = occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return (
+        b'{"type":'
+        + orjson.dumps(event_type)
+        + b',"timestamp":'
+        + orjson.dumps(ts)
+        + b',"data":'
+        + data_json.encode()
+        + b"}"
+    )
+
+
+class WebhookJob:
+    def __init__(self, pool: asyncpg.Pool, cfg: WorkerConfig, wake: Any) -> None:
+        self.pool = pool
+        self.cfg = cfg
+        self.wake = wake
+        self.http = httpcore.AsyncConnectionPool(
+            max_connections=cfg.WEBHOOK_CONCURRENCY,
+            network_backend=VettingBackend(parse_allowed(cfg.WEBHOOK_ALLOWED_HOSTS)),
+            retries=0,
+        )
+        self.in_flight: set[asyncio.Task[None]] = set()
+
+    async def drain(self) -> int:
+        free = self.cfg.WEBHOOK_CONCURRENCY - len(self.in_flight)
+        if free <= 0:
+            return 0
+        async with self.pool.acquire() as conn:
+            rows = await q.claim(
+                conn, limit=min(free, self.cfg.WEBHOOK_BATCH), lease=self.cfg.WEBHOOK_LEASE
+            )
+        for row in rows:
+            task = asyncio.create_task(self.deliver(row))
+            self.in_flight.add(task)
+            task.add_done_callback(self._done)
+        return len(rows)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery task failed", exc_info=task.exception())
+        self.wake()  # a slot is free
+
+    async def close(self) -> None:
+        if self.in_flight:
+            log.info("waiting for %d deliveries in flight", len(self.in_flight))
+            _, pending = await asyncio.wait(
+                set(self.in_flight), timeout=self.cfg.WORKER_SHUTDOWN_TIMEOUT
+            )
+            for task in pending:  # their leases expire; another worker sends them again
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*pending, return_exceptions=True)
+        await self.http.aclose()
+
+    async def deliver(self, row: asyncpg.Record) -> None:
+        body = payload(row["event_type"], row["occurred_at"], row["data"])
+        keys = [bytes(row["secret"])]
+        if row["previous_secret"] is not None:
+            keys.append(bytes(row["previous_secret"]))
+        timestamp = int(time.time())
+        headers = [
+            (b"Content-Type", b"application/json"),
+            (b"User-Agent", USER_AGENT.encode()),
+            (b"webhook-id", row["message_id"].encode()),
+            (b"webhook-timestamp", str(timestamp).encode()),
+            (
+                b"webhook-signature",
+                signature_header(keys, row["message_id"], timestamp, body).encode(),
+            ),
+        ]
+        started = time.monotonic()
+        status: int | None = None
+        error = ""
+        try:
+            status = await self._post(row["url"], headers, body)
+        except DestinationRefused as exc:
+            error = f"destination refused: {exc}"
+        except (TimeoutError, httpcore.TimeoutException):
+            error = f"timed out after {self.cfg.WEBHOOK_TIMEOUT:g} s"
+        except (httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        except httpcore.UnsupportedProtocol as exc:
+            error = f"unsupported URL: {exc}"
+        latency_ms = int((time.monotonic() - started) * 1000)
+        if status is not None and 200 <= status < 300:
+            await self._record_success(row, status, latency_ms)
+            return
+        if status is not None:
+            error = f"HTTP {status}" + (
+                " (redirects are not followed)" if 300 <= status < 400 else ""
+            )
+        await self._record_failure(row, status, latency_ms, error)
+
+    async def _post(self, url: str, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
+        t = self.cfg.WEBHOOK_TIMEOUT
+        timeouts = {"connect": t / 2, "read": t, "write": t, "pool": t}
+        async with asyncio.timeout(t):
+            async with self.http.stream(
+                "POST", url, headers=headers, content=body, extensions={"timeout": timeouts}
+            ) as response:
+                received = 0
+                async for chunk in response.aiter_stream():
+                    received += len(chunk)
+                    if received > MAX_RESPONSE_BYTES:
+                        break  # the status is all we need; the connection is dropped
+                return int(response.status)
+
+    async def _record_success(self, row: asyncpg.Record, status: int, latency_ms: int) -> None:
+        try:
+            async with tenant_transaction(self.pool, row["tenant_id"]) as conn:
+                await q.succeed(
+                    conn,
+                    tenant_id=row["tenant_id"],
+                    delivery_id=row["delivery_id"],
+                    attempts=row["attempts"],
+                    response_status=status,
+                    latency_ms=latency_ms,
+                )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            # Sent but not recorded: the lease expires and it is sent again (at least once).
+            log.warning("delivery %s sent but not recorded: %s", row["delivery_id"], exc)
+
+    def retry_delay(self, attempts: int) -> float | None:
+        """Seconds until the next attempt after `attempts` attempts; None: dead."""
+        schedule = self.cfg.WEBHOOK_RETRY_SCHEDULE
+        if attempts > len(schedule):
+            return None
+        jitter = self.cfg.WEBHOOK_RETRY_JITTER
+        return schedule[attempts - 1] * random.uniform(1 - jitter, 1 + jitter)
+
+    async def _record_failure(
+        self, row: asyncpg.Record, status: int | None, latency_ms: int, error: str
+    ) -> None:
+        delay = self.retry_delay(row["attempts"])
+        dead = delay is None
+        tenant_id: UUID = row["tenant_id"]
+        try:
+            async with tenant_transaction(self.pool, tenant_id) as conn:
+                state = await q.fail(
+                    conn,
+                    tenant_id=tenant_id,
+                    delivery_id=row["delivery_id"],
+                    attempts=row["attempts"],
+                    dead=dead,
+                    retry_in=delay or 0.0,
+                    response_status=status,
+                    latency_ms=latency_ms,
+                    error=error,
+                )
+                if (
+                    state is not None
+                    and dead
+                    and state["enabled"]
+                    and state["consecutive_dead"] >= self.cfg.WEBHOOK_DISABLE_AFTER_DEAD
+                ):
+                    await self._disable(conn, tenant_id, state["endpoint_id"], state)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            log.warning("delivery %s: outcome not recorded: %s", row["delivery_id"], exc)
+
+    async def _disable(
+        self, conn: asyncpg.Connection, tenant_id: UUID, endpoint_id: UUID, state: dict[str, Any]
+    ) -> None:
+        reason = (
+            f"{state['consecutive_dead']} deliveries in a row failed every attempt "
+            f"(failing since {state['failing_since']:%Y-%m-%d %H:%M} UTC)"
+        )
+        endpoint = await q.disable_endpoint(
+            conn, tenant_id=tenant_id, endpoint_id=endpoint_id, reason=reason
+        )
+        if endpoint is not None:
+            await events.record(
+                conn, "webhook.disabled", "webhook", endpoint_id, q.endpoint_json(endpoint)
+            )
+            log.warning("endpoint %s of tenant %s disabled: %s", endpoint_id, tenant_id, reason)
