@@ -1,0 +1,1 @@
+"""Email notifications of pledges: jobs, messages, SMTP, confirm links."""
