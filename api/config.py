@@ -52,6 +52,9 @@ class AppConfig(Config):
     METRICS_ALLOW: str
     LIVENESS_BLOCKED: float
     WEBHOOK_ALLOWED_HOSTS: str
+    # Signs the emailed "Confirmar recebimento" links (notify/links.py); optional:
+    # without it the confirm pages refuse every link (and the worker sends no email).
+    LINK_SECRET: str
 
     def __init__(self, overrides: dict[str, Any] | None = None) -> None:
         super().__init__(
@@ -107,6 +110,7 @@ class AppConfig(Config):
                 # Webhook destinations allowed although not public (worker/destinations.py),
                 # comma-separated hosts as spelled in URLs; the worker reads the same.
                 "WEBHOOK_ALLOWED_HOSTS": "",
+                "LINK_SECRET": "",
                 # Sanic's own settings, overridable the same way.
                 "REQUEST_MAX_SIZE": 64 * 1024,
                 "REQUEST_TIMEOUT": 30,
@@ -139,3 +143,5 @@ class AppConfig(Config):
             raise ConfigError(f"missing required configuration: {names}")
         if len(self.JWT_SECRET.encode()) < 32:
             raise ConfigError(f"{ENV_PREFIX}JWT_SECRET must be at least 32 bytes")
+        if self.LINK_SECRET and len(str(self.LINK_SECRET).encode()) < 32:
+            raise ConfigError(f"{ENV_PREFIX}LINK_SECRET must be at least 32 bytes")
