@@ -156,6 +156,11 @@ class Settings:
                 "CONECTADES_ADMIN_DATABASE_URL": self.admin_dsn,
                 "CONECTADES_JWT_SECRET": self.env["JWT_SECRET"],
                 "CONECTADES_REDIS_URL": self.redis_url,
+                # The demo's webhooks go to a receiver on this machine (docs/webhooks.md);
+                # everywhere else destinations must be public addresses.
+                "CONECTADES_WEBHOOK_ALLOWED_HOSTS": os.environ.get(
+                    "CONECTADES_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1"
+                ),
             }
         )
         return env
@@ -195,6 +200,17 @@ def supervisor(settings: Settings) -> Supervisor:
             # After a crash of the main process its orphaned workers drain for up to
             # DRAIN_TIMEOUT (5 s) before the port is free: retries back off 1, 2, 3 s...
             startretries=10,
+        )
+    )
+    programs.append(
+        Program(
+            "worker",
+            [sys.executable, "-m", "admin", "worker"],
+            35,
+            logs / "worker.log",
+            directory=ROOT,
+            # SIGTERM: deliveries in flight finish (CONECTADES_WORKER_SHUTDOWN_TIMEOUT, 15 s).
+            stopwaitsecs=30,
         )
     )
     programs.append(
@@ -395,6 +411,15 @@ def services(settings: Settings, sup: Supervisor | None = None) -> list[Service]
             describe=lambda: _describe_api(settings),
         )
     )
+    found.append(
+        Supervised(
+            "worker",
+            sup,
+            prepare=lambda: None,
+            ready=lambda: True,  # running once supervisord says so (its startsecs)
+            describe=lambda: "delivering webhooks (var/log/worker.log)",
+        )
+    )
     nginx = edge(settings)
     found.append(
         Supervised(
@@ -496,6 +521,7 @@ Conectades is up.
   Metrics          {edge}/metrics  (loopback only)
   Redis cache      {settings.redis_url}
   Public           {edge}/api/public/campaigns
+  Webhooks         the worker delivers them; 127.0.0.1 allowed as a destination
 
   Tenant           {creds["tenant"]}
   API key          {creds["api_key"]}

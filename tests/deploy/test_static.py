@@ -259,7 +259,7 @@ def test_kustomize_build_assembles_valid_objects() -> None:
     assert result.returncode == 0, result.stderr
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds.count("Deployment") == 2 and "Job" in kinds and "Secret" not in kinds
+    assert kinds.count("Deployment") == 3 and "Job" in kinds and "Secret" not in kinds
     for doc in docs:  # as applied, on the newer version
         kubernetes_validate.validate(doc, K8S_VERSIONS[-1], strict=True)
         if doc["kind"] != "Namespace":
@@ -290,7 +290,9 @@ def test_services_and_pdbs_select_the_deployment_pods() -> None:
         (f"PodDisruptionBudget/{n}", p["spec"]["selector"]["matchLabels"])
         for n, p in by_kind("PodDisruptionBudget").items()
     ]
-    assert sorted(name.split("/")[1] for name, _ in selectors) == sorted(2 * list(deployments))
+    # The worker serves nothing: no Service, no PDB (any number may stop at once).
+    served = [name for name in deployments if name != "worker"]
+    assert sorted(name.split("/")[1] for name, _ in selectors) == sorted(2 * served)
     for name, selector in selectors:
         pod_labels = deployments[name.split("/")[1]]["spec"]["template"]["metadata"]["labels"]
         assert selector.items() <= pod_labels.items(), name
@@ -305,6 +307,7 @@ def test_pods_run_non_root_read_only_with_resources() -> None:
     assert set(specs) == {
         "Deployment/api",
         "Deployment/edge",
+        "Deployment/worker",
         "Job/conectades-migrate",
         "CronJob/conectades-prune",
     }
@@ -320,6 +323,34 @@ def test_pods_run_non_root_read_only_with_resources() -> None:
             assert {"cpu", "memory"} <= set(c["resources"]["requests"]), name
             assert {"cpu", "memory"} <= set(c["resources"]["limits"]), name
             assert not c["image"].endswith(":latest"), name
+
+
+def test_worker_runs_the_cli_worker_with_the_api_role_and_a_grace_that_covers_its_drain() -> None:
+    spec = by_kind("Deployment")["worker"]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["command"] == ["conectades", "worker"]
+    assert container["image"] == api_container()["image"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["CONECTADES_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == (
+        "CONECTADES_DATABASE_URL"
+    )
+    # Public destinations only in production: no allow-list in the shipped manifests.
+    assert "CONECTADES_WEBHOOK_ALLOWED_HOSTS" not in env
+    assert "CONECTADES_WEBHOOK_ALLOWED_HOSTS" not in by_kind("ConfigMap")["conectades-config"]["data"]
+    drain = float(env["CONECTADES_WORKER_SHUTDOWN_TIMEOUT"]["value"])
+    assert spec["terminationGracePeriodSeconds"] > drain
+
+
+def test_compose_worker_runs_the_cli_worker_with_the_api_role(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["worker"]
+    assert worker["command"] == ["conectades", "worker"]
+    assert worker["environment"]["CONECTADES_DATABASE_URL"] == (
+        compose["services"]["api"]["environment"]["CONECTADES_DATABASE_URL"]
+    )
+    assert "CONECTADES_WEBHOOK_ALLOWED_HOSTS" not in worker["environment"]
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    drain = float(worker["environment"]["CONECTADES_WORKER_SHUTDOWN_TIMEOUT"])
+    assert float(worker["stop_grace_period"].rstrip("s")) > drain
 
 
 def api_container() -> dict[str, Any]:
