@@ -45,6 +45,7 @@ from admin.runtime import (
 )
 from admin.seed import SeedError, SeedPlan, purge_seeded, run_seed
 from api.config import AppConfig
+from cache import CircuitBreaker, ResponseCache, create_client
 from db import migrate as migrations
 from db.queries import donors as dq
 from db.queries import idempotency as iq
@@ -55,7 +56,6 @@ from db.queries import tenants as tq
 from load.bench import bench_command
 from load.cli import load_app
 from tenants import keys
-from tenants.cache import CircuitBreaker, ResponseCache, create_client
 from tenants.passwords import hash_password
 
 app = typer.Typer(

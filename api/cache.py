@@ -33,7 +33,7 @@ from sanic import HTTPResponse, Request
 from sanic.response import BaseHTTPResponse
 
 from api.responses import JSON, PRIVATE
-from tenants.cache import Lookup, ResponseCache, count_disabled, ttl_for
+from cache import Lookup, ResponseCache, count_disabled, ttl_for
 
 # The edge keeps a public answer for a second, and may serve it for one more second
 # while it fetches a fresh one in the background (never older: see edge/render.py).
@@ -149,7 +149,7 @@ async def invalidate_after_write(
     and the directory's unreachable; never raises.
 
     Call after the commit. If Redis cannot be reached the invalidation is owed and
-    replayed by this worker before it uses the cache again (see tenants/cache.py)."""
+    replayed by this worker before it uses the cache again (see cache/response.py)."""
     cache = _cache(request)
     if cache is not None:
         if directory and parts is not None:

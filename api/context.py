@@ -15,9 +15,9 @@ from tenants.memo import Memo
 if TYPE_CHECKING:
     from api.routes.health import DrainState
     from api.supervision import Watchdog
+    from cache import ResponseCache
     from db.pool import RoleGuard
     from tenants.authlimit import FailureLimiter
-    from tenants.cache import ResponseCache
     from tenants.ratelimit import RateLimiter
 
 

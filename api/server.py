@@ -14,17 +14,15 @@ from api.config import AppConfig
 from api.context import AppContext
 from api.errors import setup_errors
 from api.gc_tuning import setup_gc
+from api.lifecycle import setup_lifecycle
 from api.listen import setup_listen_backlog
 from api.openapi import setup_openapi
 from api.pagination import Page
 from api.request_context import setup_request_context
 from api.routes.health import setup_drain
 from api.supervision import setup_supervision
-from db.pool import setup_postgres
 from tenants.authlimit import setup_failure_limiter
-from tenants.cache import setup_cache
 from tenants.principal import Principal
-from tenants.ratelimit import setup_rate_limits
 
 BLUEPRINTS = (
     "api.routes.health",
@@ -58,9 +56,7 @@ def create_app(config: AppConfig | object | None = None) -> Sanic[AppConfig, App
     setup_errors(app)
     setup_request_context(app)
     setup_openapi(app)
-    setup_postgres(app)
-    setup_cache(app)
-    setup_rate_limits(app)
+    setup_lifecycle(app)
     setup_failure_limiter(app)
     setup_listen_backlog(app)
     setup_body_timeout(app)

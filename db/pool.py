@@ -248,8 +248,3 @@ async def close_pool(app: Sanic) -> None:  # type: ignore[type-arg]
     if pool is not None:
         await pool.close()
         app.ctx.pool = None
-
-
-def setup_postgres(app: Sanic) -> None:  # type: ignore[type-arg]
-    app.register_listener(open_pool, "before_server_start")
-    app.register_listener(close_pool, "after_server_stop")

@@ -336,7 +336,7 @@ def _describe_api(settings: Settings) -> str:
 
 
 def _prepare_api() -> None:
-    from tenants.cache import prepare_metrics_dir
+    from cache import prepare_metrics_dir
 
     # Fresh per start: /metrics sums the counters of the workers started now.
     prepare_metrics_dir(VAR / "metrics")

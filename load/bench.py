@@ -455,12 +455,12 @@ class Stack:
 
 @contextlib.contextmanager
 def stack(base: Path, names: Sequence[str], workers: int) -> Iterator[Stack]:
+    from cache import prepare_metrics_dir
     from edge.render import EdgeConfig
     from infra.nginx import LocalNginx
     from infra.postgres import LocalPostgres, free_port
     from infra.redis import LocalRedis
     from load.ceiling import campaign_body
-    from tenants.cache import prepare_metrics_dir
 
     base.mkdir(parents=True)
     done = base / "done.lua"

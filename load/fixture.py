@@ -126,7 +126,7 @@ async def purge_cache(redis_url: str | None) -> None:
     """New campaigns must show in the cached directory at once (as `conectades seed`)."""
     if not redis_url:
         return
-    from tenants.cache import CircuitBreaker, ResponseCache, create_client
+    from cache import CircuitBreaker, ResponseCache, create_client
 
     client = create_client(redis_url, connect_timeout=2.0, timeout=2.0)
     cache = ResponseCache(client, timeout=4.0, breaker=CircuitBreaker(threshold=1_000_000))

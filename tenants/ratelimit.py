@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from uuid import UUID
 
-from tenants.cache import ResponseCache, Unavailable
+from cache.redisio import BoundedRedis, Unavailable
 
 log = logging.getLogger("conectades.ratelimit")
 
@@ -59,8 +59,8 @@ class Decision:
 
 
 class RateLimiter:
-    def __init__(self, cache: ResponseCache, *, rate: float, burst: int) -> None:
-        self.cache = cache
+    def __init__(self, redis: BoundedRedis, *, rate: float, burst: int) -> None:
+        self.redis = redis
         self.rate = rate
         self.burst = max(1, burst)
         self.interval_ms = 1000.0 / rate
@@ -70,7 +70,7 @@ class RateLimiter:
     async def check(self, subject: UUID) -> Decision | None:
         """The decision for one request of `subject`; None when Redis is unavailable."""
         try:
-            allowed, retry_ms, reset_ms = await self.cache.run_script(
+            allowed, retry_ms, reset_ms = await self.redis.run_script(
                 "ratelimit",
                 GCRA_LUA,
                 [f"cx:rl:{subject}"],
@@ -94,18 +94,14 @@ class RateLimiter:
 
 
 async def open_limiter(app: object) -> None:
-    """After the cache opened: a limiter on its connection, unless disabled (rate 0)."""
+    """After the cache opened: a limiter on its Redis I/O (same connection and
+    breaker), unless disabled (rate 0)."""
     ctx = app.ctx  # type: ignore[attr-defined]
     cfg = app.config  # type: ignore[attr-defined]
     rate = float(cfg.get("RATE_LIMIT_RATE", 0) or 0)
     cache = getattr(ctx, "cache", None)
     ctx.ratelimit = (
-        RateLimiter(cache, rate=rate, burst=int(cfg.get("RATE_LIMIT_BURST", 100)))
+        RateLimiter(cache.io, rate=rate, burst=int(cfg.get("RATE_LIMIT_BURST", 100)))
         if cache is not None and rate > 0
         else None
     )
-
-
-def setup_rate_limits(app: object) -> None:
-    """Call after `setup_cache` (listeners run in registration order)."""
-    app.register_listener(open_limiter, "before_server_start")  # type: ignore[attr-defined]

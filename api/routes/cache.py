@@ -8,7 +8,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from api.auth import require
 from api.openapi import doc
 from api.responses import json_response
-from tenants.cache import ResponseCache
+from cache import ResponseCache
 from tenants.principal import Principal
 
 bp = Blueprint("cache", url_prefix="/api/v1")

@@ -173,8 +173,8 @@ def median(values: list[float]) -> float:
 
 
 def main() -> None:
+    from cache import prepare_metrics_dir
     from infra.postgres import free_port
-    from tenants.cache import prepare_metrics_dir
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)

@@ -11,8 +11,8 @@ from uuid import uuid4
 import httpx
 import pytest
 
+from cache import CircuitBreaker, ResponseCache, create_client, prepare_metrics_dir
 from infra.redis import LocalRedis
-from tenants.cache import CircuitBreaker, ResponseCache, create_client, prepare_metrics_dir
 from tests.services import ApiServer, Database, api_env, start_redis
 
 # Generous on a busy machine; the failure tests use their own, shorter ones.

@@ -15,14 +15,14 @@ import uvloop
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from infra.redis import LocalRedis
-from tenants.cache import (
+from cache import (
     EPOCH_KEY,
     RedisPipe,
     ResponseCache,
     Result,
     create_client,
 )
+from infra.redis import LocalRedis
 
 KEY = "GET /api/v1/campaigns?"
 

@@ -10,8 +10,8 @@ from uuid import uuid4
 
 from prometheus_client import REGISTRY
 
+from cache import CircuitBreaker, ResponseCache, Result
 from infra.redis import LocalRedis
-from tenants.cache import CircuitBreaker, ResponseCache, Result
 
 T = TypeVar("T")
 KEY = "GET /api/v1/campaigns?"

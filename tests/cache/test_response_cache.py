@@ -8,8 +8,7 @@ from uuid import UUID, uuid4
 import redis.asyncio as redis_asyncio
 from prometheus_client import REGISTRY
 
-from infra.redis import LocalRedis
-from tenants.cache import (
+from cache import (
     EPOCH_KEY,
     TTLS,
     Lookup,
@@ -18,6 +17,7 @@ from tenants.cache import (
     cache_from_config,
     generation_key,
 )
+from infra.redis import LocalRedis
 from tenants.memo import SingleFlight
 
 KEY = "GET /api/v1/campaigns?limit=20"

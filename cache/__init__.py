@@ -1,0 +1,37 @@
+"""The response cache in Redis, in three layers:
+
+- `cache.redisio`: the Redis I/O of the request path — a pipelined client
+  (`RedisPipe`), a circuit breaker, and `BoundedRedis`, under which every call has a
+  hard bound and fails open. The rate limiter (tenants/ratelimit.py) uses it too.
+- `cache.keys`: where entries live (scopes, generations, parts, the epoch) and the
+  Lua scripts that read and bump generations in one round trip.
+- `cache.response`: `ResponseCache`, ready-to-send bodies per tenant, with exact
+  invalidation after writes and owed invalidations replayed after failures.
+- `cache.metrics`: the Prometheus counters (multiprocess directory included).
+
+Handlers do not use this package directly: api/cache.py (cached reads and
+invalidation after writes) does; the worker opens and closes it in api/lifecycle.py.
+"""
+
+from cache.keys import EPOCH_KEY, TTLS, generation_key, ttl_for
+from cache.metrics import prepare_metrics_dir
+from cache.redisio import BoundedRedis, CircuitBreaker, RedisPipe, Unavailable, create_client
+from cache.response import Lookup, ResponseCache, Result, cache_from_config, count_disabled
+
+__all__ = [
+    "EPOCH_KEY",
+    "TTLS",
+    "BoundedRedis",
+    "CircuitBreaker",
+    "Lookup",
+    "RedisPipe",
+    "ResponseCache",
+    "Result",
+    "Unavailable",
+    "cache_from_config",
+    "count_disabled",
+    "create_client",
+    "generation_key",
+    "prepare_metrics_dir",
+    "ttl_for",
+]
