@@ -54,6 +54,7 @@ from db.queries import refresh_tokens as rq
 from db.queries import staff as sq
 from db.queries import tenants as tq
 from load.bench import bench_command
+from load.bench_webhooks import bench_webhooks_command
 from load.cli import load_app
 from tenants import keys
 from tenants.passwords import hash_password
@@ -89,6 +90,7 @@ app.add_typer(load_app, name="load")
 app.add_typer(chaos_app, name="chaos")
 app.add_typer(donor_app, name="donor")
 app.command("bench")(bench_command)
+app.command("bench-webhooks")(bench_webhooks_command)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant slug.")]

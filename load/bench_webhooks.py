@@ -1,0 +1,400 @@
+"""Webhook benchmark: do events and deliveries keep up with donation writes, and what
+do they cost them?
+
+`conectades bench-webhooks` / `python -m load.bench_webhooks` starts a throwaway
+PostgreSQL (load/throwaway.py), the API, `conectades worker` and a receiver on
+127.0.0.1, then records donations through the API at a fixed rate (open loop:
+request i starts at t0 + i/rate whatever the answers) in interleaved phases:
+
+  off   the tenant's endpoint disabled: each donation writes its event (the trigger
+        finds no enabled endpoint)
+  on    the endpoint enabled (donation.created): each donation also writes its
+        delivery, NOTIFYs the worker, and the worker POSTs it, signed
+
+and reports, per phase (median over rounds): the donation write's mean and p95
+latency and the rate reached; for `on`, the delivery lag (receiver's clock minus the
+event's `occurred_at`, which precedes the commit: an upper bound of "after commit"),
+and whether every donation was delivered once. Targets (issue 16): delivery p95
+<= 1 s at 200 donations/s; write mean and p95 with deliveries <= 1.10 x without.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from infra.postgres import free_port
+from infra.servers import ROOT, clean_env, sanic_argv, spawn, stop_group, wait_http_ok
+
+BASE = ROOT / "var" / "bench" / "webhooks"
+ITEMS = 50
+
+
+@dataclass
+class Receiver:
+    """A minimal HTTP/1.1 keep-alive server answering 204 to every POST, in a thread,
+    recording (arrival time, body)."""
+
+    port: int = 0
+    got: list[tuple[float, bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    loop: asyncio.AbstractEventLoop | None = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                body = await reader.readexactly(length)
+                now = time.time()
+                with self.lock:
+                    self.got.append((now, body))
+                writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+        writer.close()
+
+    def start(self) -> None:
+        ready = threading.Event()
+
+        def run() -> None:
+            self.loop = asyncio.new_event_loop()
+
+            async def serve() -> None:
+                server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=512)
+                self.port = server.sockets[0].getsockname()[1]
+                ready.set()
+                await server.serve_forever()
+
+            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+                self.loop.run_until_complete(serve())
+
+        threading.Thread(target=run, daemon=True).start()
+        ready.wait(10)
+
+    def stop(self) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+    def take(self) -> list[tuple[float, bytes]]:
+        with self.lock:
+            got, self.got = self.got, []
+        return got
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+K6_SCRIPT = """
+import http from 'k6/http';
+const items = JSON.parse(__ENV.ITEMS);
+const params = {headers: {'Content-Type': 'application/json', Authorization: 'Bearer ' + __ENV.KEY},
+                responseCallback: http.expectedStatuses(201)};
+export const options = {
+  discardResponseBodies: true,
+  scenarios: {donations: {executor: 'constant-arrival-rate', rate: Number(__ENV.RATE),
+    timeUnit: '1s', duration: __ENV.DURATION + 's', preAllocatedVUs: 50, maxVUs: 400}},
+};
+export default function () {
+  const item = items[Math.floor(Math.random() * items.length)];
+  http.post(__ENV.URL, JSON.stringify({item_id: item, quantity: 1, donor_name: 'Bench',
+    donor_contact: 'bench@example.org'}), params);
+}
+"""
+
+
+def drive(
+    api_url: str, key: str, campaign: dict[str, Any], rate: float, duration: float
+) -> dict[str, Any]:
+    """Donations at `rate`/s for `duration` s (k6, open loop); k6's summary of them."""
+    script, summary = BASE / "donations.js", BASE / "k6-summary.json"
+    script.write_text(K6_SCRIPT)
+    summary.unlink(missing_ok=True)
+    k6 = Path(sys.executable).parent / "k6"
+    env = {
+        **clean_env(),
+        "URL": f"{api_url}/api/v1/campaigns/{campaign['id']}/donations",
+        "KEY": key,
+        "ITEMS": json.dumps([item["id"] for item in campaign["items"]]),
+        "RATE": str(rate),
+        "DURATION": str(duration),
+    }
+    cmd = [
+        str(k6 if k6.exists() else "k6"), "run", "--quiet", "--no-usage-report",
+        "--summary-trend-stats", "avg,p(50),p(95),max", "--summary-export", str(summary),
+        str(script),
+    ]  # fmt: skip
+    with (BASE / "k6.log").open("ab") as out:
+        subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    metrics = json.loads(summary.read_text())["metrics"]
+    duration_ms = metrics["http_req_duration{expected_response:true}"]
+    reqs = metrics["http_reqs"]
+    failed = metrics["http_req_failed"]
+    return {
+        "sent": int(reqs["count"]),
+        "errors": round(failed.get("value", failed.get("rate", 0)) * reqs["count"]),
+        "dropped": int(metrics.get("dropped_iterations", {}).get("count", 0)),
+        "rate": float(reqs["rate"]),
+        "mean_ms": float(duration_ms["avg"]),
+        "p95_ms": float(duration_ms["p(95)"]),
+    }
+
+
+def lags(received: list[tuple[float, bytes]]) -> tuple[list[float], list[str]]:
+    out: list[float] = []
+    ids: list[str] = []
+    for at, body in received:
+        doc = json.loads(body)
+        occurred = datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00")).timestamp()
+        out.append(at - occurred)
+        ids.append(doc["data"]["id"])
+    return out, ids
+
+
+async def _provision(admin_dsn: str) -> str:
+    import asyncpg
+
+    from tenants.provisioning import tenant_with_key
+
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        made = await tenant_with_key(
+            conn, slug="bench-webhooks", name="Bench", scopes=["read", "write", "keys"]
+        )
+        return made.key
+    finally:
+        await conn.close()
+
+
+def _contact_keys() -> dict[str, str]:
+    """The donor-contact keys, when this version of the API needs them (db/crypto.py)."""
+    try:
+        from db.crypto import new_key  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return {}
+    return {
+        "CONECTADES_CONTACT_KEYS": f"1:{new_key()}",
+        "CONECTADES_CONTACT_HMAC_KEY": new_key(),
+    }
+
+
+async def _count(admin_dsn: str, query: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        return int(await conn.fetchval(query))
+    finally:
+        await conn.close()
+
+
+DONATIONS = "SELECT count(*) FROM donation"
+UNSETTLED = "SELECT count(*) FROM webhook_delivery WHERE status <> 'succeeded'"
+
+
+def _phases(
+    api_url: str,
+    admin_dsn: str,
+    key: str,
+    receiver: Receiver,
+    rate: float,
+    duration: float,
+    rounds: int,
+    log: Any,
+) -> dict[str, Any]:
+    import httpx  # a dev dependency: imported when the benchmark runs, not with the CLI
+
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=api_url, headers=headers, timeout=30) as client:
+        items = [
+            {"name": f"item {n}", "unit": "unit", "quantity_requested": 10**6} for n in range(ITEMS)
+        ]
+        r = client.post(
+            "/api/v1/campaigns",
+            json={"slug": "bench", "title": "Bench", "status": "published", "items": items},
+        )
+        r.raise_for_status()
+        campaign = r.json()
+        r = client.post(
+            "/api/v1/webhooks",
+            json={
+                "url": f"http://127.0.0.1:{receiver.port}/hook",
+                "event_types": ["donation.created"],
+                "enabled": False,
+            },
+        )
+        r.raise_for_status()
+        hook = r.json()
+        drive(api_url, key, campaign, rate, min(duration, 3))  # warm-up, not counted
+        results: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+        for n in range(rounds):
+            for phase in ("off", "on"):
+                r = client.patch(f"/api/v1/webhooks/{hook['id']}", json={"enabled": phase == "on"})
+                r.raise_for_status()
+                receiver.take()
+                before = asyncio.run(_count(admin_dsn, DONATIONS))
+                result = drive(api_url, key, campaign, rate, duration)
+                written = asyncio.run(_count(admin_dsn, DONATIONS)) - before
+                result["written"] = written
+                if phase == "on":
+                    deadline = time.monotonic() + 60
+                    while time.monotonic() < deadline and len(receiver.got) < written:
+                        time.sleep(0.2)
+                    time.sleep(1)  # anything sent twice would show now
+                    lag, delivered = lags(receiver.take())
+                    result["delivered"] = len(delivered)
+                    result["delivered_distinct"] = len(set(delivered))
+                    result["unsettled"] = asyncio.run(_count(admin_dsn, UNSETTLED))
+                    result["lag_p50_ms"] = pct(lag, 0.5) * 1000
+                    result["lag_p95_ms"] = pct(lag, 0.95) * 1000
+                    result["lag_max_ms"] = max(lag) * 1000 if lag else float("nan")
+                results[phase].append(result)
+                log(
+                    f"round {n + 1} {phase:>3}: "
+                    + ", ".join(f"{k}={_fmt(v)}" for k, v in result.items())
+                )
+    return results
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def summarize(results: dict[str, list[dict[str, Any]]], rate: float) -> dict[str, Any]:
+    def med(phase: str, key: str) -> float:
+        return float(statistics.median(r[key] for r in results[phase]))
+
+    off_mean, on_mean = med("off", "mean_ms"), med("on", "mean_ms")
+    off_p95, on_p95 = med("off", "p95_ms"), med("on", "p95_ms")
+    lag_p95 = max(r["lag_p95_ms"] for r in results["on"])
+    complete = all(
+        r["delivered_distinct"] == r["written"] and r["unsettled"] == 0 for r in results["on"]
+    )
+    return {
+        "rate_target": rate,
+        "rate_off": med("off", "rate"),
+        "rate_on": med("on", "rate"),
+        "write_mean_ms": {"off": off_mean, "on": on_mean, "ratio": on_mean / off_mean},
+        "write_p95_ms": {"off": off_p95, "on": on_p95, "ratio": on_p95 / off_p95},
+        "delivery_lag_ms": {
+            "p50": med("on", "lag_p50_ms"),
+            "p95_worst_round": lag_p95,
+            "max": max(r["lag_max_ms"] for r in results["on"]),
+        },
+        "every_donation_delivered": complete,
+        "errors": sum(r["errors"] for rs in results.values() for r in rs),
+        "dropped": sum(r["dropped"] for rs in results.values() for r in rs),
+        "targets_met": {
+            "delivery_p95_le_1s": lag_p95 <= 1000,
+            "write_slowdown_le_10pct": on_mean / off_mean <= 1.10,
+            "complete": complete,
+        },
+    }
+
+
+def run(
+    rate: float, duration: float, rounds: int, workers: int, log: Any = print
+) -> dict[str, Any]:
+    from load import throwaway
+
+    # SIGTERM ends the run through its `finally` (the servers it started are stopped).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    receiver = Receiver()
+    receiver.start()
+    procs = []
+    try:
+        with throwaway.services(BASE) as urls:
+            port = free_port()
+            env = clean_env(
+                CONECTADES_DATABASE_URL=urls["api"],
+                CONECTADES_REDIS_URL=urls["redis"],
+                CONECTADES_JWT_SECRET="bench-" + "x" * 40,
+                CONECTADES_RATE_LIMIT_RATE="0",
+                CONECTADES_AUTH_FAILURE_RATE="0",
+                CONECTADES_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
+                **_contact_keys(),
+            )
+            api_log, worker_log = BASE / "api.log", BASE / "worker.log"
+            api = spawn(sanic_argv("api.server:create_app", port, workers=workers), env, api_log)
+            procs.append(api)
+            wait_http_ok(api, f"http://127.0.0.1:{port}/health/ready", 60, log=api_log, name="API")
+            worker = spawn([sys.executable, "-m", "admin", "worker"], env, worker_log)
+            procs.append(worker)
+            key = asyncio.run(_provision(urls["admin"]))
+            log(
+                f"rate {rate:g}/s, {duration:g} s per phase, {rounds} rounds (off, on), "
+                f"{workers} API workers"
+            )
+            results = _phases(
+                f"http://127.0.0.1:{port}",
+                urls["admin"],
+                key,
+                receiver,
+                rate,
+                duration,
+                rounds,
+                log,
+            )
+            for proc in reversed(procs):
+                stop_group(proc)
+            return {"rounds": results, "summary": summarize(results, rate)}
+    finally:
+        for proc in procs:
+            stop_group(proc)
+        receiver.stop()
+
+
+def bench_webhooks_command(
+    rate: Annotated[float, typer.Option(min=1, max=5000, help="Donations per second.")] = 200,
+    duration: Annotated[float, typer.Option(min=1, max=600, help="Seconds per phase.")] = 15,
+    rounds: Annotated[int, typer.Option(min=1, max=10, help="Rounds of (off, on).")] = 2,
+    workers: Annotated[int, typer.Option(min=1, max=16, help="API worker processes.")] = 2,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None,
+) -> None:
+    """Webhook deliveries at a donation rate: delivery lag, and the write latency with
+    an enabled endpoint vs without (load/bench_webhooks.py)."""
+    result = run(rate, duration, rounds, workers)
+    s = result["summary"]
+    print(
+        f"\nwrites at {s['rate_target']:g}/s: reached {s['rate_off']:.1f}/s (off), "
+        f"{s['rate_on']:.1f}/s (on)\n"
+        f"write mean  off {s['write_mean_ms']['off']:.1f} ms, "
+        f"on {s['write_mean_ms']['on']:.1f} ms, "
+        f"ratio {s['write_mean_ms']['ratio']:.3f}\n"
+        f"write p95   off {s['write_p95_ms']['off']:.1f} ms, on {s['write_p95_ms']['on']:.1f} ms, "
+        f"ratio {s['write_p95_ms']['ratio']:.3f}\n"
+        f"delivery lag after the event: p50 {s['delivery_lag_ms']['p50']:.0f} ms, "
+        f"p95 {s['delivery_lag_ms']['p95_worst_round']:.0f} ms (worst round), "
+        f"max {s['delivery_lag_ms']['max']:.0f} ms\n"
+        f"every donation delivered once or more: {s['every_donation_delivered']}; "
+        f"errors: {s['errors']}; iterations k6 could not start in time: {s['dropped']}\n"
+        f"targets: {json.dumps(s['targets_met'])}"
+    )
+    print("JSON " + json.dumps(s))
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    typer.run(bench_webhooks_command)
