@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("CONECTADES_VAR", ROOT / "var"))
 ENV_FILE = VAR / "stack.env"
 CREDENTIALS = VAR / "credentials.json"
+MAIL_DIR = VAR / "mail"  # what the stack's email sent: the local SMTP sink's .eml files
 API_ROLE = "conectades_api"
 
 
@@ -57,6 +58,9 @@ def load_env() -> dict[str, str]:
         "API_PORT": str(_port_or_free(8000)),
         "REDIS_PORT": str(_port_or_free(56379)),
         "EDGE_PORT": str(_port_or_free(8080)),
+        # Signs the emailed "Confirmar recebimento" links (notify/links.py).
+        "LINK_SECRET": secrets.token_urlsafe(48),
+        "SMTP_PORT": str(_port_or_free(2525)),
     }
     changed = False
     for key, value in defaults.items():
@@ -148,6 +152,32 @@ class Settings:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.env['API_PORT']}"
 
+    @property
+    def external_smtp(self) -> str | None:
+        return os.environ.get("CONECTADES_SMTP_HOST") or None
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['EDGE_PORT']}"
+
+    def mail_env(self) -> dict[str, str]:
+        """Email settings (notify/settings.py): the local sink unless CONECTADES_SMTP_HOST
+        names a real server (then its CONECTADES_SMTP_* from the environment apply)."""
+        env = {
+            "CONECTADES_LINK_SECRET": self.env["LINK_SECRET"],
+            "CONECTADES_PUBLIC_URL": os.environ.get("CONECTADES_PUBLIC_URL") or self.edge_url,
+        }
+        if not self.external_smtp:
+            env.update(
+                {
+                    "CONECTADES_SMTP_HOST": "127.0.0.1",
+                    "CONECTADES_SMTP_PORT": self.env["SMTP_PORT"],
+                    "CONECTADES_SMTP_FROM": "Conectades <nao-responda@conectades.localhost>",
+                    "CONECTADES_SMTP_TLS": "none",
+                }
+            )
+        return env
+
     def process_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
@@ -161,6 +191,7 @@ class Settings:
                 "CONECTADES_WEBHOOK_ALLOWED_HOSTS": os.environ.get(
                     "CONECTADES_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1"
                 ),
+                **self.mail_env(),
             }
         )
         return env
@@ -188,6 +219,10 @@ def supervisor(settings: Settings) -> Supervisor:
         )
     if not settings.external_redis:
         programs.append(Program("redis", settings.local_redis.command(), 20, logs / "redis.log"))
+    if not settings.external_smtp:
+        programs.append(
+            Program("mail", mail_command(settings), 25, logs / "mail.log", directory=ROOT)
+        )
     programs.append(
         Program(
             "api",
@@ -226,6 +261,24 @@ def api_command(settings: Settings) -> list[str]:
         "--host", "127.0.0.1", "--port", settings.env["API_PORT"],
         "--workers", str(settings.workers), "--no-motd",
     ]  # fmt: skip
+
+
+def mail_command(settings: Settings) -> list[str]:
+    """The local SMTP sink: every message the stack sends, one .eml file each."""
+    return [
+        sys.executable, "-m", "infra.smtp_sink", "--host", "127.0.0.1",
+        "--port", settings.env["SMTP_PORT"], "--dir", str(MAIL_DIR),
+    ]  # fmt: skip
+
+
+def port_open(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def edge(settings: Settings) -> LocalNginx:
@@ -401,6 +454,19 @@ def services(settings: Settings, sup: Supervisor | None = None) -> list[Service]
                 describe=lambda: f"running on 127.0.0.1:{redis.port}",
             )
         )
+    if settings.external_smtp:
+        found.append(External("mail", "CONECTADES_SMTP_HOST"))
+    else:
+        mail_port = int(settings.env["SMTP_PORT"])
+        found.append(
+            Supervised(
+                "mail",
+                sup,
+                prepare=lambda: MAIL_DIR.mkdir(parents=True, exist_ok=True),
+                ready=lambda: port_open(mail_port),
+                describe=lambda: f"SMTP sink on 127.0.0.1:{mail_port}, writing {MAIL_DIR}/",
+            )
+        )
     found.append(Migrations(settings))
     found.append(
         Supervised(
@@ -417,7 +483,7 @@ def services(settings: Settings, sup: Supervisor | None = None) -> list[Service]
             sup,
             prepare=lambda: None,
             ready=lambda: True,  # running once supervisord says so (its startsecs)
-            describe=lambda: "delivering webhooks (var/log/worker.log)",
+            describe=lambda: "delivering webhooks and email (var/log/worker.log)",
         )
     )
     nginx = edge(settings)
@@ -434,13 +500,7 @@ def services(settings: Settings, sup: Supervisor | None = None) -> list[Service]
 
 
 def pg_ready(pg: LocalPostgres) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", pg.port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+    return port_open(pg.port)
 
 
 def demo(settings: Settings) -> dict[str, str]:
@@ -510,6 +570,11 @@ def cmd_up(settings: Settings) -> None:
     seed_demo(settings)
     url = settings.api_url
     edge = f"http://127.0.0.1:{settings.env['EDGE_PORT']}"
+    mail = (
+        f"via {settings.external_smtp} (CONECTADES_SMTP_HOST)"
+        if settings.external_smtp
+        else f"{MAIL_DIR}/  (one .eml file per message; local SMTP sink, nothing leaves)"
+    )
     print(
         f"""
 Conectades is up.
@@ -522,6 +587,7 @@ Conectades is up.
   Redis cache      {settings.redis_url}
   Public           {edge}/api/public/campaigns
   Webhooks         the worker delivers them; 127.0.0.1 allowed as a destination
+  Sent email       {mail}
 
   Tenant           {creds["tenant"]}
   API key          {creds["api_key"]}
@@ -609,6 +675,8 @@ def main(argv: list[str] | None = None) -> int:
         ):
             print(f"export {key}={shlex.quote(settings.process_env()[key])}")
         print(f"export CONECTADES_JWT_SECRET={shlex.quote(settings.env['JWT_SECRET'])}")
+        for key, value in settings.mail_env().items():
+            print(f"export {key}={shlex.quote(value)}")
         print(f"export CONECTADES_API_URL={shlex.quote(settings.api_url)}")
         edge = f"http://127.0.0.1:{settings.env['EDGE_PORT']}"
         print(f"export CONECTADES_EDGE_URL={shlex.quote(edge)}")
