@@ -1,4 +1,5 @@
-"""Render the edge's nginx.conf: microcache, per-IP limits, gzip, static files, JSON log.
+"""Render the edge's nginx.conf (the template edge/templates/nginx.conf.j2, filled from
+an `EdgeConfig`): microcache, per-IP limits, gzip, static files, JSON log.
 
 Everything the server writes (pid, logs, temp files, cache) lives under the prefix
 and the directories given, so it runs as a project-local process:
@@ -24,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jinja2
+
 __all__ = [
     "PAGE_LOCATIONS",
     "PUBLIC_PREFIXES",
@@ -37,6 +40,7 @@ __all__ = [
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_PREFIX = ROOT / "var" / "edge"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 
 # Public GETs that the microcache may serve (anonymous, identical for everyone).
 PUBLIC_PREFIXES = ("/api/public/", "/api/campanhas/listar")
@@ -200,7 +204,14 @@ def _headers(extra: Sequence[tuple[str, str]] = ()) -> str:
     return "".join(f"        add_header {name} {_q(value)} always;\n" for name, value in lines)
 
 
-def _problem_locations() -> str:
+@dataclass(frozen=True)
+class _Problem:
+    status: int
+    body: str
+    headers: tuple[tuple[str, str], ...]
+
+
+def _problems() -> list[_Problem]:
     out = []
     for status, title, detail in PROBLEMS:
         body = json.dumps(
@@ -209,15 +220,9 @@ def _problem_locations() -> str:
         )
         # 502 and 504 too: the API is restarting or busy (a careful client backs off
         # for a second instead of hammering; seen in the chaos run's helper kill).
-        extra = (("Retry-After", "1"),) if status in (429, 502, 503, 504) else ()
-        out.append(
-            f"    location @problem_{status} {{\n"
-            f"        default_type application/problem+json;\n"
-            f"{_headers((('Cache-Control', 'no-store'), *extra))}"
-            f"        return {status} {_q(body)};\n"
-            f"    }}\n"
-        )
-    return "".join(out)
+        retry = (("Retry-After", "1"),) if status in (429, 502, 503, 504) else ()
+        out.append(_Problem(status, body, (("Cache-Control", "no-store"), *retry)))
+    return out
 
 
 def _log_format() -> str:
@@ -225,217 +230,42 @@ def _log_format() -> str:
     return "{" + ",".join(parts) + "}"
 
 
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,  # nginx syntax, not HTML; values are quoted where nginx needs it  # noqa: S701
+)
+_TEMPLATES.filters["q"] = _q
+
+
 def render(cfg: EdgeConfig | int, upstreams: Sequence[str] | None = None, **options: object) -> str:
     """The complete nginx.conf text (paths absolute), for an EdgeConfig or for
-    `render(listen_port, upstreams, cache_dir=..., log_dir=..., ...)`."""
+    `render(listen_port, upstreams, cache_dir=..., log_dir=..., ...)`: the template
+    edge/templates/nginx.conf.j2 filled from the settings."""
     if not isinstance(cfg, EdgeConfig):
         cfg = EdgeConfig(listen_port=cfg, upstreams=list(upstreams or ()), **options)  # type: ignore[arg-type]
     if not cfg.upstreams:
         raise ValueError("at least one upstream is needed")
     prefix = cfg.prefix.resolve()
-    tmp = (cfg.temp_dir or prefix / "tmp").resolve()
     logs = cfg.logs.resolve()
-    access_log = cfg.access_log_path or str(logs / "access.log")
-    error_log = cfg.error_log_path or str(logs / "error.log")
-    resolve = " resolve" if cfg.resolve_upstreams else ""
-    servers = "".join(
-        f"        server {u} max_fails={cfg.max_fails} fail_timeout=2s{resolve};\n"
-        for u in cfg.upstreams
-    )
-    # `resolve` keeps the resolved addresses in shared memory: it needs a zone.
-    zone = "        zone api 1m;\n" if cfg.resolve_upstreams else ""
-    keepalive_time = (
-        f"        keepalive_time {cfg.upstream_keepalive_time};\n"
-        if cfg.upstream_keepalive_time
-        else ""
-    )
-    resolver = (
-        f"    resolver {cfg.resolver} valid=5s ipv6=off;\n    resolver_timeout 2s;\n"
-        if cfg.resolver
-        else ""
-    )
     public = [*PUBLIC_PREFIXES, *cfg.extra_public_prefixes]
-    proxy = "        proxy_pass http://api;\n"
-    limit_conn = f"        limit_conn perip {cfg.conn_limit};\n" if cfg.per_ip_limits else ""
-    limit_req = (
-        f"        limit_req zone=public burst={cfg.burst} nodelay;\n" if cfg.per_ip_limits else ""
+    return _TEMPLATES.get_template("nginx.conf.j2").render(
+        cfg=cfg,
+        prefix=prefix,
+        tmp=(cfg.temp_dir or prefix / "tmp").resolve(),
+        access_log=cfg.access_log_path or str(logs / "access.log"),
+        error_log=cfg.error_log_path or str(logs / "error.log"),
+        cache_path=cfg.cache_path.resolve(),
+        static=str(cfg.static_dir.resolve()).rstrip("/") + "/",
+        log_format=_log_format(),
+        cached_locations=[*(f"^~ {p}" for p in public), *PAGE_LOCATIONS],
+        gone_statuses=GONE_STATUSES,
+        headers=_headers,
+        problems=_problems(),
     )
-    matches = [*(f"^~ {p}" for p in public), *PAGE_LOCATIONS]
-    public_locations = "".join(
-        f"    location {m} {{\n"
-        f"{limit_req}"
-        f"{limit_conn}"
-        f"        proxy_cache micro;\n"
-        f"        proxy_cache_key $scheme$host$request_uri;\n"
-        # A page that is gone (deleted, unpublished, suspended) is cached like a
-        # page (the API marks that 404 public for a second): the background refresh
-        # stores the 404 and the stale 200 stops being served. With only 200
-        # cacheable, each refresh's 404 was dropped and the stale 200 went on being
-        # served as long as requests kept coming.
-        f"        proxy_cache_valid 200 {GONE_STATUSES} {cfg.cache_valid};\n"
-        f"        proxy_cache_lock on;\n"
-        f"        proxy_cache_lock_timeout 5s;\n"
-        # Stale while the API is down, for as long as it is down. Stale while a
-        # refresh runs only within the response's own `stale-while-revalidate` (1 s,
-        # api/cache.py): with `updating` here, the first visitor after a quiet spell
-        # got a page of any age, deleted or unpublished since.
-        f"        proxy_cache_use_stale error timeout"
-        f" http_500 http_502 http_503 http_504;\n"
-        f"        proxy_cache_background_update on;\n"
-        f"        proxy_cache_bypass $http_authorization;\n"
-        f"        proxy_no_cache $http_authorization;\n"
-        f"{_headers()}"
-        f"{proxy}"
-        f"    }}\n"
-        for m in matches
-    )
-    user = f"user {cfg.user};\n" if cfg.user else ""
-    static = str(cfg.static_dir.resolve()).rstrip("/") + "/"
-    return f"""# Rendered by edge/render.py; do not edit (re-render instead).
-{user}worker_processes {cfg.worker_processes};
-daemon {"on" if cfg.daemon else "off"};
-pid {prefix / "nginx.pid"};
-error_log {error_log} warn;
-
-events {{
-    worker_connections {cfg.worker_connections};
-}}
-
-http {{
-    server_tokens off;
-    types {{
-        text/html html htm;
-        text/css css;
-        application/javascript js mjs;
-        application/json json;
-        image/svg+xml svg;
-        image/png png;
-        image/x-icon ico;
-        text/plain txt;
-    }}
-    default_type application/octet-stream;
-    charset_types text/css application/javascript application/json;
-
-    client_body_temp_path {tmp / "client_body"};
-    proxy_temp_path {tmp / "proxy"};
-    fastcgi_temp_path {tmp / "fastcgi"};
-    uwsgi_temp_path {tmp / "uwsgi"};
-    scgi_temp_path {tmp / "scgi"};
-
-    # API answers (and microcache hits) without sendfile: nginx reads the small
-    # cached body and writes headers and body in one writev. With sendfile it needs
-    # TCP_CORK (tcp_nopush) to send them in one segment, and nginx ends a request
-    # that served STALE only when its background refresh ends: until then the corked
-    # stale body sat in the kernel (up to its 200 ms cork limit; 52-205 ms measured
-    # in the 1000-user run, 1-10 ms without). Without the cork, sendfile sent headers
-    # and body apart: hits fell from 0.89 to 0.74 of the static ceiling. Static
-    # files (large, never STALE) keep sendfile and the cork.
-    sendfile off;
-    tcp_nopush off;
-    tcp_nodelay on;
-    keepalive_timeout 65s;
-    keepalive_requests 100000;
-    client_max_body_size {cfg.client_max_body_size};
-    client_body_timeout 10s;
-    client_header_timeout 10s;
-    send_timeout 30s;
-
-    # The client's X-Request-ID when it looks sane, else one generated here.
-    map $http_x_request_id $edge_request_id {{
-        default $request_id;
-        "~^[A-Za-z0-9._:-]{{1,128}}$" $http_x_request_id;
-    }}
-    # X-Cache-Status on every response: BYPASS where the microcache is not used.
-    map $upstream_cache_status $edge_cache_status {{
-        default $upstream_cache_status;
-        "" BYPASS;
-    }}
-
-    log_format edge_json escape=json '{_log_format()}';
-    # Buffered: one write per 64 KiB or per second, not one per request.
-    access_log {access_log} edge_json buffer=64k flush=1s;
-
-    proxy_cache_path {cfg.cache_path.resolve()} levels=1:2 keys_zone=micro:10m
-                     max_size={cfg.cache_max_size} inactive=10m use_temp_path=off;
-
-    limit_req_zone $binary_remote_addr zone=public:10m rate={cfg.rate};
-    limit_req_zone $binary_remote_addr zone=token:10m rate={cfg.token_rate};
-    limit_conn_zone $binary_remote_addr zone=perip:10m;
-    limit_req_status 429;
-    limit_conn_status 429;
-    limit_req_log_level warn;
-    limit_conn_log_level warn;
-
-    gzip on;
-    gzip_comp_level 5;
-    gzip_min_length 512;
-    gzip_vary on;
-    gzip_proxied any;
-    # text/html is always compressed when gzip is on (listing it is a warning).
-    gzip_types application/json application/problem+json text/css application/javascript
-               text/plain image/svg+xml;
-
-{resolver}    upstream api {{
-{zone}{servers}        keepalive {cfg.keepalive};
-        keepalive_timeout {cfg.upstream_keepalive_timeout};
-{keepalive_time}    }}
-
-    proxy_http_version 1.1;
-    proxy_set_header Connection "";
-    proxy_set_header Host $host;
-    proxy_set_header X-Real-IP $remote_addr;
-    proxy_set_header X-Forwarded-For $remote_addr;
-    proxy_set_header X-Forwarded-Proto $scheme;
-    proxy_set_header X-Request-ID $edge_request_id;
-    # The cache stores identity bodies; gzip happens here, per client.
-    proxy_set_header Accept-Encoding "";
-    proxy_hide_header X-Request-ID;
-    proxy_connect_timeout {cfg.connect_timeout};
-    proxy_send_timeout {cfg.send_timeout};
-    proxy_read_timeout {cfg.read_timeout};
-    # Only idempotent requests move to the next worker: nginx's default never
-    # re-sends a POST that already reached one (the flag that would is not set).
-    proxy_next_upstream error timeout;
-    proxy_next_upstream_tries {cfg.next_upstream_tries};
-    proxy_next_upstream_timeout {cfg.next_upstream_timeout};
-
-    server {{
-        listen {cfg.listen_host}:{cfg.listen_port} reuseport backlog=4096;
-        server_name _;
-
-        error_page 413 @problem_413;
-        error_page 429 @problem_429;
-        error_page 502 @problem_502;
-        error_page 503 @problem_503;
-        error_page 504 @problem_504;
-
-{_headers()}
-{public_locations}
-    location ^~ /api/token {{
-        limit_req zone=token burst={cfg.token_burst} nodelay;
-{limit_conn}{_headers()}{proxy}    }}
-
-    # Every spelling of /metrics (a trailing slash, doubled slashes, /metrics/x, any
-    # case): prefix locations match the literal URI, and the app answers /metrics/
-    # too unless told otherwise, so an exact match alone left /metrics/ public.
-    location ~* "^/+metrics(?:[/?.;]|$)" {{
-        allow 127.0.0.1;
-        deny all;
-{_headers()}{proxy}    }}
-
-    location ^~ /static/ {{
-        alias {static};
-        sendfile on;
-        tcp_nopush on;
-        etag on;
-{_headers((("Cache-Control", "public, max-age=2592000, immutable"),))}    }}
-
-    location / {{
-{limit_conn}{_headers()}{proxy}    }}
-
-{_problem_locations()}    }}
-}}
-"""
 
 
 def write(cfg: EdgeConfig, path: Path | None = None) -> Path:

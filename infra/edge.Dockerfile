@@ -5,9 +5,10 @@
 # Run: compose uses /etc/edge/compose.conf (the default), Kubernetes passes
 # `-c /etc/edge/k8s.conf`.
 
-# ---- render: only the standard library is needed (edge/render.py imports nothing else)
+# ---- render: edge/render.py needs only Jinja2 (the template edge/templates/nginx.conf.j2)
 FROM python:3.11-slim-bookworm AS render
 WORKDIR /src
+RUN pip install --no-cache-dir Jinja2==3.1.6
 COPY edge/ edge/
 RUN mkdir -p /out \
     && python -m edge.render --target compose --out /out/compose.conf \

@@ -535,6 +535,24 @@ def test_dockerignore_allows_only_what_the_images_copy() -> None:
                     assert top in allowed, f"{path.name} copies {src}, excluded by .dockerignore"
 
 
+def test_api_image_copies_every_packaged_folder() -> None:
+    """`pip install .` in the image builds what pyproject lists: a package folder the
+    Dockerfile does not copy (or .dockerignore leaves out) fails only in a container,
+    at import time (cache/ and worker/ were added after the Dockerfile was written)."""
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    tops = {name.split(".")[0] for name in packages["packages"]}
+    copied = {
+        src.rstrip("/").split("/")[0]
+        for stage in stages(API_DOCKERFILE)
+        for args in stage.get("COPY", [])
+        if not args.startswith("--from")
+        for src in args.split()[:-1]
+    }
+    assert tops <= copied, f"{API_DOCKERFILE.name} does not copy {sorted(tops - copied)}"
+
+
 # ---------------------------------------------------------------- nginx -t
 
 
