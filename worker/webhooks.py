@@ -64,10 +64,18 @@ class WebhookJob:
             retries=0,
         )
         self.in_flight: set[asyncio.Task[None]] = set()
+        # Successes wait here a moment and are written together, one transaction per
+        # tenant (a transaction per delivery cost more than the delivery itself).
+        self.succeeded: list[tuple[asyncpg.Record, int, int]] = []
+        self.record_soon = asyncio.Event()
+        self.recorder: asyncio.Task[None] | None = None
 
     async def drain(self) -> int:
+        if self.recorder is None:
+            self.recorder = asyncio.create_task(self._record_loop(), name="webhook-recorder")
         free = self.cfg.WEBHOOK_CONCURRENCY - len(self.in_flight)
-        if free <= 0:
+        # Claim in batches, not one row per freed slot (each claim is a query).
+        if free <= 0 or (self.in_flight and free < self.cfg.WEBHOOK_CONCURRENCY // 4):
             return 0
         async with self.pool.acquire() as conn:
             rows = await q.claim(
@@ -95,6 +103,11 @@ class WebhookJob:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*pending, return_exceptions=True)
+        if self.recorder is not None:
+            self.recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.recorder
+        await self._record_successes()
         await self.http.aclose()
 
     async def deliver(self, row: asyncpg.Record) -> None:
@@ -128,7 +141,8 @@ class WebhookJob:
             error = f"unsupported URL: {exc}"
         latency_ms = int((time.monotonic() - started) * 1000)
         if status is not None and 200 <= status < 300:
-            await self._record_success(row, status, latency_ms)
+            self.succeeded.append((row, status, latency_ms))
+            self.record_soon.set()
             return
         if status is not None:
             error = f"HTTP {status}" + (
@@ -150,20 +164,28 @@ class WebhookJob:
                         break  # the status is all we need; the connection is dropped
                 return int(response.status)
 
-    async def _record_success(self, row: asyncpg.Record, status: int, latency_ms: int) -> None:
-        try:
-            async with tenant_transaction(self.pool, row["tenant_id"]) as conn:
-                await q.succeed(
-                    conn,
-                    tenant_id=row["tenant_id"],
-                    delivery_id=row["delivery_id"],
-                    attempts=row["attempts"],
-                    response_status=status,
-                    latency_ms=latency_ms,
-                )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            # Sent but not recorded: the lease expires and it is sent again (at least once).
-            log.warning("delivery %s sent but not recorded: %s", row["delivery_id"], exc)
+    async def _record_loop(self) -> None:
+        while True:
+            await self.record_soon.wait()
+            await asyncio.sleep(0.02)  # let a few more finish
+            self.record_soon.clear()
+            await self._record_successes()
+
+    async def _record_successes(self) -> None:
+        batch, self.succeeded = self.succeeded, []
+        by_tenant: dict[UUID, list[tuple[UUID, int, int, int]]] = {}
+        for row, status, latency_ms in batch:
+            by_tenant.setdefault(row["tenant_id"], []).append(
+                (row["delivery_id"], row["attempts"], status, latency_ms)
+            )
+        for tenant_id, outcomes in by_tenant.items():
+            try:
+                async with tenant_transaction(self.pool, tenant_id) as conn:
+                    await q.succeed_many(conn, tenant_id=tenant_id, outcomes=outcomes)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                # Sent but not recorded: the leases expire and they are sent again
+                # (at least once).
+                log.warning("%d deliveries sent but not recorded: %s", len(outcomes), exc)
 
     def retry_delay(self, attempts: int) -> float | None:
         """Seconds until the next attempt after `attempts` attempts; None: dead."""

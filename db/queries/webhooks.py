@@ -95,18 +95,22 @@ SELECT {DELIVERY_COLUMNS} FROM retried d JOIN event ev ON ev.id = d.event_id
 
 NOTIFY_WORKER = "SELECT pg_notify('webhook_delivery', '')"
 CLAIM = "SELECT * FROM webhook_claim($1, $2)"
-# The outcome of one claimed attempt. `attempts` guards against a late answer from a
+# The outcome of claimed attempts. `attempts` guards against a late answer from a
 # worker whose lease expired and whose delivery was claimed again meanwhile.
-SUCCEED_DELIVERY = """
-UPDATE webhook_delivery SET
+# Successes: many of one tenant in one statement (the worker batches them).
+SUCCEED_DELIVERIES = """
+UPDATE webhook_delivery d SET
     status = 'succeeded', leased_until = NULL, delivered_at = now(),
-    response_status = $4, latency_ms = $5, last_error = NULL
-WHERE tenant_id = $1 AND id = $2 AND attempts = $3 AND status = 'pending'
-RETURNING endpoint_id
+    response_status = u.response_status, latency_ms = u.latency_ms, last_error = NULL
+FROM unnest($2::uuid[], $3::int[], $4::int[], $5::int[])
+    AS u(id, attempts, response_status, latency_ms)
+WHERE d.tenant_id = $1 AND d.id = u.id AND d.attempts = u.attempts AND d.status = 'pending'
+RETURNING d.endpoint_id
 """
-CLEAR_ENDPOINT_FAILURE = """
+CLEAR_ENDPOINTS_FAILURE = """
 UPDATE webhook_endpoint SET failing_since = NULL, consecutive_dead = 0
-WHERE tenant_id = $1 AND id = $2 AND (failing_since IS NOT NULL OR consecutive_dead <> 0)
+WHERE tenant_id = $1 AND id = ANY($2::uuid[])
+  AND (failing_since IS NOT NULL OR consecutive_dead <> 0)
 """
 FAIL_DELIVERY = """
 UPDATE webhook_delivery SET
@@ -246,22 +250,20 @@ async def claim(conn: asyncpg.Connection, *, limit: int, lease: float) -> list[a
     return rows
 
 
-async def succeed(
+async def succeed_many(
     conn: asyncpg.Connection,
     *,
     tenant_id: UUID,
-    delivery_id: UUID,
-    attempts: int,
-    response_status: int,
-    latency_ms: int,
-) -> bool:
-    endpoint_id = await conn.fetchval(
-        SUCCEED_DELIVERY, tenant_id, delivery_id, attempts, response_status, latency_ms
-    )
-    if endpoint_id is None:
-        return False
-    await conn.execute(CLEAR_ENDPOINT_FAILURE, tenant_id, endpoint_id)
-    return True
+    outcomes: list[tuple[UUID, int, int, int]],
+) -> int:
+    """Record successes `(delivery_id, attempts, response_status, latency_ms)` of one
+    tenant; how many were still this attempt's (a lease that expired is skipped)."""
+    ids, attempts, statuses, latencies = (list(col) for col in zip(*outcomes, strict=True))
+    endpoints = await conn.fetch(SUCCEED_DELIVERIES, tenant_id, ids, attempts, statuses, latencies)
+    if endpoints:
+        distinct = list({row["endpoint_id"] for row in endpoints})
+        await conn.execute(CLEAR_ENDPOINTS_FAILURE, tenant_id, distinct)
+    return len(endpoints)
 
 
 async def fail(
