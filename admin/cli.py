@@ -48,6 +48,7 @@ from api.config import AppConfig
 from cache import CircuitBreaker, ResponseCache, create_client
 from db import migrate as migrations
 from db.queries import donors as dq
+from db.queries import events as eq
 from db.queries import idempotency as iq
 from db.queries import keys as kq
 from db.queries import refresh_tokens as rq
@@ -98,6 +99,7 @@ TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant slug.")]
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@+-]{1,150}$")
 MIN_PASSWORD = 8
+MIN_EVENT_RETENTION = 30  # days: the events feed's promise (issue 16)
 
 
 class Role(StrEnum):
@@ -203,7 +205,8 @@ def db_prune(
 ) -> None:
     """Delete expired idempotency records (older than CONECTADES_IDEMPOTENCY_TTL
     seconds, default one day) and refresh tokens expired over an hour ago, and erase
-    donor contacts older than CONECTADES_CONTACT_RETENTION_DAYS (default 365).
+    donor contacts older than CONECTADES_CONTACT_RETENTION_DAYS (default 365). Events
+    older than CONECTADES_EVENT_RETENTION_DAYS (default 90, at least 30) are deleted too.
 
     Nothing else removes them. Safe while the API serves: each batch is its own
     short statement. Run it daily (cron, or infra/k8s/prune-cronjob.yaml)."""
@@ -223,11 +226,28 @@ def db_prune(
         async with admin_connection() as conn:
             records = await drain(lambda: iq.delete_expired(conn, ttl=ttl, limit=batch))
             tokens = await drain(lambda: rq.delete_expired(conn, limit=batch))
+            events = await drain(
+                lambda: eq.delete_older_than(conn, days=event_retention, limit=batch)
+            )
             contacts = await drain(
                 lambda: dq.erase_expired_contacts(conn, days=retention, limit=batch)
             )
-        return {"idempotency_records": records, "refresh_tokens": tokens, "contacts": contacts}
+        return {
+            "idempotency_records": records,
+            "refresh_tokens": tokens,
+            "contacts": contacts,
+            "events": events,
+        }
 
+    try:
+        event_retention = int(AppConfig().EVENT_RETENTION_DAYS)
+    except ValueError:
+        event_retention = 0
+    if event_retention < MIN_EVENT_RETENTION:
+        raise_cli(
+            f"CONECTADES_EVENT_RETENTION_DAYS must be at least {MIN_EVENT_RETENTION} days "
+            "(partners may catch up on the events feed for that long)"
+        )
     retention = int(AppConfig().CONTACT_RETENTION_DAYS)
     if retention <= 0:
         raise_cli("CONECTADES_CONTACT_RETENTION_DAYS must be a positive number of days")
@@ -240,7 +260,8 @@ def db_prune(
         out.print(
             f"deleted {deleted['idempotency_records']} expired idempotency records "
             f"(older than {ttl:g} s) and {deleted['refresh_tokens']} expired refresh tokens; "
-            f"erased {deleted['contacts']} donor contacts older than {retention} days"
+            f"erased {deleted['contacts']} donor contacts older than {retention} days; "
+            f"deleted {deleted['events']} events older than {event_retention} days"
         )
 
 

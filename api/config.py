@@ -41,6 +41,7 @@ class AppConfig(Config):
     REFRESH_TOKEN_TTL: int
     IDEMPOTENCY_TTL: int
     CONTACT_RETENTION_DAYS: int
+    EVENT_RETENTION_DAYS: int
     # Optional: empty disables the response cache (every read is X-Cache: BYPASS).
     REDIS_URL: str
     CACHE_CONNECT_TIMEOUT: float
@@ -87,6 +88,8 @@ class AppConfig(Config):
                 "IDEMPOTENCY_TTL": 24 * 3600,
                 # Donor contacts older than this are erased by `conectades db prune`.
                 "CONTACT_RETENTION_DAYS": 365,
+                # Events older than this are deleted by `conectades db prune` (≥ 30).
+                "EVENT_RETENTION_DAYS": 90,
                 "REDIS_URL": "",
                 "CACHE_CONNECT_TIMEOUT": 0.1,
                 "CACHE_TIMEOUT": 0.1,
