@@ -28,6 +28,7 @@ from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from admin import backup as bk
+from admin.devtools import add_dev_commands
 from admin.runtime import (
     ADMIN_URL_ENV,
     API_URL_ENV,
@@ -54,9 +55,6 @@ from db.queries import keys as kq
 from db.queries import refresh_tokens as rq
 from db.queries import staff as sq
 from db.queries import tenants as tq
-from load.bench import bench_command
-from load.bench_webhooks import bench_webhooks_command
-from load.cli import load_app
 from tenants import keys
 from tenants.passwords import hash_password
 
@@ -87,11 +85,9 @@ app.add_typer(key_app, name="key")
 app.add_typer(user_app, name="user")
 app.add_typer(cache_app, name="cache")
 app.add_typer(edge_app, name="edge")
-app.add_typer(load_app, name="load")
 app.add_typer(chaos_app, name="chaos")
 app.add_typer(donor_app, name="donor")
-app.command("bench")(bench_command)
-app.command("bench-webhooks")(bench_webhooks_command)
+add_dev_commands(app)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant slug.")]
