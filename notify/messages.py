@@ -127,7 +127,8 @@ def build(
     message["Date"] = format_datetime(created_at)
     message["Message-ID"] = f"<{job_id}@{sender.domain}>"
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
-    message["Content-Language"] = "pt-BR"
     message.set_content(text)
     message.add_alternative(html, subtype="html")
+    # After the content: set_content drops the Content-* headers set before it.
+    message["Content-Language"] = "pt-BR"
     return message

@@ -1,0 +1,116 @@
+"""Email jobs (migration 0019): claimed across tenants by the worker, then read and
+settled in each job's tenant transaction; the notice's confirm link is used once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+CLAIM_EMAIL_JOBS = "SELECT * FROM claim_email_jobs($1, $2)"
+
+# Everything a message says, in one read. The donor's contact and message come
+# sealed (migration 0018): the caller opens them with db/crypto.py's Keyring
+# (`donor_contact_of`, `message_of`, which need id and tenant_id).
+SELECT_MESSAGE_CONTEXT = """
+SELECT d.id, d.tenant_id, d.id AS donation_id, d.quantity, d.donor_name,
+       d.donor_contact, d.donor_contact_enc, d.anonymous, d.message, d.message_enc,
+       d.status, d.created_at,
+       c.title AS campaign_title, c.slug AS campaign_slug, c.contact AS campaign_contact,
+       i.name AS item_name, i.unit AS item_unit,
+       t.name AS tenant_name, t.slug AS tenant_slug, t.status AS tenant_status
+FROM donation d
+JOIN campaign c ON c.id = d.campaign_id
+JOIN campaign_item i ON i.id = d.item_id
+JOIN tenant t ON t.id = d.tenant_id
+WHERE d.tenant_id = $1 AND d.id = $2
+"""
+
+# The settling updates check the attempt they settle: a worker whose lease ran out
+# (the job was claimed again) does not overwrite the newer attempt's outcome.
+MARK_SENT = """
+UPDATE email_job SET status = 'sent', sent_at = clock_timestamp(), last_error = NULL
+WHERE tenant_id = $1 AND id = $2 AND attempts = $3 AND status = 'pending'
+"""
+MARK_DONE = """
+UPDATE email_job SET status = $4::text, last_error = left($5, 500)
+WHERE tenant_id = $1 AND id = $2 AND attempts = $3 AND status = 'pending'
+"""
+MARK_RETRY = """
+UPDATE email_job
+SET next_attempt_at = clock_timestamp() + make_interval(secs => $4), last_error = left($5, 500)
+WHERE tenant_id = $1 AND id = $2 AND attempts = $3 AND status = 'pending'
+"""
+
+SELECT_LINK_JOB = """
+SELECT id, donation_id, link_used_at FROM email_job
+WHERE tenant_id = $1 AND id = $2 AND kind = 'notice'
+"""
+USE_LINK = """
+UPDATE email_job SET link_used_at = clock_timestamp()
+WHERE tenant_id = $1 AND id = $2 AND donation_id = $3 AND kind = 'notice'
+  AND link_used_at IS NULL
+RETURNING link_used_at
+"""
+
+
+async def claim_jobs(conn: asyncpg.Connection, *, batch: int, lease: float) -> list[asyncpg.Record]:
+    """Up to `batch` due jobs of any tenant, each leased for `lease` seconds."""
+    rows: list[asyncpg.Record] = await conn.fetch(CLAIM_EMAIL_JOBS, batch, lease)
+    return rows
+
+
+async def select_message_context(
+    conn: asyncpg.Connection, *, tenant_id: UUID, donation_id: UUID
+) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(SELECT_MESSAGE_CONTEXT, tenant_id, donation_id)
+    return row
+
+
+async def mark_sent(
+    conn: asyncpg.Connection, *, tenant_id: UUID, job_id: UUID, attempt: int
+) -> bool:
+    return str(await conn.execute(MARK_SENT, tenant_id, job_id, attempt)) == "UPDATE 1"
+
+
+async def mark_done(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: UUID,
+    job_id: UUID,
+    attempt: int,
+    status: str,
+    reason: str,
+) -> bool:
+    """Settle a job as 'skipped' (nothing to send) or 'failed' (given up)."""
+    done = await conn.execute(MARK_DONE, tenant_id, job_id, attempt, status, reason)
+    return str(done) == "UPDATE 1"
+
+
+async def mark_retry(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: UUID,
+    job_id: UUID,
+    attempt: int,
+    delay: float,
+    reason: str,
+) -> bool:
+    done = await conn.execute(MARK_RETRY, tenant_id, job_id, attempt, delay, reason)
+    return str(done) == "UPDATE 1"
+
+
+async def select_link_job(
+    conn: asyncpg.Connection, *, tenant_id: UUID, job_id: UUID
+) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(SELECT_LINK_JOB, tenant_id, job_id)
+    return row
+
+
+async def use_link(
+    conn: asyncpg.Connection, *, tenant_id: UUID, job_id: UUID, donation_id: UUID
+) -> datetime | None:
+    """Mark the notice's link used; None if it was used before (or is not this job's)."""
+    used: datetime | None = await conn.fetchval(USE_LINK, tenant_id, job_id, donation_id)
+    return used
