@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -37,6 +38,7 @@ from typing import Annotated, Any
 
 import typer
 
+from db.crypto import throwaway_keys
 from infra.postgres import free_port
 from infra.servers import ROOT, clean_env, sanic_argv, spawn, stop_group, wait_http_ok
 
@@ -277,6 +279,53 @@ def _phases(
     return results
 
 
+BACKLOG = """
+INSERT INTO event (tenant_id, type, resource_type, resource_id, data)
+SELECT t.id, 'donation.created', 'donation', r.id, jsonb_build_object('id', r.id, 'quantity', 1)
+FROM tenant t, (SELECT gen_random_uuid() AS id FROM generate_series(1, $1)) r
+WHERE t.slug = 'bench-webhooks'
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backlog(admin_dsn: str, receiver: Receiver, worker_pid: int, count: int) -> dict[str, Any]:
+    """The worker's own capacity: `count` events committed at once (the endpoint
+    enabled), the time until all are delivered, and the worker's CPU time for them
+    (what holds on a shared machine: CPU per delivery)."""
+    import asyncpg
+
+    async def insert() -> None:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(BACKLOG, count)
+        finally:
+            await conn.close()
+
+    receiver.take()
+    cpu0 = cpu_seconds(worker_pid)
+    asyncio.run(insert())
+    start = time.monotonic()
+    deadline = start + 300
+    while time.monotonic() < deadline and len(receiver.got) < count:
+        time.sleep(0.05)
+    elapsed = time.monotonic() - start
+    cpu = cpu_seconds(worker_pid) - cpu0
+    delivered = len(receiver.take())
+    return {
+        "events": count,
+        "delivered": delivered,
+        "seconds": elapsed,
+        "per_second": delivered / elapsed,
+        "worker_cpu_s": cpu,
+        "worker_cpu_ms_per_delivery": cpu * 1000 / max(delivered, 1),
+    }
+
+
 def _fmt(value: Any) -> str:
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 
@@ -314,7 +363,12 @@ def summarize(results: dict[str, list[dict[str, Any]]], rate: float) -> dict[str
 
 
 def run(
-    rate: float, duration: float, rounds: int, workers: int, log: Any = print
+    rate: float,
+    duration: float,
+    rounds: int,
+    workers: int,
+    backlog_events: int = 5000,
+    log: Any = print,
 ) -> dict[str, Any]:
     from load import throwaway
 
@@ -330,6 +384,7 @@ def run(
                 CONECTADES_DATABASE_URL=urls["api"],
                 CONECTADES_REDIS_URL=urls["redis"],
                 CONECTADES_JWT_SECRET="bench-" + "x" * 40,
+                **throwaway_keys(),
                 CONECTADES_RATE_LIMIT_RATE="0",
                 CONECTADES_AUTH_FAILURE_RATE="0",
                 CONECTADES_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
@@ -356,9 +411,12 @@ def run(
                 rounds,
                 log,
             )
+            summary = summarize(results, rate)
+            summary["backlog"] = backlog(urls["admin"], receiver, worker.pid, backlog_events)
+            log("backlog: " + ", ".join(f"{k}={_fmt(v)}" for k, v in summary["backlog"].items()))
             for proc in reversed(procs):
                 stop_group(proc)
-            return {"rounds": results, "summary": summarize(results, rate)}
+            return {"rounds": results, "summary": summary}
     finally:
         for proc in procs:
             stop_group(proc)
@@ -370,11 +428,14 @@ def bench_webhooks_command(
     duration: Annotated[float, typer.Option(min=1, max=600, help="Seconds per phase.")] = 15,
     rounds: Annotated[int, typer.Option(min=1, max=10, help="Rounds of (off, on).")] = 2,
     workers: Annotated[int, typer.Option(min=1, max=16, help="API worker processes.")] = 2,
+    backlog_events: Annotated[
+        int, typer.Option("--backlog", min=1, max=100_000, help="Events for the capacity run.")
+    ] = 5000,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None,
 ) -> None:
     """Webhook deliveries at a donation rate: delivery lag, and the write latency with
     an enabled endpoint vs without (load/bench_webhooks.py)."""
-    result = run(rate, duration, rounds, workers)
+    result = run(rate, duration, rounds, workers, backlog_events)
     s = result["summary"]
     print(
         f"\nwrites at {s['rate_target']:g}/s: reached {s['rate_off']:.1f}/s (off), "
@@ -389,6 +450,10 @@ def bench_webhooks_command(
         f"max {s['delivery_lag_ms']['max']:.0f} ms\n"
         f"every donation delivered once or more: {s['every_donation_delivered']}; "
         f"errors: {s['errors']}; iterations k6 could not start in time: {s['dropped']}\n"
+        f"worker capacity: {s['backlog']['delivered']} of {s['backlog']['events']} events "
+        f"committed at once delivered in {s['backlog']['seconds']:.1f} s "
+        f"({s['backlog']['per_second']:.0f}/s), worker CPU "
+        f"{s['backlog']['worker_cpu_ms_per_delivery']:.2f} ms per delivery\n"
         f"targets: {json.dumps(s['targets_met'])}"
     )
     print("JSON " + json.dumps(s))

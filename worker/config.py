@@ -23,7 +23,10 @@ class WorkerConfig:
     WEBHOOK_ALLOWED_HOSTS: str = ""
     # Whole attempt: connect, send, read the answer (connect alone: half of it).
     WEBHOOK_TIMEOUT: float = 10.0
-    WEBHOOK_CONCURRENCY: int = 64
+    # Deliveries in flight per worker process. Not more: httpcore's pool scans every
+    # connection for each waiting request, and at 64 that bookkeeping was most of the
+    # worker's CPU (docs/decisions.md, 6). Run more workers to send more at once.
+    WEBHOOK_CONCURRENCY: int = 16
     WEBHOOK_BATCH: int = 100
     # A claimed delivery whose worker died is claimed again after this long.
     WEBHOOK_LEASE: float = 60.0
