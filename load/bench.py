@@ -62,8 +62,10 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from db.crypto import throwaway_keys
 from infra.servers import clean_env, sanic_argv, spawn, stop_group, wait_http_ok
 from load import wrk
+from load.cpu import CpuMeter
 
 ROOT = Path(__file__).resolve().parent.parent
 # Each run gets its own directory below this one (runs may overlap: a test while a
@@ -180,6 +182,8 @@ class Sample:
     errors: int
     requests: int
     extra: dict[str, Any] = field(default_factory=dict)
+    # Server CPU per request (core-ms) by part and `total` (load/cpu.py).
+    cpu_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,8 @@ class Summary:
     ratio: float | None
     rps_min: float = 0.0
     rps_max: float = 0.0
+    # Median server CPU per request (core-ms), in all and by part.
+    cpu_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def met(self) -> bool | None:
@@ -246,9 +252,30 @@ def summarize(samples: dict[str, list[Sample]]) -> list[Summary]:
                 ratio=ratio(rps[row.name], ceiling) if ceiling is not None else None,
                 rps_min=min(s.rps for s in runs),
                 rps_max=max(s.rps for s in runs),
+                cpu_ms=_median_cpu(runs),
             )
         )
     return out
+
+
+def _median_cpu(runs: Sequence[Sample]) -> dict[str, float]:
+    parts = {part for s in runs for part in s.cpu_ms}
+    return {
+        part: median([s.cpu_ms[part] for s in runs if part in s.cpu_ms]) for part in sorted(parts)
+    }
+
+
+def _cpu_cell(cpu_ms: dict[str, float]) -> str:
+    """`0.52 (api 0.31, pg 0.15, redis 0.01, nginx 0.05)`: core-ms per request."""
+    if "total" not in cpu_ms:
+        return ""
+    short = {"postgres": "pg"}
+    parts = ", ".join(
+        f"{short.get(part, part)} {cpu_ms[part]:.2f}"
+        for part in ("api", "postgres", "redis", "nginx")
+        if part in cpu_ms
+    )
+    return f"{cpu_ms['total']:.2f} ({parts})"
 
 
 def _verdict(met: bool | None) -> str:
@@ -259,8 +286,8 @@ def render_table(summaries: Sequence[Summary], cold: ColdStart | None = None) ->
     """The results as a Markdown table (also what the terminal shows)."""
     lines = [
         "| row | what | req/s | (min-max) | p50 ms | p99 ms | errors | ratio to ceiling | goal "
-        "| met |",
-        "|---|---|---:|---|---:|---:|---:|---|---|---|",
+        "| met | server core-ms/req |",
+        "|---|---|---:|---|---:|---:|---:|---|---|---|---|",
     ]
     for s in summaries:
         if s.row.ceiling is None:
@@ -273,14 +300,15 @@ def render_table(summaries: Sequence[Summary], cold: ColdStart | None = None) ->
         lines.append(
             f"| {s.row.name} | {s.row.label} | {s.rps:,.0f} | {s.rps_min:,.0f}-{s.rps_max:,.0f} "
             f"| {s.p50_ms:.2f} | "
-            f"{s.p99_ms:.2f} | {s.errors} | {against} | {goal} | {_verdict(s.met)} |"
+            f"{s.p99_ms:.2f} | {s.errors} | {against} | {goal} | {_verdict(s.met)} "
+            f"| {_cpu_cell(s.cpu_ms)} |"
         )
     if cold is not None:
         lines.append(
             f"| {COLD_START} | one API worker: start → first 200 on /health/ready "
             f"(median of {len(cold.runs)}) | | {min(cold.runs):.2f}-{max(cold.runs):.2f} s "
             f"| {cold.median:.2f} s | "
-            f"| | | ≤ {cold.goal:g} s | {_verdict(cold.met)} |"
+            f"| | | ≤ {cold.goal:g} s | {_verdict(cold.met)} | |"
         )
     return "\n".join(lines) + "\n"
 
@@ -363,6 +391,7 @@ class Sanics:
 
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.ports: list[int] = []
 
     def start(
         self, target: str, workers: int, env: dict[str, str], log: Path, timeout: float = 60
@@ -372,6 +401,7 @@ class Sanics:
         port = free_port()
         proc = spawn(sanic_argv(target, port, workers=workers), env, log)
         self.procs.append(proc)
+        self.ports.append(port)
         url = f"http://127.0.0.1:{port}"
         wait_http_ok(proc, url + "/health/ready", timeout, log=log, name=target, interval=0.2)
         return url
@@ -451,6 +481,7 @@ class Stack:
     api_env: dict[str, str]
     page_bytes: int
     edges: list[Any]
+    cpu: CpuMeter
 
 
 @contextlib.contextmanager
@@ -496,6 +527,7 @@ def stack(base: Path, names: Sequence[str], workers: int) -> Iterator[Stack]:
         common = clean_env(
             CONECTADES_DATABASE_URL=pg.dsn(API_ROLE, api_password),
             CONECTADES_JWT_SECRET=secrets.token_urlsafe(48),
+            **throwaway_keys(),
             # One key at thousands of requests/s: the per-key limiter would answer 429.
             CONECTADES_RATE_LIMIT_RATE="0",
         )
@@ -581,7 +613,14 @@ def stack(base: Path, names: Sequence[str], workers: int) -> Iterator[Stack]:
             )
             _expect(nocache.url + read_path, "x-cache", "BYPASS", key)
             targets["partner-pg"] = Target(nocache.url + read_path, done, auth)
-        yield Stack(targets=targets, api_env=api_env, page_bytes=len(page), edges=edges)
+        ports = [pg.port, redis.port, *sanics.ports, *(e.config.listen_port for e in edges)]
+        yield Stack(
+            targets=targets,
+            api_env=api_env,
+            page_bytes=len(page),
+            edges=edges,
+            cpu=CpuMeter.for_ports(ports),
+        )
         clean = True
     finally:
         for server in edges:
@@ -678,14 +717,17 @@ def bench(opts: Options, log: Callable[[str], None] = print) -> dict[str, Any]:
             for name in rows:  # interleaved: every row once per round
                 _truncate_logs(st.edges)
                 target = st.targets[name]
+                st.cpu.start()
                 sample = run_wrk(target, opts.duration, opts.threads, opts.connections)
-                if target.check is not None:
-                    sample = Sample(**{**asdict(sample), "extra": target.check()})
+                cpu_ms = st.cpu.stop().per_request_ms(sample.requests)
+                extra = target.check() if target.check is not None else {}
+                sample = Sample(**{**asdict(sample), "extra": extra, "cpu_ms": cpu_ms})
                 samples[name].append(sample)
                 loads.append(os.getloadavg()[0])
                 log(
                     f"round {rnd} {name:17s} {sample.rps:9.0f} req/s  p50 {sample.p50_ms:6.2f} ms"
                     f"  p99 {sample.p99_ms:7.2f} ms  errors {sample.errors}"
+                    f"  server {sample.cpu_ms.get('total', 0):.2f} core-ms/req"
                     + (f"  {sample.extra}" if sample.extra else "")
                 )
         _truncate_logs(st.edges)
@@ -717,6 +759,7 @@ def bench(opts: Options, log: Callable[[str], None] = print) -> dict[str, Any]:
                 "rps_max": s.rps_max,
                 "goal": s.row.goal,
                 "met": s.met,
+                "cpu_ms_per_request": s.cpu_ms,
             }
             for s in summaries
         ],

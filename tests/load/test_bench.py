@@ -161,6 +161,10 @@ def check_sane(result: dict[str, Any], names: list[str], rounds: int) -> None:
         assert s["rps"] > 0 and all(r["rps"] > 0 and r["requests"] > 0 for r in runs)
         assert 0 < s["p50_ms"] <= s["p99_ms"]
         assert s["errors"] == 0, (name, runs)
+        # Some server did the work: nginx for static files and cache hits, the API too
+        # for the rest (load/cpu.py); the table shows the figure.
+        assert s["cpu_ms_per_request"]["total"] > 0, (name, s)
+        assert all(r["cpu_ms"]["total"] > 0 for r in runs)
         assert f"| {name} |" in result["table"]
         ceiling = s["ceiling"]
         if ceiling in summary:

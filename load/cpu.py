@@ -1,0 +1,94 @@
+"""Server CPU per request: the CPU time a stack's processes used over a measurement,
+by part (the API's Sanic processes, PostgreSQL, Redis, Nginx), from the kernel's
+per-process counters (`/proc/<pid>/stat` through psutil), divided by the requests
+served in it. The figure issue 20 sets a goal on (core-ms per request).
+
+A process's time counts user + system, plus what its reaped children used (a
+PostgreSQL backend that ended during the run is counted in the postmaster's
+`children_*`); processes that started during the run count from zero."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import psutil
+
+from load.stack import stack_roots
+
+PARTS = ("api", "postgres", "redis", "nginx")
+
+
+def part_of(name: str) -> str:
+    """The part a process belongs to, by its name."""
+    if name.startswith("postgres"):
+        return "postgres"
+    if name.startswith("redis"):
+        return "redis"
+    if name.startswith("nginx"):
+        return "nginx"
+    return "api"
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU seconds by part over one measurement."""
+
+    seconds: dict[str, float]
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+    def per_request_ms(self, requests: int) -> dict[str, float]:
+        """Core-milliseconds per request, by part and in all (`total`)."""
+        if requests <= 0:
+            return {}
+        out = {part: s * 1000 / requests for part, s in self.seconds.items()}
+        out["total"] = self.total * 1000 / requests
+        return out
+
+
+_Reading = dict[int, tuple[str, float, float]]  # pid -> (part, create time, CPU seconds)
+
+
+class CpuMeter:
+    """`start()` then `stop()` around a measurement; `stop()` returns the CPU used."""
+
+    def __init__(self, roots: Iterable[psutil.Process]) -> None:
+        self.roots = list(roots)
+        self._start: _Reading = {}
+
+    @classmethod
+    def for_ports(cls, ports: Iterable[int]) -> CpuMeter:
+        """The servers listening on `ports` (loopback) and all their processes."""
+        return cls(stack_roots(ports))
+
+    def read(self) -> _Reading:
+        out: _Reading = {}
+        for root in self.roots:
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+            for p in procs:
+                try:
+                    with p.oneshot():
+                        t = p.cpu_times()
+                        cpu = t.user + t.system + t.children_user + t.children_system
+                        out[p.pid] = (part_of(p.name()), p.create_time(), cpu)
+                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                    continue
+        return out
+
+    def start(self) -> None:
+        self._start = self.read()
+
+    def stop(self) -> CpuUse:
+        end = self.read()
+        seconds = dict.fromkeys(PARTS, 0.0)
+        for pid, (part, created, cpu) in end.items():
+            before = self._start.get(pid)
+            same = before is not None and before[1] == created
+            seconds[part] = seconds.get(part, 0.0) + cpu - (before[2] if same and before else 0.0)
+        return CpuUse(seconds={k: max(0.0, v) for k, v in seconds.items()})
