@@ -10,7 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from api.request_context import TrustedProxies
-from tenants.memo import Memo
+from cache.memo import Memo
 
 if TYPE_CHECKING:
     from api.routes.health import DrainState

@@ -30,6 +30,7 @@ from uuid import UUID
 from redis.asyncio import Redis
 
 from cache.keys import BUMP_LUA, EPOCH_KEY, LOOKUP_LUA, PREFIX, digest, scope_of, ttl_for
+from cache.memo import SingleFlight
 from cache.metrics import lookup_counter
 from cache.redisio import (
     BoundedRedis,
@@ -39,7 +40,6 @@ from cache.redisio import (
     create_client,
     register_script,
 )
-from tenants.memo import SingleFlight
 
 MAX_PENDING_TENANTS = 256
 LOOKUP_SHA = register_script(LOOKUP_LUA)

@@ -42,7 +42,7 @@ def assert_fails(done: subprocess.CompletedProcess[str], message: str) -> None:
     assert message in done.stderr, done.stderr
 
 
-# API workers memoize key rows for up to 5 s (tenants/memo.py): a revocation,
+# API workers memoize key rows for up to 5 s (cache/memo.py): a revocation,
 # suspension or expiry made by the CLI reaches them within that bound.
 PROPAGATION = 10.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tenants.memo import DEFAULT_TTL, Memo
+from cache.memo import DEFAULT_TTL, Memo
 
 
 class Clock:

@@ -17,8 +17,8 @@ from cache import (
     cache_from_config,
     generation_key,
 )
+from cache.memo import SingleFlight
 from infra.redis import LocalRedis
-from tenants.memo import SingleFlight
 
 KEY = "GET /api/v1/campaigns?limit=20"
 

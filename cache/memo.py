@@ -7,7 +7,7 @@ remembered only with `miss_ttl` (API keys: a random, unknown key asked again cos
 no query), in a table of their own so that a flood of unknown keys cannot push the
 known ones out; a key issued a moment ago has a new random prefix, so it is never
 a remembered miss. Concurrent misses of one key share one load (`SingleFlight`,
-also used by the response cache).
+also used by the response cache, cache/response.py).
 """
 
 from __future__ import annotations
