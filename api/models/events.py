@@ -13,6 +13,8 @@ What each type's `data` holds (the resource as the API returns it, except):
   Adding or deleting an item changes the campaign's item list: `campaign.updated`.
 - `campaign.deleted`: `{"id": ...}` (the campaign no longer exists).
 - `item.updated` (PATCH of an item): the Item plus its `campaign_id`.
+- `webhook.disabled` (a notice from the webhook worker): the endpoint as
+  `GET /api/v1/webhooks/{id}` returns it (never its secret).
 
 A donation's status change moves its item's totals; that is told by the
 `donation.*` event alone (no `item.updated` for totals).
@@ -27,7 +29,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from db.queries.events import EVENT_TYPES
+from db.queries.events import FEED_TYPES
 
 EventType = Literal[
     "donation.created",
@@ -38,8 +40,9 @@ EventType = Literal[
     "campaign.updated",
     "campaign.deleted",
     "item.updated",
+    "webhook.disabled",
 ]
-assert set(get_args(EventType)) == set(EVENT_TYPES), "EventType and EVENT_TYPES differ"
+assert set(get_args(EventType)) == set(FEED_TYPES), "EventType and FEED_TYPES differ"
 
 # A donation's status after a transition → the event it writes.
 STATUS_EVENTS = {
@@ -73,7 +76,7 @@ class Event(BaseModel):
 
     id: UUID = Field(description="Stable: the same event always has this id.")
     type: EventType
-    resource_type: Literal["donation", "campaign", "item"]
+    resource_type: Literal["donation", "campaign", "item", "webhook"]
     resource_id: UUID | None
     occurred_at: datetime
     data: dict[str, Any] = Field(

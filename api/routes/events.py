@@ -36,10 +36,10 @@ def type_filter(request: Request) -> list[str] | None:
     """`type` repeated and/or comma-separated, each one of the known types."""
     given = [t.strip() for raw in request.args.getlist("type", []) for t in raw.split(",")]
     types = sorted({t for t in given if t})
-    unknown = [t for t in types if t not in q.EVENT_TYPES]
+    unknown = [t for t in types if t not in q.FEED_TYPES]
     if unknown:
         raise field_error(
-            "type", f"unknown event type {unknown[0]!r}; one of {', '.join(q.EVENT_TYPES)}", "enum"
+            "type", f"unknown event type {unknown[0]!r}; one of {', '.join(q.FEED_TYPES)}", "enum"
         )
     return types or None
 
@@ -71,7 +71,7 @@ def _cursor(pos: tuple[int, int]) -> str:
     str,
     "query",
     description="Only these types (repeat the parameter or separate with commas): "
-    + ", ".join(q.EVENT_TYPES)
+    + ", ".join(q.FEED_TYPES)
     + ".",
 )
 @openapi.parameter(

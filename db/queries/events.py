@@ -35,6 +35,10 @@ EVENT_TYPES = (
     "campaign.deleted",
     "item.updated",
 )
+# Notices the system itself writes (worker/webhooks.py: an endpoint disabled after
+# persistent failure); the feed lists and filters them like the changes above.
+NOTICE_TYPES = ("webhook.disabled",)
+FEED_TYPES = (*EVENT_TYPES, *NOTICE_TYPES)
 
 # Forward from a position: rows of ended transactions only (`xid` below the
 # horizon, taken by the caller just before), after (xid, seq), optionally of some

@@ -320,6 +320,26 @@ def test_feed_after_keeps_events_that_occurred_after_the_instant(
     assert all_events(client, tenant, after=future) == []
 
 
+def test_feed_lists_and_filters_the_webhook_disabled_notice(
+    client: httpx.Client, db: Database, factory: Factory, tenant: TenantCtx, campaign: dict
+) -> None:
+    """The webhook worker's notice (worker/webhooks.py) is in the feed like a change."""
+    endpoint = uuid.uuid4()
+    db.execute(
+        "INSERT INTO event (tenant_id, type, resource_type, resource_id, data) "
+        "VALUES ($1, 'webhook.disabled', 'webhook', $2, jsonb_build_object('id', $3::text))",
+        tenant.id,
+        endpoint,
+        str(endpoint),
+    )
+    factory.donation(tenant, campaign)
+    got = all_events(client, tenant, type="webhook.disabled")
+    assert [(e["type"], e["resource_type"], e["resource_id"]) for e in got] == [
+        ("webhook.disabled", "webhook", str(endpoint))
+    ]
+    assert "webhook.disabled" in [e["type"] for e in all_events(client, tenant)]
+
+
 def test_tenant_b_never_sees_tenant_a_events(
     client: httpx.Client, factory: Factory, tenant: TenantCtx, campaign: dict
 ) -> None:
