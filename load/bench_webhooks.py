@@ -189,18 +189,6 @@ async def _provision(admin_dsn: str) -> str:
         await conn.close()
 
 
-def _contact_keys() -> dict[str, str]:
-    """The donor-contact keys, when this version of the API needs them (db/crypto.py)."""
-    try:
-        from db.crypto import new_key  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return {}
-    return {
-        "CONECTADES_CONTACT_KEYS": f"1:{new_key()}",
-        "CONECTADES_CONTACT_HMAC_KEY": new_key(),
-    }
-
-
 async def _count(admin_dsn: str, query: str) -> int:
     import asyncpg
 
@@ -388,7 +376,6 @@ def run(
                 CONECTADES_RATE_LIMIT_RATE="0",
                 CONECTADES_AUTH_FAILURE_RATE="0",
                 CONECTADES_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
-                **_contact_keys(),
             )
             api_log, worker_log = BASE / "api.log", BASE / "worker.log"
             api = spawn(sanic_argv("api.server:create_app", port, workers=workers), env, api_log)
