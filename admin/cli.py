@@ -28,6 +28,7 @@ from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from admin import backup as bk
+from admin.contact_keys import ResealResult, reseal
 from admin.devtools import add_dev_commands
 from admin.runtime import (
     ADMIN_URL_ENV,
@@ -39,6 +40,7 @@ from admin.runtime import (
     emit_json,
     env_url,
     err,
+    fail,
     out,
     run,
     tenant_scope,
@@ -48,6 +50,7 @@ from admin.seed import SeedError, SeedPlan, purge_seeded, run_seed
 from api.config import AppConfig
 from cache import CircuitBreaker, ResponseCache, create_client
 from db import migrate as migrations
+from db.crypto import KeyConfigError, Keyring, UnreadableValue, new_key
 from db.queries import donors as dq
 from db.queries import events as eq
 from db.queries import idempotency as iq
@@ -153,6 +156,16 @@ def db_migrate() -> None:
         out.print("schema is up to date")
     if role:
         out.print(f"API role {role!r} ready (member of conectades_app)")
+
+    async def plaintext() -> int:
+        async with admin_connection() as conn:
+            return await dq.count_plaintext(conn)
+
+    if remaining := run(plaintext()):
+        out.print(
+            f"{remaining} donations still hold a plaintext contact or message (from before "
+            "migration 0018): run `conectades donor rotate-keys` with the API's keys"
+        )
 
 
 @db_app.command("status")
@@ -480,8 +493,26 @@ ContactArg = Annotated[
 ]
 
 
-def _donation_dict(row: asyncpg.Record) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, UUID) else v) for k, v in dict(row).items()}
+_SEALED_COLUMNS = ("tenant_id", "donor_contact_enc", "message_enc")
+
+
+def _keyring() -> Keyring:
+    """The donor-contact keys from the environment, or a clear usage error."""
+    try:
+        return Keyring.from_env()
+    except KeyConfigError as exc:
+        raise_cli(f"{exc} (the API's keys; `conectades donor new-keys` makes a first set)")
+
+
+def _donation_dict(row: asyncpg.Record, ring: Keyring) -> dict[str, Any]:
+    out = {
+        k: (str(v) if isinstance(v, UUID) else v)
+        for k, v in dict(row).items()
+        if k not in _SEALED_COLUMNS
+    }
+    out["donor_contact"] = ring.donor_contact_of(row)
+    out["message"] = ring.message_of(row)
+    return out
 
 
 @donor_app.command("export")
@@ -489,14 +520,21 @@ def donor_export(contact: ContactArg) -> None:
     """Every donation of the person with this contact, in every tenant, as JSON."""
     if not contact.strip():
         raise_cli("--contact must not be empty")
+    ring = _keyring()
 
-    async def go() -> list[asyncpg.Record]:
+    async def go() -> list[dict[str, Any]]:
         async with admin_connection() as conn:
-            return await dq.select_by_contact(conn, contact=contact)
+            rows = await dq.select_by_contact(
+                conn, contact=contact, contact_hash=ring.contact_hash(contact)
+            )
+        try:
+            return [_donation_dict(r, ring) for r in rows]
+        except UnreadableValue as exc:
+            raise CliError(str(exc)) from None
 
-    rows = run(go())
-    audit("donor.export", donations=len(rows))  # never the contact itself
-    emit_json({"donations": [_donation_dict(r) for r in rows]})
+    found = run(go())
+    audit("donor.export", donations=len(found))  # never the contact itself
+    emit_json({"donations": found})
 
 
 @donor_app.command("erase")
@@ -512,9 +550,11 @@ def donor_erase(
     if not yes and not typer.confirm("Erase this person's name, contact and messages?"):
         raise_cli("nothing was erased")
 
+    contact_hash = _keyring().contact_hash(contact)
+
     async def go() -> dict[UUID, int]:
         async with admin_connection() as conn, conn.transaction():
-            return await dq.erase_by_contact(conn, contact=contact)
+            return await dq.erase_by_contact(conn, contact=contact, contact_hash=contact_hash)
 
     erased = run(go())
     audit("donor.erase", donations=sum(erased.values()), tenants=[str(t) for t in erased])
@@ -524,6 +564,46 @@ def donor_erase(
         emit_json({"donations": sum(erased.values()), "tenants": len(erased)})
     else:
         out.print(f"erased {sum(erased.values())} donations in {len(erased)} tenants")
+
+
+@donor_app.command("rotate-keys")
+def donor_rotate_keys(
+    batch: Annotated[int, typer.Option(min=1, max=100_000, help="Rows per transaction.")] = 1000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Seal every donation's contact and message under the newest key of
+    CONECTADES_CONTACT_KEYS (the first listed): rows sealed under an older key, and
+    rows still in plaintext from before migration 0018. Safe while the API serves.
+    Afterwards the older keys can be removed. Exit status 1 if a row cannot be opened
+    with the listed keys (it is named, and left as it is)."""
+    ring = _keyring()
+
+    async def go() -> ResealResult:
+        async with admin_connection() as conn:
+            return await reseal(conn, ring, batch=batch)
+
+    result = run(go())
+    audit("donor.rotate_keys", key=ring.newest, **result.as_dict())
+    if as_json:
+        emit_json({**result.as_dict(), "key": ring.newest})
+    else:
+        out.print(
+            f"scanned {result.scanned} donations: {result.encrypted} encrypted (were "
+            f"plaintext), {result.rotated} re-encrypted under key {ring.newest}, "
+            f"{result.skipped} changed meanwhile (left as written)"
+        )
+    for line in result.unreadable[:20]:
+        err.print(f"[bold red]unreadable:[/] {line}", markup=True)
+    if result.unreadable:
+        fail(f"{len(result.unreadable)} donations could not be opened with the listed keys")
+
+
+@donor_app.command("new-keys")
+def donor_new_keys() -> None:
+    """Print a fresh CONECTADES_CONTACT_KEYS (key id 1) and CONECTADES_CONTACT_HMAC_KEY
+    for a new deployment (to add a key to an existing list, see docs/privacy.md)."""
+    echo(f"CONECTADES_CONTACT_KEYS=1:{new_key()}")
+    echo(f"CONECTADES_CONTACT_HMAC_KEY={new_key()}")
 
 
 # ---------------------------------------------------------------- key
@@ -910,6 +990,7 @@ def seed(
         per_row_totals=per_row_totals,
         listed=listed,
     )
+    ring = _keyring()
     columns = (
         TextColumn("{task.description:<10}"),
         BarColumn(),
@@ -927,7 +1008,7 @@ def seed(
         async def go() -> dict[str, Any]:
             async with admin_connection() as conn:
                 try:
-                    result = await run_seed(conn, plan, progress)
+                    result = await run_seed(conn, plan, ring, progress)
                 except SeedError as exc:
                     raise CliError(str(exc)) from None
                 return result.as_dict()
@@ -1249,6 +1330,7 @@ def chaos_run(
     if seed:
         made = fx.seed(
             stack.target.admin_dsn, path, redis_url=stack.target.redis_url,
+            keyring=stack.target.contact_keys(),
             tenants=5, campaigns_per_tenant=20, donations=2000, keys_per_tenant=3,
         )  # fmt: skip
     elif path.exists():

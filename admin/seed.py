@@ -27,11 +27,14 @@ from typing import Any
 import asyncpg
 
 from admin import demo_data as d
+from db import crypto
+from db.crypto import Keyring
 from db.queries import seed as q
 from db.queries import tenants as tq
 
 DAY = 86_400.0
 CHUNK = 25_000
+STATUS = q.DONATION_COLUMNS.index("status")
 
 # (status, cumulative probability): most donations get through, some are cancelled.
 STATUS_WEIGHTS = (("pending", 0.22), ("confirmed", 0.50), ("delivered", 0.90), ("cancelled", 1.0))
@@ -261,6 +264,21 @@ def _pick(roll: float, weights: tuple[tuple[str, float], ...]) -> str:
     return weights[-1][0]
 
 
+def sealed(rows: Iterator[tuple[Any, ...]], ring: Keyring) -> Iterator[tuple[Any, ...]]:
+    """Generated donations as stored (db/queries/seed.py: DONATION_COLUMNS): contact
+    and message sealed, the contact's lookup hash beside them (db/crypto.py)."""
+    for r in rows:
+        place = {"tenant_id": r[1], "row_id": r[0]}
+        yield (
+            *r[:6],
+            ring.seal(r[6], column=crypto.CONTACT, **place),
+            ring.contact_hash(r[6]),
+            r[7],
+            ring.seal(r[8], column=crypto.MESSAGE, **place),
+            *r[9:],
+        )
+
+
 def _take(rows: Iterator[tuple[Any, ...]], size: int) -> list[tuple[Any, ...]]:
     return list(itertools.islice(rows, size))
 
@@ -280,15 +298,16 @@ async def _copy_donations(
     while chunk := await pending:
         pending = loop.run_in_executor(None, _take, rows, CHUNK)
         await q.copy_donations(conn, chunk)
-        result.donation_statuses.update(row[9] for row in chunk)
+        result.donation_statuses.update(row[STATUS] for row in chunk)
         done += len(chunk)
         report("donations", done, total)
 
 
 async def run_seed(
-    conn: asyncpg.Connection, plan: SeedPlan, progress: Progress | None = None
+    conn: asyncpg.Connection, plan: SeedPlan, ring: Keyring, progress: Progress | None = None
 ) -> SeedResult:
-    """Load the plan's data in one transaction; returns what was created."""
+    """Load the plan's data in one transaction; returns what was created. Donors'
+    contacts and messages are sealed with `ring` (the API's keys)."""
     seed = plan.seed if plan.seed is not None else random.SystemRandom().randrange(2**31)
     rng = random.Random(seed)
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -317,7 +336,7 @@ async def run_seed(
         if plan.donations:
             if not plan.per_row_totals:
                 await q.disable_totals_trigger(conn)
-            rows = gen.donations(targets, plan.donations)
+            rows = sealed(gen.donations(targets, plan.donations), ring)
             await _copy_donations(conn, rows, plan.donations, result, report)
             if not plan.per_row_totals:
                 report("totals", 0, 1)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from api.routes.health import DrainState
     from api.supervision import Watchdog
     from cache import ResponseCache
+    from db.crypto import Keyring
     from db.pool import RoleGuard
     from tenants.authlimit import FailureLimiter
     from tenants.ratelimit import RateLimiter
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 @dataclass
 class AppContext:
     pool: asyncpg.Pool | None = None
+    # Donor contacts and messages at rest (db/crypto.py), set by the app factory.
+    keyring: Keyring | None = None
     # The response cache (None when REDIS_URL is empty) and its client.
     cache: ResponseCache | None = None
     redis: Any = None

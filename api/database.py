@@ -10,6 +10,7 @@ from uuid import UUID
 
 from sanic import Request
 
+from db.crypto import Keyring
 from db.pool import acquire
 from db.tenancy import tenant_transaction
 
@@ -28,3 +29,10 @@ def tenant_tx(request: Request, tenant_id: UUID) -> AbstractAsyncContextManager[
         tenant_id,
         acquire_timeout=float(request.app.config.DB_ACQUIRE_TIMEOUT),
     )
+
+
+def keyring(request: Request) -> Keyring:
+    """The donor-contact keyring (db/crypto.py), set when the app was built."""
+    ring: Keyring | None = request.app.ctx.keyring
+    assert ring is not None, "create_app sets app.ctx.keyring"
+    return ring

@@ -8,6 +8,11 @@ body replays the stored response; same key + another body is 422; keys belong to
 one credential of one tenant (an API key, a staff user, or the public's pledges:
 `scope_of`), so nobody can pre-claim another's key, and are kept `IDEMPOTENCY_TTL`
 seconds (24 h).
+
+The stored response is sealed (db/crypto.py, bound to tenant, scope and key): a
+partner's donation answer carries the donor's contact and message, which are not
+kept as text anywhere in the database. Records stored before that (JSON, never
+starting with the sealed format byte) are replayed as they are.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from pydantic import BaseModel
 from sanic import Request
 
 from api.errors import BadRequest, IdempotencyInFlight, IdempotencyMismatch
+from db import crypto
+from db.crypto import Keyring
 from db.queries import idempotency as q
 from tenants.principal import Principal
 
@@ -68,6 +75,15 @@ def scope_of(principal: Principal) -> str:
     return f"{kind}:{principal.subject_id}"
 
 
+_SEALED = bytes((crypto.FORMAT,))
+
+
+def _place(tenant_id: UUID, scope: str, key: str) -> dict[str, UUID]:
+    """What a stored response is bound to: its tenant and a UUID of (scope, key)."""
+    digest = hashlib.sha256(scope.encode() + b"\n" + key.encode()).digest()
+    return {"tenant_id": tenant_id, "row_id": UUID(bytes=digest[:16])}
+
+
 def _lock_id(tenant_id: UUID, scope: str, key: str) -> int:
     material = tenant_id.bytes + scope.encode() + b"\n" + key.encode()
     digest = hashlib.blake2b(material, digest_size=8).digest()
@@ -83,6 +99,7 @@ async def run_once(
     fingerprint: bytes,
     ttl: float,
     create: Callable[[], Awaitable[tuple[int, bytes]]],
+    keyring: Keyring,
 ) -> Outcome:
     if not await q.try_lock(conn, _lock_id(tenant_id, scope, key)):
         raise IdempotencyInFlight(
@@ -94,8 +111,12 @@ async def run_once(
             raise IdempotencyMismatch(
                 f"This {HEADER} was already used with a different request body."
             )
-        return Outcome(stored["status_code"], bytes(stored["body"]), replayed=True)
+        body = bytes(stored["body"])
+        if body[:1] == _SEALED:
+            body = keyring.open_bytes(body, column=crypto.RESPONSE, **_place(tenant_id, scope, key))
+        return Outcome(stored["status_code"], body, replayed=True)
     status, body = await create()
+    sealed = keyring.seal_bytes(body, column=crypto.RESPONSE, **_place(tenant_id, scope, key))
     await q.upsert_record(
         conn,
         tenant_id=tenant_id,
@@ -103,7 +124,7 @@ async def run_once(
         scope=scope,
         fingerprint=fingerprint,
         status_code=status,
-        body=body,
+        body=sealed,
         ttl=ttl,
     )
     return Outcome(status, body, replayed=False)

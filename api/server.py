@@ -21,6 +21,7 @@ from api.pagination import Page
 from api.request_context import setup_request_context
 from api.routes.health import setup_drain
 from api.supervision import setup_supervision
+from db.crypto import setup_contact_keys
 from tenants.authlimit import setup_failure_limiter
 from tenants.principal import Principal
 
@@ -57,6 +58,7 @@ def create_app(config: AppConfig | object | None = None) -> Sanic[AppConfig, App
     setup_request_context(app)
     setup_openapi(app)
     setup_lifecycle(app)
+    setup_contact_keys(app)
     setup_failure_limiter(app)
     setup_listen_backlog(app)
     setup_body_timeout(app)

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from admin.contact_keys import reseal
+from db.crypto import Keyring, new_key
 from infra.nginx import LocalNginx, stack_edge
 from infra.postgres import LocalPostgres, free_port
 from infra.process import wait_gone
@@ -55,6 +57,10 @@ def load_env() -> dict[str, str]:
         "PG_PASSWORD": secrets.token_urlsafe(24),
         "API_DB_PASSWORD": secrets.token_urlsafe(24),
         "JWT_SECRET": secrets.token_urlsafe(48),
+        # Donors' contacts at rest (db/crypto.py); kept here, so a restart still
+        # decrypts what the stack wrote (losing them loses every contact).
+        "CONTACT_KEYS": f"1:{new_key()}",
+        "CONTACT_HMAC_KEY": new_key(),
         "API_PORT": str(_port_or_free(8000)),
         "REDIS_PORT": str(_port_or_free(56379)),
         "EDGE_PORT": str(_port_or_free(8080)),
@@ -178,6 +184,9 @@ class Settings:
             )
         return env
 
+    def keyring(self) -> Keyring:
+        return Keyring.parse(self.env["CONTACT_KEYS"], self.env["CONTACT_HMAC_KEY"])
+
     def process_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
@@ -185,6 +194,8 @@ class Settings:
                 "CONECTADES_DATABASE_URL": self.api_dsn,
                 "CONECTADES_ADMIN_DATABASE_URL": self.admin_dsn,
                 "CONECTADES_JWT_SECRET": self.env["JWT_SECRET"],
+                "CONECTADES_CONTACT_KEYS": self.env["CONTACT_KEYS"],
+                "CONECTADES_CONTACT_HMAC_KEY": self.env["CONTACT_HMAC_KEY"],
                 "CONECTADES_REDIS_URL": self.redis_url,
                 # The demo's webhooks go to a receiver on this machine (docs/webhooks.md);
                 # everywhere else destinations must be public addresses.
@@ -413,10 +424,17 @@ class Migrations:
         try:
             applied = await migrate.migrate(conn)
             await migrate.ensure_api_role(conn, API_ROLE, self.settings.env["API_DB_PASSWORD"])
+            # Rows from before migration 0018 (or under a key since rotated out of
+            # first place) sealed under the stack's newest key: `donor rotate-keys`.
+            sealed = await reseal(conn, self.settings.keyring())
         finally:
             await conn.close()
         for m in applied:
             print(f"  applied migration {m.path.name}")
+        if sealed.encrypted or sealed.rotated:
+            print(f"  encrypted {sealed.encrypted + sealed.rotated} donors' contacts and messages")
+        for line in sealed.unreadable[:5]:
+            print(f"  unreadable: {line}")
 
     def stop(self) -> None:
         pass
@@ -675,6 +693,8 @@ def main(argv: list[str] | None = None) -> int:
         ):
             print(f"export {key}={shlex.quote(settings.process_env()[key])}")
         print(f"export CONECTADES_JWT_SECRET={shlex.quote(settings.env['JWT_SECRET'])}")
+        for key in ("CONTACT_KEYS", "CONTACT_HMAC_KEY"):
+            print(f"export CONECTADES_{key}={shlex.quote(settings.env[key])}")
         for key, value in settings.mail_env().items():
             print(f"export {key}={shlex.quote(value)}")
         print(f"export CONECTADES_API_URL={shlex.quote(settings.api_url)}")

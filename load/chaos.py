@@ -38,8 +38,10 @@ from typing import Any
 import asyncpg
 import psutil
 
+from db.crypto import Keyring
 from infra.supervisor import Supervisor
 from load.fixture import Fixture
+from load.reconcile import key_of, run_rows
 from load.run import CONSOLE, RESULTS, K6Live, RunConfig, run
 from load.stack import MemoryMonitor, StackTarget
 
@@ -62,14 +64,10 @@ API_ROLE = "conectades_api"
 
 # Every stored donation of the run has its idempotency record: a client that never
 # got its answer replays the same row with its key instead of writing a second one.
-SELECT_UNREPLAYABLE = r"""
-SELECT d.id, substring(d.message FROM ' key (\S+)$') AS key
-FROM donation d
-WHERE d.message LIKE $1
-  AND NOT EXISTS (
-    SELECT 1 FROM idempotency_record r
-    WHERE r.tenant_id = d.tenant_id AND r.key = substring(d.message FROM ' key (\S+)$')
-  )
+# The run's rows and their keys come from load/reconcile.py (the messages are
+# encrypted at rest); these are the (tenant, key) pairs that have a record.
+SELECT_RECORDED_KEYS = """
+SELECT tenant_id, key FROM idempotency_record WHERE key = ANY($1::text[])
 """
 TERMINATE_API_BACKENDS = """
 SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
@@ -497,10 +495,16 @@ def _edge_5xx(log: Path, offset: int) -> dict[str, int]:
     return dict(found)
 
 
-async def _unreplayable(admin_dsn: str, run_id: str) -> int:
+async def _unreplayable(admin_dsn: str, keyring: Keyring, run_id: str) -> int:
     conn = await asyncpg.connect(admin_dsn, timeout=10)
     try:
-        return len(await conn.fetch(SELECT_UNREPLAYABLE, f"load-run {run_id} key %"))
+        rows = await run_rows(conn, keyring, run_id, [])
+        keyed = [(r["tenant_id"], key) for r in rows if (key := key_of(r["message"], run_id))]
+        recorded = {
+            (r["tenant_id"], r["key"])
+            for r in await conn.fetch(SELECT_RECORDED_KEYS, [k for _, k in keyed])
+        }
+        return sum(1 for pair in keyed if pair not in recorded)
     finally:
         await conn.close()
 
@@ -543,7 +547,9 @@ def run_fault(
     result.stored = rec.get("stored", 0)
     result.unacknowledged_stored = rec.get("unacknowledged_stored", 0)
     result.reconciliation_problems = rec.get("problem_counts", {})
-    result.unreplayable = asyncio.run(_unreplayable(stack.target.admin_dsn, result.run_id))
+    result.unreplayable = asyncio.run(
+        _unreplayable(stack.target.admin_dsn, stack.target.contact_keys(), result.run_id)
+    )
     injected = worker.injected
     if worker.failure is not None or injected is None:
         result.error = f"fault step failed: {worker.failure!r}"

@@ -26,7 +26,7 @@ from load import fixture as fx
 from load import report
 from load.reconcile import read_events, reconcile_sync
 from load.run import RESULTS, SCENARIOS, K6Live, RunConfig, run
-from load.stack import MemoryMonitor, StackError, StackTarget, local_stack
+from load.stack import MemoryMonitor, StackError, StackTarget, env_keyring, local_stack
 
 load_app = typer.Typer(
     name="load",
@@ -88,7 +88,12 @@ def _seed(target: StackTarget, path: Path, plan: dict[str, Any]) -> fx.Fixture:
             bar.update(tasks[phase], completed=done)
 
         made = fx.seed(
-            target.admin_dsn, path, redis_url=target.redis_url, progress=progress, **plan
+            target.admin_dsn,
+            path,
+            keyring=target.contact_keys(),
+            redis_url=target.redis_url,
+            progress=progress,
+            **plan,
         )
     err.print(
         f"seeded {len(made.tenants)} tenants ({', '.join(t.slug for t in made.tenants[:3])}…) "
@@ -318,9 +323,20 @@ def reconcile_command(
 ) -> None:
     """Reconcile a run's acknowledged donations against the database again."""
     summary = json.loads((run_dir / "summary.json").read_text())
-    dsn = database_url or _target(None, None, None).admin_dsn
+    if database_url is None:
+        target = _target(None, None, None)
+        dsn, ring = target.admin_dsn, target.keyring
+    else:
+        dsn, ring = database_url, env_keyring()
+    if ring is None:
+        err.print("[bold red]error:[/] set CONECTADES_CONTACT_KEYS and CONECTADES_CONTACT_HMAC_KEY")
+        raise typer.Exit(2)
     rec = reconcile_sync(
-        dsn, summary["run_id"], read_events(run_dir / "donations.jsonl"), all_items=all_items
+        dsn,
+        summary["run_id"],
+        read_events(run_dir / "donations.jsonl"),
+        keyring=ring,
+        all_items=all_items,
     )
     out.print(
         f"{rec.sent} keys sent, {rec.acknowledged} acknowledged, {rec.stored} stored "

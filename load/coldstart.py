@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from db.crypto import throwaway_keys
 from infra.servers import clean_env, sanic_argv, spawn, stop_group, wait_http_ok
 from load.throwaway import services as bench_services
 
@@ -81,6 +82,7 @@ def services(base: Path) -> Iterator[dict[str, str]]:
             "CONECTADES_DATABASE_URL": urls["api"],
             "CONECTADES_REDIS_URL": urls["redis"],
             "CONECTADES_JWT_SECRET": secrets.token_urlsafe(32),
+            **throwaway_keys(),
         }
 
 

@@ -21,6 +21,7 @@ from uuid import UUID
 import asyncpg
 
 from admin.seed import SeedPlan, run_seed
+from db.crypto import Keyring
 from tenants import provisioning
 from tenants.passwords import hash_password
 
@@ -73,6 +74,7 @@ class Fixture:
 async def create_fixture(
     admin_dsn: str,
     *,
+    keyring: Keyring,
     tenants: int = 10,
     campaigns_per_tenant: int = 60,
     donations: int = 20_000,
@@ -92,7 +94,7 @@ async def create_fixture(
             seed=seed,
             listed=True,  # the scenarios read the cross-tenant directory
         )
-        result = await run_seed(conn, plan, progress)
+        result = await run_seed(conn, plan, keyring, progress)
         fixture = Fixture()
         async with conn.transaction():
             for t in result.tenants:
@@ -202,12 +204,13 @@ def seed(
     admin_dsn: str,
     path: Path = DEFAULT_FIXTURE,
     *,
+    keyring: Keyring,
     redis_url: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     **plan: Any,
 ) -> Fixture:
     """Create the fixture, save it to `path` and drop the cached directory."""
-    fixture = asyncio.run(create_fixture(admin_dsn, progress=progress, **plan))
+    fixture = asyncio.run(create_fixture(admin_dsn, keyring=keyring, progress=progress, **plan))
     fixture.save(path)
     asyncio.run(purge_cache(redis_url))
     return fixture

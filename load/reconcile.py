@@ -6,7 +6,10 @@ quantity, state) and a `status` event (id, state) for every acknowledged
 transition, after a `status_sent` event (id, state) before sending it. (The
 field is `state`, not `status`: the events once travelled as k6 metadata, which
 drops names like its system tags.) Every donation the run writes carries
-`load-run <run id> key <key>` in its message. Then:
+`load-run <run id> key <key>` in its message and the run's donor contact
+(`run_contact`). Both are encrypted at rest (db/crypto.py), so the run's rows are
+found by that contact's keyed hash and their keys read from the decrypted
+messages, with the API's keys. Then:
 
 - lost: an acknowledged id that is not in the database;
 - duplicated: one key acknowledged with two ids, or stored in two rows;
@@ -34,14 +37,16 @@ from uuid import UUID
 
 import asyncpg
 
-MESSAGE_PREFIX = "load-run "
+from db.crypto import Keyring, UnreadableValue
+
 _KEY_IN_MESSAGE = re.compile(r"^load-run (\S+) key (\S+)$")
 STATUSES = ("pending", "confirmed", "delivered", "cancelled")
 
 SELECT_RUN_ROWS = """
-SELECT d.id, d.item_id, d.quantity, d.status, d.message, t.slug AS tenant
+SELECT d.id, d.tenant_id, d.item_id, d.quantity, d.status, d.message, d.message_enc,
+       t.slug AS tenant
 FROM donation d JOIN tenant t ON t.id = d.tenant_id
-WHERE d.message LIKE $1 OR d.id = ANY($2::uuid[])
+WHERE d.donor_contact_hmac = $1 OR d.id = ANY($2::uuid[])
 """
 
 # Per item: the totals the trigger kept, and the sums recomputed from the rows.
@@ -110,7 +115,29 @@ def read_events(path: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _key_of(message: str, run_id: str) -> str | None:
+def run_contact(run_id: str) -> str:
+    """The donor contact of every donation a run writes (load/scenarios/lib.js)."""
+    return f"load-run-{run_id}@example.org"
+
+
+async def run_rows(
+    conn: asyncpg.Connection, keyring: Keyring, run_id: str, ids: list[UUID]
+) -> list[dict[str, Any]]:
+    """The run's rows and those with these ids, each with its message decrypted
+    (`message`; a row whose message cannot be decrypted gets '' and so no key)."""
+    rows = await conn.fetch(SELECT_RUN_ROWS, keyring.contact_hash(run_contact(run_id)), ids)
+    found = []
+    for r in rows:
+        row = dict(r)
+        try:
+            row["message"] = keyring.message_of(r)
+        except UnreadableValue:
+            row["message"] = ""
+        found.append(row)
+    return found
+
+
+def key_of(message: str, run_id: str) -> str | None:
     m = _KEY_IN_MESSAGE.match(message)
     if m is None or m.group(1) != run_id:
         return None
@@ -122,6 +149,7 @@ async def reconcile(
     run_id: str,
     events: Iterable[dict[str, str]],
     *,
+    keyring: Keyring,
     all_items: bool = False,
 ) -> Reconciliation:
     result = Reconciliation(run_id=run_id)
@@ -159,11 +187,11 @@ async def reconcile(
             result.problems.append(Problem("lost", f"acknowledged id {i!r} is not a UUID"))
     conn = await asyncpg.connect(admin_dsn, timeout=10)
     try:
-        rows = await conn.fetch(SELECT_RUN_ROWS, f"{MESSAGE_PREFIX}{run_id} key %", valid_ids)
+        rows = await run_rows(conn, keyring, run_id, valid_ids)
         stored_by_id = {str(r["id"]): r for r in rows}
         rows_by_key: dict[str, list[str]] = defaultdict(list)
         for r in rows:
-            row_key = _key_of(r["message"], run_id)
+            row_key = key_of(r["message"], run_id)
             if row_key is None:
                 continue
             result.stored += 1
@@ -206,10 +234,10 @@ async def reconcile(
 
 
 def _differences(
-    row: asyncpg.Record, ack: dict[str, str], statuses: set[str], run_id: str
+    row: dict[str, Any], ack: dict[str, str], statuses: set[str], run_id: str
 ) -> list[str]:
     diffs = []
-    if _key_of(row["message"], run_id) != ack["key"]:
+    if key_of(row["message"], run_id) != ack["key"]:
         diffs.append(f"stored message {row['message']!r} does not carry key {ack['key']}")
     if "tenant" in ack and row["tenant"] != ack["tenant"]:
         diffs.append(f"tenant {row['tenant']} != acknowledged {ack['tenant']}")
@@ -238,6 +266,11 @@ def _totals_problems(totals: Iterable[asyncpg.Record]) -> list[Problem]:
 
 
 def reconcile_sync(
-    admin_dsn: str, run_id: str, events: Iterable[dict[str, str]], *, all_items: bool = False
+    admin_dsn: str,
+    run_id: str,
+    events: Iterable[dict[str, str]],
+    *,
+    keyring: Keyring,
+    all_items: bool = False,
 ) -> Reconciliation:
-    return asyncio.run(reconcile(admin_dsn, run_id, events, all_items=all_items))
+    return asyncio.run(reconcile(admin_dsn, run_id, events, keyring=keyring, all_items=all_items))

@@ -364,7 +364,13 @@ def run(
     events = read_events(run_dir / "donations.jsonl")
     rec = None
     if cfg.reconcile and (cfg.scenario in WRITES or events):
-        rec = reconcile_sync(target.admin_dsn, run_id, events, all_items=cfg.all_items).as_dict()
+        rec = reconcile_sync(
+            target.admin_dsn,
+            run_id,
+            events,
+            keyring=target.contact_keys(),
+            all_items=cfg.all_items,
+        ).as_dict()
     memory = {
         "peak_pss": monitor.peak.pss,
         "peak_rss": monitor.peak.rss,

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from db.crypto import KEYS_ENV, Keyring
+
 # Processes whose parent of the same program belongs to the same service (a
 # postmaster and its backends, an nginx master and its workers).
 _SERVERS = ("postgres", "postmaster", "nginx", "redis-server", "redis")
@@ -35,6 +37,17 @@ class StackTarget:
     api_url: str | None = None  # the workers, for memory sampling
     redis_url: str | None = None
     extra_ports: list[int] = field(default_factory=list)
+    # The API's donor-contact keys: the seed seals with them, reconciliation finds a
+    # run's rows by its donor contact's hash and reads their messages (db/crypto.py).
+    keyring: Keyring | None = None
+
+    def contact_keys(self) -> Keyring:
+        if self.keyring is None:
+            raise StackError(
+                "the API's donor-contact keys are needed: set CONECTADES_CONTACT_KEYS and "
+                "CONECTADES_CONTACT_HMAC_KEY (a ./start.sh stack has them in var/stack.env)"
+            )
+        return self.keyring
 
     def ports(self) -> list[int]:
         """Listening ports of every service whose processes count as "the stack"."""
@@ -62,14 +75,22 @@ def local_stack(
             "or give --base-url and --database-url"
         )
     if base_url is not None and database_url is not None and not stack.ENV_FILE.exists():
-        return StackTarget(base_url=base_url, admin_dsn=database_url, redis_url=redis_url)
+        return StackTarget(
+            base_url=base_url, admin_dsn=database_url, redis_url=redis_url, keyring=env_keyring()
+        )
     settings = stack.Settings(env=stack.load_env(), workers=1)
     return StackTarget(
         base_url=base_url or f"http://127.0.0.1:{settings.env['EDGE_PORT']}",
         admin_dsn=database_url or settings.admin_dsn,
         api_url=settings.api_url,
         redis_url=redis_url or settings.redis_url,
+        keyring=env_keyring() if os.environ.get(KEYS_ENV) else settings.keyring(),
     )
+
+
+def env_keyring() -> Keyring | None:
+    """The donor-contact keys in this process's environment, if set."""
+    return Keyring.from_env() if os.environ.get(KEYS_ENV) else None
 
 
 def check_up(target: StackTarget, timeout: float = 3) -> None:

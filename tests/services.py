@@ -21,6 +21,12 @@ from infra.servers import clean_env, sanic_argv, spawn, stop_group, wait_http_ok
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 API_ROLE = "conectades_api"
+LINK_SECRET = "test-link-secret-" + "y" * 40
+# Donor-contact keys (db/crypto.py) of every API and CLI the suite starts.
+CONTACT_KEYS = {
+    "CONECTADES_CONTACT_KEYS": "1:dGVzdC1jb250YWN0LWtleS0xLXh4eHh4eHh4eHh4eHg=",
+    "CONECTADES_CONTACT_HMAC_KEY": "dGVzdC1jb250YWN0LWhtYWMta2V5LXh4eHh4eHh4eHg=",
+}
 
 
 class LoopThread:
@@ -110,6 +116,9 @@ def api_env(db: Database, **extra: str) -> dict[str, str]:
         {
             "CONECTADES_DATABASE_URL": db.api_dsn,
             "CONECTADES_JWT_SECRET": "test-secret-" + "x" * 40,
+            **CONTACT_KEYS,
+            # Signs the emailed confirm links (notify/links.py); the worker's too.
+            "CONECTADES_LINK_SECRET": LINK_SECRET,
             "CONECTADES_DB_POOL_MAX": "20",
             # The suite drives one key hard (e.g. 444 concurrent writers); the
             # limiter has its own tests with its own server.
@@ -177,6 +186,7 @@ def run_cli(
         CONECTADES_ADMIN_DATABASE_URL=db.admin_dsn,
         CONECTADES_DATABASE_URL=db.api_dsn,
         COLUMNS="200",
+        **CONTACT_KEYS,
     )
     if redis_url is not None:
         env["CONECTADES_REDIS_URL"] = redis_url

@@ -16,7 +16,7 @@ from api import idempotency
 from api.auth import require
 from api.body import parse_body
 from api.cache import LISTS, cached_json, campaign_part, donation_parts, invalidate_after_write
-from api.database import tenant_tx
+from api.database import keyring, tenant_tx
 from api.errors import IllegalTransition, NotFound, field_error
 from api.models.donations import Donation, DonationCreate, DonationList
 from api.models.events import STATUS_EVENTS, donation_event
@@ -24,6 +24,7 @@ from api.openapi import doc
 from api.pagination import Page, page_of
 from api.params import instant_arg, path_id, recency_after
 from api.responses import PRIVATE, dumps, json_response, raw_json_response
+from db.crypto import Keyring
 from db.queries import donations as q
 from db.queries import events
 from tenants.principal import Principal
@@ -59,12 +60,26 @@ def _query(*names: str) -> Callable[[F], F]:
     return wrap
 
 
-def donation_out(row: asyncpg.Record) -> dict[str, Any]:
-    out = dict(row)
-    # asyncpg's UUID subclass is not one orjson serialises natively.
-    for name in ("id", "campaign_id", "item_id"):
-        out[name] = str(out[name])
-    return out
+def donation_out(row: asyncpg.Record, ring: Keyring) -> dict[str, Any]:
+    """The partner's view of a row (api/models/donations.py: Donation), the contact
+    and message decrypted (db/crypto.py)."""
+    return {
+        # asyncpg's UUID subclass is not one orjson serialises natively.
+        "id": str(row["id"]),
+        "campaign_id": str(row["campaign_id"]),
+        "item_id": str(row["item_id"]),
+        "quantity": row["quantity"],
+        "donor_name": row["donor_name"],
+        "donor_contact": ring.donor_contact_of(row),
+        "anonymous": row["anonymous"],
+        "message": ring.message_of(row),
+        "status": row["status"],
+        "source": row["source"],
+        "created_at": row["created_at"],
+        "confirmed_at": row["confirmed_at"],
+        "delivered_at": row["delivered_at"],
+        "cancelled_at": row["cancelled_at"],
+    }
 
 
 def _status_filter(request: Request) -> str | None:
@@ -90,9 +105,9 @@ def _campaign_filter(request: Request) -> uuid.UUID | None:
         raise field_error("campaign_id", "must be a UUID", "uuid_parsing") from None
 
 
-def _page_body(rows: list[asyncpg.Record], page: Page) -> bytes:
+def _page_body(rows: list[asyncpg.Record], page: Page, ring: Keyring) -> bytes:
     rows, cursor = page_of(rows, page.limit, lambda r: [r["created_at"].isoformat(), str(r["id"])])
-    return dumps({"data": [donation_out(r) for r in rows], "next_cursor": cursor})
+    return dumps({"data": [donation_out(r, ring) for r in rows], "next_cursor": cursor})
 
 
 async def _cached(
@@ -131,7 +146,7 @@ async def _list(
                 assert cid is not None
                 if not await q.campaign_exists(conn, tenant_id=tid, campaign_id=cid):
                     raise NotFound("No such campaign.")
-        return _page_body(rows, page)
+        return _page_body(rows, page, keyring(request))
 
     part = campaign_part(cid) if scoped and cid is not None else LISTS
     return await _cached(request, tid, part, build)
@@ -164,12 +179,14 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
     key = idempotency.read_key(request, required=False)
     body = parse_body(request, DonationCreate)
     tid = principal.tenant_id
+    ring = keyring(request)
 
     async with tenant_tx(request, tid) as conn:
 
         async def create() -> tuple[int, bytes]:
             row = await q.insert_donation(
                 conn,
+                keyring=ring,
                 tenant_id=tid,
                 campaign_id=cid,
                 item_id=body.item_id,
@@ -189,7 +206,7 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
             await events.record(
                 conn, "donation.created", "donation", row["id"], donation_event(row)
             )
-            return 201, dumps(donation_out(row))
+            return 201, dumps(donation_out(row, ring))
 
         if key is None:
             status, payload = await create()
@@ -203,6 +220,7 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
                 fingerprint=idempotency.fingerprint(request.method, request.path, body),
                 ttl=request.app.config.IDEMPOTENCY_TTL,
                 create=create,
+                keyring=ring,
             )
             status, payload, replayed = outcome.status, outcome.body, outcome.replayed
         # For the invalidation: the public pages address the campaign by slug.
@@ -243,7 +261,7 @@ async def get_donation(request: Request, principal: Principal, donation_id: str)
             row = await q.select_donation(conn, tenant_id=tid, donation_id=did)
         if row is None:
             raise NotFound("No such donation.")
-        return dumps(donation_out(row))
+        return dumps(donation_out(row, keyring(request)))
 
     return await _cached(request, tid, LISTS, build)
 
@@ -276,7 +294,7 @@ async def _transition(
     await invalidate_after_write(
         request, tid, directory=to_status != "delivered", parts=donation_parts(cid, slug)
     )
-    return json_response(donation_out(row))
+    return json_response(donation_out(row, keyring(request)))
 
 
 @bp.post("/donations/<donation_id:str>/confirm")
@@ -322,4 +340,4 @@ async def anonymize_donation(
     # Its campaign's pages (the public donations list shows names and messages) and
     # the tenant's lists; totals did not change, so the directory stays.
     await invalidate_after_write(request, tid, directory=False, parts=donation_parts(cid, slug))
-    return json_response(donation_out(row))
+    return json_response(donation_out(row, keyring(request)))

@@ -22,7 +22,7 @@ from sanic_ext import openapi
 
 from api.body import parse_body
 from api.cache import DIRECTORY, cached_json, donation_parts, invalidate_after_write, slug_part
-from api.database import connection, tenant_tx
+from api.database import connection, keyring, tenant_tx
 from api.errors import BadRequest, Conflict, NotFound, field_error
 from api.idempotency import PUBLIC_SCOPE, Outcome, fingerprint, read_key, run_once
 from api.models.events import donation_event
@@ -352,6 +352,7 @@ async def recent_donations(
     if status is None or status == "draft":
         raise NotFound("No such campaign.")
     rows, next_cursor = page_of(rows, limit, lambda r: [r["created_at"].isoformat(), str(r["id"])])
+    ring = keyring(request)
     data = [
         {
             "id": str(r["id"]),
@@ -361,7 +362,7 @@ async def recent_donations(
             "unit": r["unit"],
             "quantity": r["quantity"],
             "status": r["status"],
-            "message": r["message"],
+            "message": ring.message_of({**r, "tenant_id": org["id"]}),
             "created_at": r["created_at"],
         }
         for r in rows
@@ -381,6 +382,7 @@ async def pledge_once(
     """Record `body` as a pending pledge once per (public scope, `key`) within `ttl`
     seconds, then invalidate what it changed. A replay returns the first answer."""
     tenant_id: UUID = org["id"]
+    ring = keyring(request)
     written: list[UUID] = []  # the campaign the pledge went to (not set on a replay)
 
     async with tenant_tx(request, tenant_id) as conn:
@@ -398,6 +400,7 @@ async def pledge_once(
                 )
             row = await dq.insert_donation(
                 conn,
+                keyring=ring,
                 tenant_id=tenant_id,
                 campaign_id=campaign["id"],
                 item_id=body.item_id,
@@ -432,6 +435,7 @@ async def pledge_once(
             fingerprint=fingerprint("POST", request.path, body),
             ttl=ttl,
             create=create,
+            keyring=ring,
         )
     if not outcome.replayed and written:
         # A pending pledge changes its campaign's pages and the organization's lists,

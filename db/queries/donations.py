@@ -8,23 +8,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 
+from db import crypto
+from db.crypto import Keyring
+
+# donor_contact and message are '' on every row written since migration 0018: the
+# values are in the sealed columns (db/crypto.py: Keyring.donor_contact_of, message_of
+# read either). tenant_id is part of what a sealed value is bound to.
 DONATION_COLUMNS = (
-    "id, campaign_id, item_id, quantity, donor_name, donor_contact, anonymous, message, "
+    "id, tenant_id, campaign_id, item_id, quantity, donor_name, donor_contact, "
+    "donor_contact_enc, anonymous, message, message_enc, "
     "status, source, created_at, confirmed_at, delivered_at, cancelled_at"
 )
 
 # One statement that also proves the item belongs to this campaign and tenant:
 # no row comes back (and nothing is written) when it does not. Donations recorded
-# as already confirmed or delivered get those timestamps at creation time.
+# as already confirmed or delivered get those timestamps at creation time. The id
+# comes from the caller: the sealed contact and message are bound to it.
 INSERT_DONATION = f"""
-INSERT INTO donation (tenant_id, campaign_id, item_id, quantity, donor_name, donor_contact,
-                      anonymous, message, status, source, created_at, confirmed_at,
-                      delivered_at)
-SELECT i.tenant_id, i.campaign_id, i.id, $4, $5, $6, $7, $8, $9::text, $10, n.ts,
+INSERT INTO donation (id, tenant_id, campaign_id, item_id, quantity, donor_name,
+                      donor_contact_enc, donor_contact_hmac, anonymous, message_enc,
+                      status, source, created_at, confirmed_at, delivered_at)
+SELECT $11, i.tenant_id, i.campaign_id, i.id, $4, $5, $6, $12, $7, $8, $9::text, $10, n.ts,
        CASE WHEN $9::text IN ('confirmed', 'delivered') THEN n.ts END,
        CASE WHEN $9::text = 'delivered' THEN n.ts END
 FROM campaign_item i CROSS JOIN (SELECT clock_timestamp() AS ts) n
@@ -84,6 +92,7 @@ RETURNING {DONATION_COLUMNS}
 async def insert_donation(
     conn: asyncpg.Connection,
     *,
+    keyring: Keyring,
     tenant_id: UUID,
     campaign_id: UUID,
     item_id: UUID,
@@ -95,7 +104,10 @@ async def insert_donation(
     status: str,
     source: str,
 ) -> asyncpg.Record | None:
-    """The new donation, or None when the item is not one of this campaign's."""
+    """The new donation, or None when the item is not one of this campaign's. The
+    contact and message are stored sealed (and the contact's lookup hash), never as text."""
+    donation_id = uuid4()
+    place = {"tenant_id": tenant_id, "row_id": donation_id}
     row: asyncpg.Record | None = await conn.fetchrow(
         INSERT_DONATION,
         tenant_id,
@@ -103,11 +115,13 @@ async def insert_donation(
         item_id,
         quantity,
         donor_name,
-        donor_contact,
+        keyring.seal(donor_contact, column=crypto.CONTACT, **place),
         anonymous,
-        message,
+        keyring.seal(message, column=crypto.MESSAGE, **place),
         status,
         source,
+        donation_id,
+        keyring.contact_hash(donor_contact),
     )
     return row
 
@@ -187,7 +201,8 @@ async def transition_donation(
 # stay exact: the totals trigger fires on status, quantity and item only), nothing
 # that names or reaches the person.
 ANONYMIZE_DONATION = f"""
-UPDATE donation SET donor_name = '', donor_contact = '', message = '', anonymous = true
+UPDATE donation SET donor_name = '', donor_contact = '', message = '', anonymous = true,
+    donor_contact_enc = NULL, donor_contact_hmac = NULL, message_enc = NULL
 WHERE tenant_id = $1 AND id = $2
 RETURNING {DONATION_COLUMNS}
 """

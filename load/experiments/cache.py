@@ -35,6 +35,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from db.crypto import throwaway_keys
 from infra.servers import ServerError, clean_env, sanic_argv, spawn, stop_group, wait_http_ok
 from load import wrk
 from load.ceiling import campaign_body
@@ -200,6 +201,7 @@ def main() -> None:
         common |= {
             "CONECTADES_DATABASE_URL": urls_in["api"],
             "CONECTADES_JWT_SECRET": secrets.token_urlsafe(48),
+            **throwaway_keys(),
             "PYTHONUNBUFFERED": "1",
             # One key at thousands of requests/s: the per-key limiter would answer
             # 429; this benchmark measures the cached read itself.

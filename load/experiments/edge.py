@@ -29,6 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from db.crypto import throwaway_keys
 from edge import stats
 from edge.render import EdgeConfig
 from infra.nginx import LocalNginx, free_port
@@ -69,6 +70,7 @@ def main() -> None:
             "CONECTADES_DATABASE_URL": urls["api"],
             "CONECTADES_REDIS_URL": urls["redis"],
             "CONECTADES_JWT_SECRET": "bench-secret-" + "x" * 40,
+            **throwaway_keys(),
         }
         api_port = free_port()
         api = start("app", api_port, env, base / "api.log")

@@ -14,10 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
+from db.crypto import Keyring
 from infra.postgres import find_bindir
 from infra.redis import LocalRedis
 from tests.factories import Factory, TenantCtx, bearer
-from tests.services import ApiServer, Database, run_cli
+from tests.services import CONTACT_KEYS, ApiServer, Database, run_cli
+
+RING = Keyring.from_env(CONTACT_KEYS)
 
 
 def totals(db: Database, campaign: dict[str, Any]) -> list[dict[str, Any]]:
@@ -129,7 +132,8 @@ def test_erase_asks_first_and_refuses_an_empty_contact(
     # No answer on stdin: nothing is erased.
     done = run_cli(db, "donor", "erase", "--contact", who)
     assert done.returncode != 0 and "Aborted" in done.stderr
-    assert db.fetchval("SELECT count(*) FROM donation WHERE donor_contact = $1", who) == 1
+    hashed = RING.contact_hash(who)
+    assert db.fetchval("SELECT count(*) FROM donation WHERE donor_contact_hmac = $1", hashed) == 1
     for command in ("export", "erase"):
         extra = ("--yes",) if command == "erase" else ()
         empty = run_cli(db, "donor", command, "--contact", "  ", *extra)
@@ -151,10 +155,17 @@ def test_prune_erases_contacts_past_the_retention_period(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["contacts"] >= 1
     rows = {
-        str(r["id"]): r["donor_contact"]
-        for r in db.fetch("SELECT id, donor_contact FROM donation WHERE campaign_id = $1", ca["id"])
+        str(r["id"]): r
+        for r in db.fetch(
+            "SELECT id, tenant_id, donor_contact, donor_contact_enc, donor_contact_hmac "
+            "FROM donation WHERE campaign_id = $1",
+            ca["id"],
+        )
     }
-    assert rows[old["id"]] == "" and rows[new["id"]] == new["donor_contact"]
+    gone = rows[old["id"]]
+    assert (gone["donor_contact_enc"], gone["donor_contact_hmac"]) == (None, None)
+    assert RING.donor_contact_of(gone) == ""
+    assert RING.donor_contact_of(rows[new["id"]]) == new["donor_contact"]
     assert totals(db, ca) == before
     longer = run_cli(db, "db", "prune", extra_env={"CONECTADES_CONTACT_RETENTION_DAYS": "0"})
     assert longer.returncode != 0 and "CONTACT_RETENTION_DAYS" in longer.stderr

@@ -13,9 +13,12 @@ import httpx
 import orjson
 import pytest
 
+from db.crypto import Keyring
 from tests.factories import Factory, TenantCtx
+from tests.services import CONTACT_KEYS
 
 NOW = datetime.now(UTC)
+RING = Keyring.from_env(CONTACT_KEYS)
 
 
 @pytest.fixture
@@ -68,9 +71,11 @@ def test_create_pledge_records_pending_public_donation(
     row = db.fetchrow("SELECT * FROM donation WHERE id = $1", uuid.UUID(data["id"]))
     assert row["tenant_id"] == org.id and row["campaign_id"] == campaign["id"]
     assert (row["status"], row["source"]) == ("pending", "public")
-    assert (row["donor_name"], row["donor_contact"]) == ("Ana", "ana@example.org")
+    # Contact and message stored encrypted (db/crypto.py), the text columns empty.
+    assert (row["donor_contact"], row["message"]) == ("", "")
+    assert (row["donor_name"], RING.donor_contact_of(row)) == ("Ana", "ana@example.org")
     # Not shown publicly: the donor did not ask for it (show_name defaults to off).
-    assert row["message"] == "Levo no sábado" and row["anonymous"] is True
+    assert RING.message_of(row) == "Levo no sábado" and row["anonymous"] is True
     page = client.get(f"/api/public/{org.slug}/campaigns/{campaign['slug']}").json()
     assert page["items"][0]["pending_quantity"] == 5
 
@@ -297,10 +302,9 @@ def test_create_pledge_stores_sql_and_unicode_text_verbatim(
         url(org, campaign), json=body(campaign, donor_name=text, message=text), headers=key()
     )
     assert r.status_code == 201, r.text
-    row = db.fetchrow(
-        "SELECT donor_name, message FROM donation WHERE id = $1", uuid.UUID(r.json()["id"])
-    )
-    assert (row["donor_name"], row["message"]) == (text, text)
+    row = db.fetchrow("SELECT * FROM donation WHERE id = $1", uuid.UUID(r.json()["id"]))
+    # The message is stored encrypted (db/crypto.py), verbatim once decrypted.
+    assert (row["donor_name"], RING.message_of(row)) == (text, text)
 
 
 def test_anonymous_pledge_is_listed_as_anonymous(

@@ -24,6 +24,7 @@ import yaml  # type: ignore[import-untyped]
 from sanic import Sanic
 
 from api.config import AppConfig
+from db.crypto import throwaway_keys
 from edge.render import CONTAINER_PORT, CONTAINER_STATIC, STATIC_DIR, container_config, render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,7 +87,11 @@ def app_routes() -> Iterator[set[str]]:
     from api.server import create_app
 
     config = AppConfig(
-        {"DATABASE_URL": "postgresql://unused@127.0.0.1/unused", "JWT_SECRET": "x" * 40}
+        {
+            "DATABASE_URL": "postgresql://unused@127.0.0.1/unused",
+            "JWT_SECRET": "x" * 40,
+            **{k.removeprefix("CONECTADES_"): v for k, v in throwaway_keys().items()},
+        }
     )
     app = create_app(config)
     try:
@@ -310,6 +315,7 @@ def test_pods_run_non_root_read_only_with_resources() -> None:
         "Deployment/worker",
         "Job/conectades-migrate",
         "CronJob/conectades-prune",
+        "CronJob/conectades-rotate-contact-keys",
     }
     for name, spec in specs.items():
         pod_sc = spec["securityContext"]
@@ -336,7 +342,9 @@ def test_worker_runs_the_cli_worker_with_the_api_role_and_a_grace_that_covers_it
     )
     # Public destinations only in production: no allow-list in the shipped manifests.
     assert "CONECTADES_WEBHOOK_ALLOWED_HOSTS" not in env
-    assert "CONECTADES_WEBHOOK_ALLOWED_HOSTS" not in by_kind("ConfigMap")["conectades-config"]["data"]
+    assert (
+        "CONECTADES_WEBHOOK_ALLOWED_HOSTS" not in by_kind("ConfigMap")["conectades-config"]["data"]
+    )
     drain = float(env["CONECTADES_WORKER_SHUTDOWN_TIMEOUT"]["value"])
     assert spec["terminationGracePeriodSeconds"] > drain
 
@@ -344,8 +352,9 @@ def test_worker_runs_the_cli_worker_with_the_api_role_and_a_grace_that_covers_it
 def test_compose_worker_runs_the_cli_worker_with_the_api_role(compose: dict[str, Any]) -> None:
     worker = compose["services"]["worker"]
     assert worker["command"] == ["conectades", "worker"]
-    assert worker["environment"]["CONECTADES_DATABASE_URL"] == (
-        compose["services"]["api"]["environment"]["CONECTADES_DATABASE_URL"]
+    assert (
+        worker["environment"]["CONECTADES_DATABASE_URL"]
+        == (compose["services"]["api"]["environment"]["CONECTADES_DATABASE_URL"])
     )
     assert "CONECTADES_WEBHOOK_ALLOWED_HOSTS" not in worker["environment"]
     assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
@@ -417,7 +426,8 @@ def test_no_credentials_in_applied_manifests() -> None:
     for value in secrets[0]["stringData"].values():
         assert "REPLACE_ME" in value
     assert len(secrets[0]["stringData"]["CONECTADES_JWT_SECRET"]) < 32
-    # Least privilege: only the migration Job and the prune CronJob get the owner's DSN.
+    # Least privilege: only the migration Job and the prune and key-rotation CronJobs
+    # get the owner's DSN; the donor-contact keys only what reads or writes contacts.
     env_names = {e["name"] for e in api_container()["env"]}
     assert "CONECTADES_ADMIN_DATABASE_URL" not in env_names
     owners = {
@@ -426,7 +436,25 @@ def test_no_credentials_in_applied_manifests() -> None:
         for c in spec["containers"]
         if any(e["name"] == "CONECTADES_ADMIN_DATABASE_URL" for e in c.get("env", []))
     }
-    assert owners == {"Job/conectades-migrate", "CronJob/conectades-prune"}
+    assert owners == {
+        "Job/conectades-migrate",
+        "CronJob/conectades-prune",
+        "CronJob/conectades-rotate-contact-keys",
+    }
+    for key in ("CONECTADES_CONTACT_KEYS", "CONECTADES_CONTACT_HMAC_KEY"):
+        holders = {
+            name
+            for name, spec in pod_specs()
+            for c in spec["containers"]
+            if any(e["name"] == key for e in c.get("env", []))
+        }
+        assert holders == {
+            "Deployment/api",
+            "Deployment/worker",
+            "CronJob/conectades-rotate-contact-keys",
+        }, key
+    rotate = dict(pod_specs())["CronJob/conectades-rotate-contact-keys"]["containers"][0]
+    assert rotate["command"] == ["conectades", "donor", "rotate-keys"]
     for name, spec in pod_specs():
         for c in spec["containers"]:
             for env in c.get("env", []):

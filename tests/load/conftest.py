@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from db.crypto import Keyring
 from infra.nginx import LocalNginx
 from infra.redis import LocalRedis
 from load import fixture as fx
 from load.stack import StackTarget
 from tests.edge.conftest import hostport, start_edge
-from tests.services import ApiServer, Database
+from tests.services import CONTACT_KEYS, ApiServer, Database
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +30,11 @@ def load_target(
     load_edge: LocalNginx, db: Database, api: ApiServer, redis_server: LocalRedis
 ) -> StackTarget:
     return StackTarget(
-        base_url=load_edge.url, admin_dsn=db.admin_dsn, api_url=api.url, redis_url=redis_server.url
+        base_url=load_edge.url,
+        admin_dsn=db.admin_dsn,
+        api_url=api.url,
+        redis_url=redis_server.url,
+        keyring=Keyring.from_env(CONTACT_KEYS),
     )
 
 
@@ -38,6 +43,7 @@ def load_fixture(load_target: StackTarget) -> fx.Fixture:
     made = asyncio.run(
         fx.create_fixture(
             load_target.admin_dsn,
+            keyring=load_target.contact_keys(),
             tenants=3,
             campaigns_per_tenant=15,
             donations=300,

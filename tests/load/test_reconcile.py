@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
-from load.reconcile import reconcile_sync
-from tests.services import Database
+from db import crypto
+from load.reconcile import reconcile_sync, run_contact
+from tests.services import CONTACT_KEYS, Database
+
+RING = crypto.Keyring.from_env(CONTACT_KEYS)
 
 
 class Run:
@@ -43,16 +46,24 @@ class Run:
         self.events: list[dict[str, str]] = []
 
     def row(self, key: str, quantity: int = 3, status: str = "pending") -> str:
-        """A stored donation of this run (totals kept by the trigger)."""
+        """A stored donation of this run (totals kept by the trigger), its contact and
+        message sealed as the API stores them (db/crypto.py)."""
+        did = uuid.uuid4()
+        place = {"tenant_id": self.tenant_id, "row_id": did}
+        contact = run_contact(self.id)
         row = self.db.fetchrow(
-            "INSERT INTO donation (tenant_id, campaign_id, item_id, quantity, status, message) "
-            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO donation (id, tenant_id, campaign_id, item_id, quantity, status, "
+            "donor_contact_enc, donor_contact_hmac, message_enc) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            did,
             self.tenant_id,
             self.campaign_id,
             self.item_id,
             quantity,
             status,
-            f"load-run {self.id} key {key}",
+            RING.seal(contact, column=crypto.CONTACT, **place),
+            RING.contact_hash(contact),
+            RING.seal(f"load-run {self.id} key {key}", column=crypto.MESSAGE, **place),
         )
         assert row is not None
         return str(row["id"])
@@ -81,7 +92,7 @@ class Run:
         return did
 
     def check(self) -> Any:
-        return reconcile_sync(self.db.admin_dsn, self.id, self.events)
+        return reconcile_sync(self.db.admin_dsn, self.id, self.events, keyring=RING)
 
 
 @pytest.fixture

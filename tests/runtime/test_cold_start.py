@@ -22,6 +22,8 @@ SETTINGS = (
     "import os\n"
     "os.environ['CONECTADES_DATABASE_URL'] = 'postgresql://x:y@127.0.0.1:1/x'\n"
     "os.environ['CONECTADES_JWT_SECRET'] = 'x' * 40\n"
+    "from db.crypto import throwaway_keys\n"
+    "os.environ.update(throwaway_keys())\n"
 )
 
 
