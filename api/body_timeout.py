@@ -55,7 +55,7 @@ class ReceiveTimeoutProtocol(HttpProtocol):
 
     def _setup(self) -> None:
         super()._setup()  # type: ignore[no-untyped-call]
-        self.receive_timeout = float(self.app.config.get("BODY_TIMEOUT", 0))
+        self.receive_timeout = float(self.app.config.BODY_TIMEOUT)
         self.request_started: float | None = None
 
     def _deadline(self) -> float | None:

@@ -6,10 +6,8 @@ from typing import Any
 
 from sanic.config import Config
 
-from db.crypto import KeyConfigError, Keyring
-
 ENV_PREFIX = "CONECTADES_"
-REQUIRED_SECRETS = ("DATABASE_URL", "JWT_SECRET", "CONTACT_KEYS", "CONTACT_HMAC_KEY")
+REQUIRED_SECRETS = ("DATABASE_URL", "JWT_SECRET")
 
 
 class ConfigError(RuntimeError):
@@ -43,10 +41,6 @@ class AppConfig(Config):
     REFRESH_TOKEN_TTL: int
     IDEMPOTENCY_TTL: int
     CONTACT_RETENTION_DAYS: int
-    # Donor contacts and messages at rest (db/crypto.py): `id:base64key,...` newest
-    # first (the first encrypts, all decrypt), and the lookup hash's key.
-    CONTACT_KEYS: str
-    CONTACT_HMAC_KEY: str
     EVENT_RETENTION_DAYS: int
     # Optional: empty disables the response cache (every read is X-Cache: BYPASS).
     REDIS_URL: str
@@ -57,6 +51,10 @@ class AppConfig(Config):
     AUTH_FAILURE_RATE: float
     AUTH_FAILURE_BURST: int
     METRICS_ALLOW: str
+    TRUSTED_PROXIES: str
+    RATE_LIMIT_RATE: float
+    RATE_LIMIT_BURST: int
+    BACKLOG: int
     LIVENESS_BLOCKED: float
     WEBHOOK_ALLOWED_HOSTS: str
     # Signs the emailed "Confirmar recebimento" links (notify/links.py); optional:
@@ -94,8 +92,6 @@ class AppConfig(Config):
                 "IDEMPOTENCY_TTL": 24 * 3600,
                 # Donor contacts older than this are erased by `conectades db prune`.
                 "CONTACT_RETENTION_DAYS": 365,
-                "CONTACT_KEYS": "",
-                "CONTACT_HMAC_KEY": "",
                 # Events older than this are deleted by `conectades db prune` (≥ 30).
                 "EVENT_RETENTION_DAYS": 90,
                 "REDIS_URL": "",
@@ -105,6 +101,9 @@ class AppConfig(Config):
                 "CACHE_BREAKER_COOLDOWN": 5.0,
                 # Peers whose X-Real-IP header is believed (the edge); comma-separated.
                 "TRUSTED_PROXIES": "127.0.0.1",
+                # The listening socket's accept queue (api/listen.py; the kernel caps
+                # it at net.core.somaxconn).
+                "BACKLOG": 2048,
                 # Per API key / staff user on the partner API (Redis GCRA); 0 disables.
                 "RATE_LIMIT_RATE": 50.0,
                 "RATE_LIMIT_BURST": 100,
@@ -154,13 +153,5 @@ class AppConfig(Config):
             raise ConfigError(f"missing required configuration: {names}")
         if len(self.JWT_SECRET.encode()) < 32:
             raise ConfigError(f"{ENV_PREFIX}JWT_SECRET must be at least 32 bytes")
-        try:
-            self.keyring()
-        except KeyConfigError as exc:
-            raise ConfigError(str(exc)) from None
-
-    def keyring(self) -> Keyring:
-        """The donor-contact keys (db/crypto.py); KeyConfigError says what is wrong."""
-        return Keyring.parse(str(self.CONTACT_KEYS), str(self.CONTACT_HMAC_KEY))
         if self.LINK_SECRET and len(str(self.LINK_SECRET).encode()) < 32:
             raise ConfigError(f"{ENV_PREFIX}LINK_SECRET must be at least 32 bytes")

@@ -11,7 +11,7 @@ from typing import Any
 
 from sanic import Sanic
 
-from cache import cache_from_config
+from cache import open_response_cache
 from db.pool import close_pool, open_pool
 from tenants.ratelimit import open_limiter
 
@@ -20,7 +20,14 @@ log = logging.getLogger("conectades.cache")
 
 async def open_cache(app: Sanic[Any, Any]) -> None:
     """This worker's cache client; an empty REDIS_URL disables the cache (BYPASS)."""
-    cache = cache_from_config(app.config)
+    cfg = app.config
+    cache = open_response_cache(
+        str(cfg.REDIS_URL or ""),
+        connect_timeout=float(cfg.CACHE_CONNECT_TIMEOUT),
+        timeout=float(cfg.CACHE_TIMEOUT),
+        breaker_threshold=int(cfg.CACHE_BREAKER_THRESHOLD),
+        breaker_cooldown=float(cfg.CACHE_BREAKER_COOLDOWN),
+    )
     app.ctx.cache = cache
     app.ctx.redis = cache.redis if cache is not None else None
     if cache is not None and not await cache.ping():

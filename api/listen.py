@@ -16,11 +16,9 @@ import asyncio
 
 from sanic import Sanic
 
-DEFAULT_BACKLOG = 2048
-
 
 async def _apply_backlog(app: Sanic, _loop: asyncio.AbstractEventLoop) -> None:  # type: ignore[type-arg]
-    backlog = int(app.config.get("BACKLOG", DEFAULT_BACKLOG))
+    backlog = int(app.config.BACKLOG)
     for server_info in app.state.server_info:
         server_info.settings["backlog"] = backlog
 

@@ -81,7 +81,7 @@ async def echo_request_id(request: Request, response: BaseHTTPResponse) -> None:
 
 
 def setup_request_context(app: Sanic) -> None:  # type: ignore[type-arg]
-    raw = str(app.config.get("TRUSTED_PROXIES", "127.0.0.1"))
+    raw = str(app.config.TRUSTED_PROXIES)
     app.ctx.trusted_proxies = TrustedProxies.parse(raw)
     app.register_middleware(identify, "request")
     app.register_middleware(echo_request_id, "response")

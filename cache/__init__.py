@@ -16,7 +16,7 @@ invalidation after writes) does; the worker opens and closes it in api/lifecycle
 from cache.keys import EPOCH_KEY, TTLS, generation_key, ttl_for
 from cache.metrics import prepare_metrics_dir
 from cache.redisio import BoundedRedis, CircuitBreaker, RedisPipe, Unavailable, create_client
-from cache.response import Lookup, ResponseCache, Result, cache_from_config, count_disabled
+from cache.response import Lookup, ResponseCache, Result, count_disabled, open_response_cache
 
 __all__ = [
     "EPOCH_KEY",
@@ -28,10 +28,10 @@ __all__ = [
     "ResponseCache",
     "Result",
     "Unavailable",
-    "cache_from_config",
     "count_disabled",
     "create_client",
     "generation_key",
+    "open_response_cache",
     "prepare_metrics_dir",
     "ttl_for",
 ]

@@ -297,17 +297,20 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def cache_from_config(config: Any) -> ResponseCache | None:
-    url = config.get("REDIS_URL", "") or ""
+def open_response_cache(
+    url: str,
+    *,
+    connect_timeout: float,
+    timeout: float,
+    breaker_threshold: int,
+    breaker_cooldown: float,
+) -> ResponseCache | None:
+    """A cache on the Redis at `url`; None when `url` is empty (no cache: BYPASS).
+    The settings and their defaults are the API's (api/config.py, CACHE_*)."""
     if not url:
         return None
-    connect_timeout = float(config.get("CACHE_CONNECT_TIMEOUT", 0.1))
-    timeout = float(config.get("CACHE_TIMEOUT", 0.1))
     return ResponseCache(
         create_client(url, connect_timeout=connect_timeout, timeout=timeout),
         timeout=connect_timeout + timeout,
-        breaker=CircuitBreaker(
-            threshold=int(config.get("CACHE_BREAKER_THRESHOLD", 3)),
-            cooldown=float(config.get("CACHE_BREAKER_COOLDOWN", 5.0)),
-        ),
+        breaker=CircuitBreaker(threshold=breaker_threshold, cooldown=breaker_cooldown),
     )

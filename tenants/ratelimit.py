@@ -98,10 +98,10 @@ async def open_limiter(app: object) -> None:
     breaker), unless disabled (rate 0)."""
     ctx = app.ctx  # type: ignore[attr-defined]
     cfg = app.config  # type: ignore[attr-defined]
-    rate = float(cfg.get("RATE_LIMIT_RATE", 0) or 0)
+    rate = float(cfg.RATE_LIMIT_RATE or 0)
     cache = getattr(ctx, "cache", None)
     ctx.ratelimit = (
-        RateLimiter(cache.io, rate=rate, burst=int(cfg.get("RATE_LIMIT_BURST", 100)))
+        RateLimiter(cache.io, rate=rate, burst=int(cfg.RATE_LIMIT_BURST))
         if cache is not None and rate > 0
         else None
     )

@@ -14,8 +14,8 @@ from cache import (
     Lookup,
     ResponseCache,
     Result,
-    cache_from_config,
     generation_key,
+    open_response_cache,
 )
 from cache.memo import SingleFlight
 from infra.redis import LocalRedis
@@ -43,8 +43,8 @@ def test_ttls_follow_the_old_system() -> None:
 
 
 def test_empty_redis_url_disables_the_cache() -> None:
-    assert cache_from_config({"REDIS_URL": ""}) is None
-    assert cache_from_config({}) is None
+    settings = {"connect_timeout": 0.1, "timeout": 0.1, "breaker_threshold": 3}
+    assert open_response_cache("", **settings, breaker_cooldown=5.0) is None
 
 
 async def test_lookup_after_store_is_hit(cache: ResponseCache) -> None:
