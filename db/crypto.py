@@ -28,7 +28,7 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -70,9 +70,10 @@ def _b64(value: str, what: str) -> bytes:
 
 @dataclass(frozen=True)
 class Keyring:
-    keys: Mapping[int, AESGCM]
+    # Never in a repr: tracebacks and debug logs print objects.
+    keys: Mapping[int, AESGCM] = field(repr=False)
     newest: int
-    hmac_key: bytes
+    hmac_key: bytes = field(repr=False)
 
     @classmethod
     def parse(cls, keys: str, hmac_key: str) -> Keyring:

@@ -31,6 +31,10 @@ def test_seal_and_open_round_trip_with_the_key_id_in_front() -> None:
     assert ring().seal("x", **PLACE) != ring().seal("x", **PLACE)
 
 
+def test_repr_shows_no_key() -> None:
+    assert repr(ring()) == "Keyring(newest=1)"
+
+
 def test_empty_is_not_sealed() -> None:
     assert ring().seal("", **PLACE) is None
     assert ring().open(None, **PLACE) == ""
