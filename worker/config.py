@@ -16,8 +16,10 @@ class WorkerConfig:
     DATABASE_URL: str = ""  # the API's role (row-level security applies)
     DB_POOL_MAX: int = 10
     DB_COMMAND_TIMEOUT: float = 10.0
-    # Woken by NOTIFY; this is the fallback (a missed notification, a retry coming due).
-    WORKER_POLL_INTERVAL: float = 1.0
+    # New deliveries are found by polling (an index probe when nothing is due): a
+    # NOTIFY from every event's transaction would serialize their commits
+    # (db/migrations/0016). NOTIFY still wakes it at once for a manual retry.
+    WORKER_POLL_INTERVAL: float = 0.25
     # On SIGTERM: stop claiming, let deliveries in flight finish for up to this long.
     WORKER_SHUTDOWN_TIMEOUT: float = 15.0
     WEBHOOK_ALLOWED_HOSTS: str = ""

@@ -89,9 +89,12 @@ END
 $$;
 
 -- Fan-out, in the event's own transaction and as its writer (row-level security
--- applies: only the event's tenant's endpoints are seen). The NOTIFY wakes the
--- worker at commit; it is sent only when a delivery was made, so a tenant without
--- endpoints pays one index probe per event and nothing more.
+-- applies: only the event's tenant's endpoints are seen); a tenant without endpoints
+-- pays one index probe per event. No NOTIFY here: PostgreSQL serializes the commits
+-- of every transaction that notified (one lock for the whole cluster, held through
+-- the commit's WAL flush), and at 200 donations/s that capped donation writes at
+-- ~126/s with 503s (docs/decisions.md, 7). The worker polls instead (every 0.25 s,
+-- an index probe when nothing is due).
 CREATE FUNCTION webhook_fan_out() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, public
     AS $$
@@ -100,9 +103,6 @@ BEGIN
     SELECT NEW.tenant_id, e.id, NEW.id, NEW.resource_id
     FROM webhook_endpoint e
     WHERE e.tenant_id = NEW.tenant_id AND e.enabled AND NEW.type = ANY (e.event_types);
-    IF FOUND THEN
-        PERFORM pg_notify('webhook_delivery', '');
-    END IF;
     RETURN NULL;
 END
 $$;
