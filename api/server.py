@@ -39,6 +39,7 @@ BLUEPRINTS = (
     "api.routes.cache",
     "api.routes.metrics",
     "api.routes.pages",
+    "api.routes.confirm",
 )
 
 

@@ -11,7 +11,10 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from email import message_from_bytes
+from email.policy import default
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -96,6 +99,45 @@ def test_quick_start_flow_reads_exact_progress(started: tuple[Path, str]) -> Non
     assert items["Cobertor"]["contributed_quantity"] == 0
     assert items["Cobertor"]["pending_quantity"] == 3
     assert items["Arroz"]["progress"] == pytest.approx(10 / 50)
+
+
+def test_pledges_email_lands_in_var_mail(started: tuple[Path, str]) -> None:
+    """The stack's SMTP sink and worker: a pledge's notice and its confirm link, as
+    `./start.sh` says, in var/mail/ (issue 17, part 5)."""
+    var, out = started
+    assert re.search(rf"Sent email\s+{re.escape(str(var / 'mail'))}/", out), out
+    key = re.search(r"API key\s+(cnd_live_\S+)", out)[1]  # type: ignore[index]
+    edge = re.search(r"Edge \(use this\)\s+(http://\S+)", out)[1]  # type: ignore[index]
+    with httpx.Client(base_url=edge, timeout=30) as c:
+        r = c.post(
+            "/api/v1/campaigns",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"slug": "quickstart-mail", "title": "Campanha do cobertor",
+                  "status": "published", "contact": "ong@example.org",
+                  "items": [{"name": "Cobertor", "unit": "unit", "quantity_requested": 9}]},
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+        item = r.json()["items"][0]["id"]
+        r = c.post(
+            "/api/public/demo/campaigns/quickstart-mail/donations",
+            headers={"Idempotency-Key": "quickstart-mail-1"},
+            json={"item_id": item, "quantity": 2, "donor_name": "Rita",
+                  "donor_contact": "rita@example.org"},
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+    deadline = time.monotonic() + 60
+    sent: list[Any] = []
+    while time.monotonic() < deadline and len(sent) < 2:
+        time.sleep(0.5)
+        files = sorted((var / "mail").glob("*.eml"))
+        sent = [message_from_bytes(f.read_bytes(), policy=default) for f in files]
+    assert sorted(str(m["To"]) for m in sent) == [
+        "ONG Demonstração <ong@example.org>",
+        "Rita <rita@example.org>",
+    ]
+    notice = next(m for m in sent if "ong@" in str(m["To"]))
+    text = notice.get_body(preferencelist=("plain",))
+    assert text is not None and f"{edge}/confirmar/" in text.get_content()
 
 
 def test_start_again_is_harmless_and_status_reports(started: tuple[Path, str]) -> None:

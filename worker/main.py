@@ -1,10 +1,11 @@
 """`conectades worker`: the background worker process.
 
-One asyncio process; its jobs (webhook deliveries; worker/loop.py says how to add
-one) share a pool as the API's database role, so row-level security applies to
-everything it writes. SIGTERM or SIGINT: stop claiming, let deliveries in flight
-finish (`WORKER_SHUTDOWN_TIMEOUT`), exit 0. A SIGKILL loses nothing: leases expire.
-Run any number of them: claims never overlap (FOR UPDATE SKIP LOCKED)."""
+One asyncio process; its jobs (webhook deliveries, the pledges' emails when SMTP is
+configured; worker/loop.py says how to add one) share a pool as the API's database
+role, so row-level security applies to everything it writes. SIGTERM or SIGINT:
+stop claiming, let deliveries in flight finish (`WORKER_SHUTDOWN_TIMEOUT`), exit 0.
+A SIGKILL loses nothing: leases expire. Run any number of them: claims never overlap
+(FOR UPDATE SKIP LOCKED)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ import signal
 
 import asyncpg
 
+from db.crypto import KeyConfigError, Keyring
 from db.pool import RoleGuard, create_pool
+from notify.jobs import CHANNEL as EMAIL_CHANNEL
+from notify.jobs import EmailJob
+from notify.settings import EmailConfigError, EmailSettings
 from worker.config import WorkerConfig
 from worker.loop import Job, Loop
 from worker.webhooks import CHANNEL, WebhookJob
@@ -25,7 +30,27 @@ log = logging.getLogger("conectades.worker")
 def jobs(pool: asyncpg.Pool, cfg: WorkerConfig, loop: Loop) -> list[Job]:
     """Every kind of job this process runs (add new ones here)."""
     webhooks = WebhookJob(pool, cfg, loop.wake)
-    return [Job("webhooks", webhooks.drain, channels=(CHANNEL,), close=webhooks.close)]
+    found = [Job("webhooks", webhooks.drain, channels=(CHANNEL,), close=webhooks.close)]
+    email = email_job(pool)
+    if email is not None:
+        found.append(email)
+    return found
+
+
+def email_job(pool: asyncpg.Pool) -> Job | None:
+    """The pledges' emails (notify/jobs.py), when CONECTADES_SMTP_HOST is set; its
+    settings and the donor-contact keys are checked here, so a worker that cannot
+    send says why at once and does not start."""
+    try:
+        settings = EmailSettings.from_env()
+        if not settings.enabled:
+            log.warning("email is off (no CONECTADES_SMTP_HOST): email jobs wait in email_job")
+            return None
+        keyring = Keyring.from_env()
+    except (EmailConfigError, KeyConfigError) as exc:
+        raise SystemExit(f"worker: {exc}") from None
+    email = EmailJob(pool, settings, keyring)
+    return Job("email", email.drain, channels=(EMAIL_CHANNEL,), close=email.close)
 
 
 async def serve(cfg: WorkerConfig) -> None:

@@ -266,34 +266,55 @@ async def get_donation(request: Request, principal: Principal, donation_id: str)
     return await _cached(request, tid, LISTS, build)
 
 
+async def apply_transition(
+    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, donation_id: uuid.UUID, to_status: str
+) -> tuple[asyncpg.Record, str | None]:
+    """The one way a donation changes status (the partner API and the emailed confirm
+    link, api/routes/confirm.py), inside the caller's tenant transaction: the
+    conditional update (totals by trigger) and its event. The row and its campaign's
+    slug; NotFound or IllegalTransition."""
+    allowed: Sequence[str] = TRANSITIONS[to_status]
+    row = await q.transition_donation(
+        conn, tenant_id=tenant_id, donation_id=donation_id, to_status=to_status,
+        from_statuses=allowed,
+    )  # fmt: skip
+    if row is None:
+        current = await q.select_donation_status(conn, tenant_id=tenant_id, donation_id=donation_id)
+        if current is None:
+            raise NotFound("No such donation.")
+        raise IllegalTransition(
+            f"The donation is {current}; it can become {to_status} only from "
+            f"{' or '.join(allowed)}."
+        )
+    await events.record(conn, STATUS_EVENTS[to_status], "donation", row["id"], donation_event(row))
+    slug = await q.campaign_slug(conn, tenant_id=tenant_id, campaign_id=row["campaign_id"])
+    return row, slug
+
+
+async def invalidate_transition(
+    request: Request, tenant_id: uuid.UUID, row: asyncpg.Record, slug: str | None, to_status: str
+) -> None:
+    """After the commit of `apply_transition`: what its change made stale."""
+    # confirmed → delivered leaves contributed quantities (and the directory) alone.
+    await invalidate_after_write(
+        request,
+        tenant_id,
+        directory=to_status != "delivered",
+        parts=donation_parts(row["campaign_id"], slug),
+    )
+
+
 async def _transition(
     request: Request, principal: Principal, donation_id: str, to_status: str
 ) -> HTTPResponse:
     require(principal, "write")
     did = path_id(donation_id, "donation")
     tid = principal.tenant_id
-    allowed: Sequence[str] = TRANSITIONS[to_status]
     async with tenant_tx(request, tid) as conn:
-        row = await q.transition_donation(
-            conn, tenant_id=tid, donation_id=did, to_status=to_status, from_statuses=allowed
+        row, slug = await apply_transition(
+            conn, tenant_id=tid, donation_id=did, to_status=to_status
         )
-        if row is None:
-            current = await q.select_donation_status(conn, tenant_id=tid, donation_id=did)
-            if current is None:
-                raise NotFound("No such donation.")
-            raise IllegalTransition(
-                f"The donation is {current}; it can become {to_status} only from "
-                f"{' or '.join(allowed)}."
-            )
-        await events.record(
-            conn, STATUS_EVENTS[to_status], "donation", row["id"], donation_event(row)
-        )
-        cid = row["campaign_id"]
-        slug = await q.campaign_slug(conn, tenant_id=tid, campaign_id=cid)
-    # confirmed → delivered leaves contributed quantities (and the directory) alone.
-    await invalidate_after_write(
-        request, tid, directory=to_status != "delivered", parts=donation_parts(cid, slug)
-    )
+    await invalidate_transition(request, tid, row, slug, to_status)
     return json_response(donation_out(row, keyring(request)))
 
 

@@ -1,0 +1,416 @@
+"""Email notifications end to end: a public pledge through the real API queues its
+jobs in the pledge's transaction; the worker's email job sends them to a real SMTP
+sink (infra/smtp_sink.py); the organization's "Confirmar recebimento" link shows a
+page on GET and confirms once on POST, through the partner API's status change."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+import pytest
+
+from notify import links
+from notify.messages import email_address
+from tests.factories import Factory, TenantCtx
+from tests.notify.conftest import SENDER_DOMAIN, Sink, jobs, pledge, unique
+from tests.services import LINK_SECRET, Database
+
+LINK = re.compile(r"https?://\S+/confirmar/[\w.-]+")
+
+
+@pytest.fixture
+def org(factory: Factory) -> TenantCtx:
+    return factory.tenant()
+
+
+@pytest.fixture
+def org_email() -> str:
+    return unique("org")
+
+
+@pytest.fixture
+def campaign(factory: Factory, org: TenantCtx, org_email: str) -> dict[str, Any]:
+    return factory.campaign(
+        org, title=f"Cestas do bairro {uuid.uuid4().hex[:6]}", contact=org_email
+    )
+
+
+def parts(msg: EmailMessage) -> tuple[str, str]:
+    text = msg.get_body(preferencelist=("plain",))
+    html = msg.get_body(preferencelist=("html",))
+    assert text is not None and html is not None
+    return text.get_content(), html.get_content()
+
+
+def confirm_link(msg: EmailMessage) -> str:
+    text, html = parts(msg)
+    found = LINK.search(text)
+    assert found, text
+    assert f'href="{found[0]}"' in html
+    return found[0]
+
+
+def partner_status(client: httpx.Client, org: TenantCtx, donation_id: str) -> str:
+    r = client.get(f"/api/v1/donations/{donation_id}", headers=org.headers)
+    assert r.status_code == 200, r.text
+    status: str = r.json()["status"]
+    return status
+
+
+def contributed(client: httpx.Client, org: TenantCtx, campaign: dict[str, Any]) -> int:
+    r = client.get(f"/api/v1/campaigns/{campaign['id']}", headers=org.headers)
+    assert r.status_code == 200, r.text
+    item = next(i for i in r.json()["items"] if i["id"] == campaign["items"][1]["id"])
+    return int(item["contributed_quantity"])
+
+
+@pytest.fixture
+def sent(
+    client: httpx.Client,
+    db: Database,
+    org: TenantCtx,
+    campaign: dict[str, Any],
+    org_email: str,
+    sink: Sink,
+    deliver: Callable[..., int],
+) -> dict[str, Any]:
+    """A pledge with an email contact, its jobs delivered: the pledge, the donor's
+    address, the jobs and the two messages."""
+    donor = unique("doador")
+    body = pledge(client, org, campaign, contact=donor, name="Zé <b>& Cia</b>")
+    deliver()
+    receipts, notices = sink.to(donor), sink.to(org_email)
+    assert len(receipts) == 1 and len(notices) == 1, (receipts, notices)
+    return {
+        "pledge": body,
+        "donor": donor,
+        "jobs": jobs(db, body["id"]),
+        "receipt": receipts[0],
+        "notice": notices[0],
+    }
+
+
+def test_pledge_queues_both_jobs_in_its_own_transaction(
+    client: httpx.Client, db: Database, org: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    body = pledge(client, org, campaign, contact=unique("d"))
+    # No worker ran: the jobs were committed with the pledge.
+    found = jobs(db, body["id"])
+    assert sorted(found) == ["notice", "receipt"]
+    assert {j["status"] for j in found.values()} == {"pending"}
+    assert all(j["tenant_id"] == org.id for j in found.values())
+
+
+def test_partner_recorded_donations_queue_no_email(
+    factory: Factory, db: Database, org: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    donation = factory.donation(org, campaign, donor_contact=unique("p"))
+    assert jobs(db, donation["id"]) == {}
+
+
+def test_receipt_to_donor_in_portuguese_with_both_parts(
+    sent: dict[str, Any], campaign: dict[str, Any], org_email: str
+) -> None:
+    msg = sent["receipt"]
+    assert msg["Subject"] == f"Recebemos sua doação para {campaign['title']}"
+    assert msg.get_content_type() == "multipart/alternative"
+    assert msg["To"].addresses[0].addr_spec == sent["donor"]
+    assert msg["Reply-To"].addresses[0].addr_spec == org_email
+    assert msg["Message-ID"] == f"<{sent['jobs']['receipt']['id']}@{SENDER_DOMAIN}>"
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["Content-Language"] == "pt-BR"
+    text, html = parts(msg)
+    assert "Recebemos sua doação" in text and campaign["title"] in text
+    assert "Feijão" in text and "7 kg" in text
+    assert sent["pledge"]["id"][:8] in text
+    assert "Zé <b>& Cia</b>" in text  # plain text is not escaped
+    assert '<html lang="pt-BR">' in html and "7 kg" in html and "Feijão" in html
+    assert "Zé &lt;b&gt;&amp; Cia&lt;/b&gt;" in html  # autoescaped
+    assert "<b>& Cia" not in html
+    assert "/confirmar/" not in text + html  # the donor gets no confirm link
+
+
+def test_notice_to_organization_with_confirm_link(
+    sent: dict[str, Any], campaign: dict[str, Any], org_email: str, db: Database
+) -> None:
+    msg = sent["notice"]
+    assert msg["Subject"] == f"Nova doação: 7 kg de Feijão para {campaign['title']}"
+    assert msg["To"].addresses[0].addr_spec == org_email
+    assert msg["Reply-To"].addresses[0].addr_spec == sent["donor"]
+    assert msg["Message-ID"] == f"<{sent['jobs']['notice']['id']}@{SENDER_DOMAIN}>"
+    text, html = parts(msg)
+    assert sent["donor"] in text and "Levo no sábado" in text and "7 kg" in text
+    assert "Confirmar recebimento" in html
+    link = confirm_link(msg)
+    claims = links.verify(LINK_SECRET, link.rsplit("/", 1)[1])
+    assert claims.job_id == sent["jobs"]["notice"]["id"]
+    assert {r["status"] for r in jobs(db, sent["pledge"]["id"]).values()} == {"sent"}
+
+
+def test_confirm_link_get_changes_nothing_post_confirms_once(
+    sent: dict[str, Any],
+    client: httpx.Client,
+    db: Database,
+    org: TenantCtx,
+    campaign: dict[str, Any],
+) -> None:
+    did = sent["pledge"]["id"]
+    link = confirm_link(sent["notice"])
+    path = link.split("://", 1)[1].split("/", 1)[1]
+    before = contributed(client, org, campaign)
+
+    for _ in range(2):  # a mail scanner and then the person: still pending
+        r = client.get("/" + path)
+        assert r.status_code == 200, r.text
+        assert r.headers["cache-control"] == "private, no-store"
+        assert r.headers["referrer-policy"] == "no-referrer"
+        assert '<html lang="pt-BR">' in r.text
+        assert f'<form method="post" action="/{path}">' in r.text
+        assert "Confirmar recebimento</button>" in r.text
+        assert "Feijão" in r.text and "7 kg" in r.text
+        assert sent["donor"] not in r.text  # no contact on the page
+    assert partner_status(client, org, did) == "pending"
+    assert contributed(client, org, campaign) == before
+
+    r = client.post("/" + path, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/" + path
+    assert partner_status(client, org, did) == "confirmed"
+    assert contributed(client, org, campaign) == before + 7
+    events = db.fetch("SELECT type FROM event WHERE resource_id = $1 ORDER BY seq", uuid.UUID(did))
+    assert [e["type"] for e in events] == ["donation.created", "donation.confirmed"]
+    page = client.get("/" + path)
+    assert page.status_code == 200 and "Recebimento confirmado" in page.text
+    assert "<form" not in page.text.split("<main", 1)[1]
+
+    again = client.post("/" + path, follow_redirects=False)
+    assert again.status_code == 409
+    assert "Link já usado" in again.text and "text/html" in again.headers["content-type"]
+    assert contributed(client, org, campaign) == before + 7
+    assert len(db.fetch("SELECT 1 FROM event WHERE resource_id = $1", uuid.UUID(did))) == 2
+
+
+def _tamper(token: str) -> str:
+    head, body, sig = token.split(".")
+    flipped = ("A" if sig[5] != "A" else "B").join((sig[:5], sig[6:]))
+    return f"{head}.{body}.{flipped}"
+
+
+def test_bad_links_are_portuguese_4xx_pages_and_change_nothing(
+    sent: dict[str, Any], client: httpx.Client, org: TenantCtx
+) -> None:
+    token = confirm_link(sent["notice"]).rsplit("/", 1)[1]
+    job = sent["jobs"]["notice"]
+    expired = links.sign(
+        LINK_SECRET,
+        job_id=job["id"],
+        tenant_id=org.id,
+        issued=datetime.now(UTC) - timedelta(days=30),
+        ttl=14 * 24 * 3600,
+    )
+    other_key = links.sign(
+        "another-secret-" + "z" * 40,
+        job_id=job["id"],
+        tenant_id=org.id,
+        issued=datetime.now(UTC),
+        ttl=3600,
+    )
+    unknown = links.sign(
+        LINK_SECRET, job_id=uuid.uuid4(), tenant_id=org.id, issued=datetime.now(UTC), ttl=3600
+    )
+    cases = [
+        (_tamper(token), 400, "Link inválido"),
+        (token[:-4], 400, "Link inválido"),
+        (other_key, 400, "Link inválido"),
+        ("nada", 400, "Link inválido"),
+        (expired, 410, "Link expirado"),
+        (unknown, 404, "Doação não encontrada"),
+    ]
+    for bad, status, title in cases:
+        for method in ("GET", "POST"):
+            r = client.request(method, f"/confirmar/{bad}", follow_redirects=False)
+            assert r.status_code == status, (method, bad, r.text)
+            assert title in r.text and '<html lang="pt-BR">' in r.text
+            assert r.headers["cache-control"] == "private, no-store"
+    assert partner_status(client, org, sent["pledge"]["id"]) == "pending"
+
+
+def test_link_of_a_donation_confirmed_elsewhere_says_so(
+    sent: dict[str, Any], client: httpx.Client, db: Database, org: TenantCtx
+) -> None:
+    did = sent["pledge"]["id"]
+    r = client.post(f"/api/v1/donations/{did}/confirm", headers=org.headers)
+    assert r.status_code == 200, r.text
+    path = "/" + confirm_link(sent["notice"]).split("://", 1)[1].split("/", 1)[1]
+    page = client.get(path)
+    assert page.status_code == 200 and "já está confirmada" in page.text
+    assert "<form" not in page.text.split("<main", 1)[1]
+    r = client.post(path, follow_redirects=False)
+    assert r.status_code == 409 and "já está confirmada" in r.text
+    assert jobs(db, did)["notice"]["link_used_at"] is None
+
+
+def test_phone_contact_gets_no_receipt(
+    client: httpx.Client,
+    db: Database,
+    org: TenantCtx,
+    campaign: dict[str, Any],
+    org_email: str,
+    sink: Sink,
+    deliver: Callable[..., int],
+) -> None:
+    body = pledge(client, org, campaign, contact="+55 11 98888-7777")
+    deliver()
+    found = jobs(db, body["id"])
+    assert found["receipt"]["status"] == "skipped"
+    assert found["receipt"]["last_error"] == "no email address"
+    assert found["notice"]["status"] == "sent"
+    ids = {m["Message-ID"] for m in sink.messages()}
+    assert f"<{found['receipt']['id']}@{SENDER_DOMAIN}>" not in ids
+    assert f"<{found['notice']['id']}@{SENDER_DOMAIN}>" in ids
+    notice = next(m for m in sink.to(org_email) if body["id"][:8] in parts(m)[0])
+    assert notice["Reply-To"] is None  # no address to reply to
+
+
+def test_campaign_without_email_contact_gets_no_notice(
+    client: httpx.Client,
+    db: Database,
+    factory: Factory,
+    org: TenantCtx,
+    sink: Sink,
+    deliver: Callable[..., int],
+) -> None:
+    campaign = factory.campaign(org, contact="(11) 97777-6666")
+    donor = unique("d")
+    body = pledge(client, org, campaign, contact=donor)
+    deliver()
+    found = jobs(db, body["id"])
+    assert found["notice"]["status"] == "skipped"
+    assert found["receipt"]["status"] == "sent"
+    assert len(sink.to(donor)) == 1
+
+
+def test_smtp_down_is_retried_later_and_nothing_is_lost(
+    client: httpx.Client,
+    db: Database,
+    org: TenantCtx,
+    campaign: dict[str, Any],
+    org_email: str,
+    sink: Sink,
+    deliver: Callable[..., int],
+) -> None:
+    donor = unique("d")
+    sink.stop()
+    try:
+        body = pledge(client, org, campaign, contact=donor)
+        deliver()
+        found = jobs(db, body["id"])
+        for job in found.values():
+            assert job["status"] == "pending" and job["attempts"] == 1
+            assert "Connect" in job["last_error"] or "refused" in job["last_error"].lower()
+            assert job["next_attempt_at"] > datetime.now(UTC)
+    finally:
+        sink.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (sink.to(donor) and sink.to(org_email)):
+        deliver()
+        time.sleep(0.5)
+    assert len(sink.to(donor)) == 1
+    assert len(sink.to(org_email)) == 1
+    found = jobs(db, body["id"])
+    assert {j["status"] for j in found.values()} == {"sent"}
+    assert {j["attempts"] for j in found.values()} == {2}
+
+
+def test_a_resent_job_is_the_same_message(
+    sent: dict[str, Any], db: Database, sink: Sink, deliver: Callable[..., int]
+) -> None:
+    job = sent["jobs"]["receipt"]
+    # As when a worker died after sending but before recording it: due again.
+    db.execute(
+        "UPDATE email_job SET status = 'pending', next_attempt_at = now() WHERE id = $1",
+        job["id"],
+    )
+    deliver()
+    copies = sink.to(sent["donor"])
+    assert len(copies) == 2
+    assert copies[0]["Message-ID"] == copies[1]["Message-ID"]
+    assert parts(copies[0]) == parts(copies[1])
+    assert copies[0]["Date"] == copies[1]["Date"]
+
+
+@pytest.mark.parametrize(
+    ("contact", "address"),
+    [
+        ("ana@example.org", "ana@example.org"),
+        ("  Ana.Silva+doacao@exemplo.com.br ", "Ana.Silva+doacao@exemplo.com.br"),
+        ("mailto:ana@example.org", "ana@example.org"),
+        ("+55 11 98888-7777", None),
+        ("(11) 97777-6666", None),
+        ("ana@localhost", None),
+        ("ana@@example.org", None),
+        ("Ana <ana@example.org>", None),
+        ("ana@example.org\r\nBcc: x@example.org", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_email_address_is_loose_but_never_a_phone_or_header(
+    contact: str | None, address: str | None
+) -> None:
+    assert email_address(contact) == address
+
+
+def test_a_link_naming_another_tenant_is_404_and_changes_nothing(
+    sent: dict[str, Any], client: httpx.Client, factory: Factory, org: TenantCtx
+) -> None:
+    other = factory.tenant()
+    # Signed by us, but for the other tenant: its transaction cannot see this job.
+    token = links.sign(
+        LINK_SECRET,
+        job_id=sent["jobs"]["notice"]["id"],
+        tenant_id=other.id,
+        issued=datetime.now(UTC),
+        ttl=3600,
+    )
+    for method in ("GET", "POST"):
+        r = client.request(method, f"/confirmar/{token}", follow_redirects=False)
+        assert r.status_code == 404 and "Doação não encontrada" in r.text
+    assert partner_status(client, org, sent["pledge"]["id"]) == "pending"
+
+
+def test_a_suspended_organizations_link_is_404(
+    sent: dict[str, Any], client: httpx.Client, db: Database, org: TenantCtx
+) -> None:
+    path = "/confirmar/" + confirm_link(sent["notice"]).rsplit("/", 1)[1]
+    db.execute("UPDATE tenant SET status = 'suspended' WHERE id = $1", org.id)
+    try:
+        for method in ("GET", "POST"):
+            r = client.request(method, path, follow_redirects=False)
+            assert r.status_code == 404, r.text
+    finally:
+        db.execute("UPDATE tenant SET status = 'active' WHERE id = $1", org.id)
+    assert partner_status(client, org, sent["pledge"]["id"]) == "pending"
+
+
+def test_confirm_post_ignores_any_body_and_refuses_an_oversized_one(
+    sent: dict[str, Any], client: httpx.Client, org: TenantCtx
+) -> None:
+    path = "/confirmar/" + confirm_link(sent["notice"]).rsplit("/", 1)[1]
+    r = client.post(path, content=b"x" * (70 * 1024), follow_redirects=False)
+    assert r.status_code == 413
+    assert partner_status(client, org, sent["pledge"]["id"]) == "pending"
+    for body, kind in ((b"{not json", "application/json"), (b"a=1&&=", "text/plain")):
+        headers = {"Content-Type": kind}
+        r = client.post(path, content=body, headers=headers, follow_redirects=False)
+        assert r.status_code in (303, 409), r.text  # the first confirms, the next is used
+    assert partner_status(client, org, sent["pledge"]["id"]) == "confirmed"
+    r = client.put(path)
+    assert r.status_code == 405
