@@ -8,6 +8,7 @@ the `cache` commands also CONECTADES_REDIS_URL and CONECTADES_API_URL.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -34,6 +35,7 @@ from admin.runtime import (
     ADMIN_URL_ENV,
     API_URL_ENV,
     CliError,
+    Target,
     admin_connection,
     audit,
     echo,
@@ -51,6 +53,7 @@ from api.config import AppConfig
 from cache import CircuitBreaker, ResponseCache, create_client
 from db import migrate as migrations
 from db.crypto import KeyConfigError, Keyring, UnreadableValue, new_key
+from db.queries import audit as aq
 from db.queries import donors as dq
 from db.queries import events as eq
 from db.queries import idempotency as iq
@@ -150,6 +153,8 @@ def db_migrate() -> None:
         return applied, None
 
     applied, role = run(go())
+    if applied:
+        audit("db.migrate", applied=[f"{m.version:04d}_{m.name}" for m in applied])
     for m in applied:
         out.print(f"applied {m.version:04d}_{m.name}")
     if not applied:
@@ -215,7 +220,8 @@ def db_prune(
     """Delete expired idempotency records (older than CONECTADES_IDEMPOTENCY_TTL
     seconds, default one day) and refresh tokens expired over an hour ago, and erase
     donor contacts older than CONECTADES_CONTACT_RETENTION_DAYS (default 365). Events
-    older than CONECTADES_EVENT_RETENTION_DAYS (default 90, at least 30) are deleted too.
+    older than CONECTADES_EVENT_RETENTION_DAYS (default 90, at least 30) are deleted too,
+    and audit rows older than CONECTADES_AUDIT_RETENTION_DAYS (default 365).
 
     Nothing else removes them. Safe while the API serves: each batch is its own
     short statement. Run it daily (cron, or infra/k8s/prune-cronjob.yaml)."""
@@ -241,11 +247,15 @@ def db_prune(
             contacts = await drain(
                 lambda: dq.erase_expired_contacts(conn, days=retention, limit=batch)
             )
+            audit_rows = await drain(
+                lambda: aq.delete_expired(conn, days=audit_retention, limit=batch)
+            )
         return {
             "idempotency_records": records,
             "refresh_tokens": tokens,
             "contacts": contacts,
             "events": events,
+            "audit_rows": audit_rows,
         }
 
     try:
@@ -260,9 +270,17 @@ def db_prune(
     retention = int(AppConfig().CONTACT_RETENTION_DAYS)
     if retention <= 0:
         raise_cli("CONECTADES_CONTACT_RETENTION_DAYS must be a positive number of days")
+    audit_retention = int(AppConfig().AUDIT_RETENTION_DAYS)
+    if audit_retention <= 0:
+        raise_cli("CONECTADES_AUDIT_RETENTION_DAYS must be a positive number of days")
     deleted = run(go())
-    if deleted["contacts"]:
-        audit("donor.retention", contacts=deleted["contacts"], older_than_days=retention)
+    audit(
+        "db.prune",
+        **deleted,
+        contacts_older_than_days=retention,
+        events_older_than_days=event_retention,
+        audit_older_than_days=audit_retention,
+    )
     if as_json:
         emit_json(deleted)
     else:
@@ -270,7 +288,8 @@ def db_prune(
             f"deleted {deleted['idempotency_records']} expired idempotency records "
             f"(older than {ttl:g} s) and {deleted['refresh_tokens']} expired refresh tokens; "
             f"erased {deleted['contacts']} donor contacts older than {retention} days; "
-            f"deleted {deleted['events']} events older than {event_retention} days"
+            f"deleted {deleted['events']} events older than {event_retention} days; "
+            f"deleted {deleted['audit_rows']} audit rows older than {audit_retention} days"
         )
 
 
@@ -291,6 +310,7 @@ def db_backup(
         bk.dump(env_url(ADMIN_URL_ENV), path, major=version)
     except (bk.BackupError, CliError) as exc:
         raise_cli(str(exc))
+    audit("db.backup", path=str(path.resolve()))
     out.print(f"backed up to {path} ({path.stat().st_size:,} bytes)")
 
 
@@ -373,6 +393,7 @@ def tenant_create(
             return await tq.insert_tenant(conn, slug=slug, name=name.strip())
 
     row = run(go())
+    audit("tenant.create", Target([row["id"]], resource_id=row["id"]), slug=slug)
     if as_json:
         emit_json(_tenant_dict(row))
     else:
@@ -432,6 +453,8 @@ def _set_status(slug: str, status: str) -> None:
             return row
 
     row = run(go())
+    action = "tenant.suspend" if status == "suspended" else "tenant.resume"
+    audit(action, Target([row["id"]], resource_id=row["id"]), slug=slug)
     out.print(f"tenant {row['slug']} is {row['status']}")
     _purge_after_admin_write(row["id"])
 
@@ -474,7 +497,13 @@ def tenant_delete(
             return await tq.delete_tenant(conn, tenant_id=row["id"])
 
     counts = run(delete())
-    audit("tenant.delete", tenant=slug, tenant_id=row["id"], rows=counts)
+    audit(
+        "tenant.delete",
+        Target(resource_id=row["id"]),
+        tenant=slug,
+        tenant_id=row["id"],
+        rows=counts,
+    )
     _purge_after_admin_write(row["id"])
     if as_json:
         emit_json({"tenant": slug, "id": str(row["id"]), "rows": counts})
@@ -557,7 +586,12 @@ def donor_erase(
             return await dq.erase_by_contact(conn, contact=contact, contact_hash=contact_hash)
 
     erased = run(go())
-    audit("donor.erase", donations=sum(erased.values()), tenants=[str(t) for t in erased])
+    audit(
+        "donor.erase",
+        Target(list(erased) or [None]),
+        donations=sum(erased.values()),
+        tenant_ids=[str(t) for t in erased],
+    )
     for tenant_id in erased:  # cached partner reads and public pages showed them
         _purge_after_admin_write(tenant_id)
     if as_json:
@@ -672,6 +706,10 @@ def key_issue(
                 )
 
     row, full_key = run(go())
+    audit(
+        "key.issue", Target(tenant_slug=tenant, resource_id=row["id"]), prefix=row["prefix"],
+        scopes=list(row["scopes"]),
+    )  # fmt: skip
     _print_new_key(row, full_key, as_json)
 
 
@@ -726,6 +764,7 @@ def key_revoke(
             return row
 
     row = run(go())
+    audit("key.revoke", Target(tenant_slug=tenant, resource_id=row["id"]), prefix=row["prefix"])
     out.print(f"revoked key {row['id']} ({row['prefix']}) at {_ts(row['revoked_at'])}")
 
 
@@ -762,6 +801,10 @@ def key_rotate(
                 return row, full_key, expired
 
     row, full_key, old = run(go())
+    audit(
+        "key.rotate", Target(tenant_slug=tenant, resource_id=row["id"]), prefix=row["prefix"],
+        old_id=str(old["id"]), old_expires_at=old["expires_at"],
+    )  # fmt: skip
     old_expiry = _ts(old["expires_at"])
     if not as_json:
         err.print(f"old key {old['id']} keeps working until {old_expiry}")
@@ -817,6 +860,7 @@ def user_create(
                     raise CliError(f"tenant {tenant!r} already has a user {username!r}") from None
 
     row = run(go())
+    _audit_user("staff_user.create", row, role=row["role"])
     if as_json:
         data = {"id": str(row["id"]), "username": row["username"], "role": row["role"]}
         emit_json({**data, "password": secret} if generated else data)
@@ -850,6 +894,7 @@ def user_passwd(
             return row
 
     row = run(go())
+    _audit_user("staff_user.passwd", row)  # never the password
     if as_json:
         data = {"id": str(row["id"]), "username": row["username"]}
         emit_json({**data, "password": secret} if generated else data)
@@ -911,10 +956,18 @@ def _update_user(
 UsernameArg = Annotated[str, typer.Argument(help="The staff user's login name.")]
 
 
+def _audit_user(action: str, row: asyncpg.Record, **fields: Any) -> None:
+    audit(
+        action, Target([row["tenant_id"]], resource_id=row["id"]), username=row["username"],
+        **fields,
+    )  # fmt: skip
+
+
 @user_app.command("disable")
 def user_disable(tenant: TenantOpt, username: UsernameArg) -> None:
     """Disable a staff user: logins are refused and every session ends at once."""
     row = _update_user(tenant, username, sq.update_staff_active, active=False)
+    _audit_user("staff_user.disable", row)
     out.print(f"user {row['username']} in {tenant} is disabled; its sessions ended")
 
 
@@ -922,6 +975,7 @@ def user_disable(tenant: TenantOpt, username: UsernameArg) -> None:
 def user_enable(tenant: TenantOpt, username: UsernameArg) -> None:
     """Enable a disabled staff user (sessions from before stay ended: log in again)."""
     row = _update_user(tenant, username, sq.update_staff_active, active=True)
+    _audit_user("staff_user.enable", row)
     out.print(f"user {row['username']} in {tenant} is enabled")
 
 
@@ -933,6 +987,7 @@ def user_role(
 ) -> None:
     """Change a staff user's role; if it changed, every session ends at once."""
     row = _update_user(tenant, username, sq.update_staff_role, role=role.value)
+    _audit_user("staff_user.role", row, role=row["role"])
     out.print(f"user {row['username']} in {tenant} is {row['role']}")
 
 
@@ -1014,6 +1069,13 @@ def seed(
                 return result.as_dict()
 
         summary = run(go())
+    audit(
+        "seed.run",
+        tenants=[t["slug"] for t in summary["tenants"]],
+        campaigns=summary["campaigns"],
+        donations=summary["donations"],
+        seed=summary["seed"],
+    )
     _purge_after_admin_write(None)
     if as_json:
         emit_json(summary)
@@ -1101,6 +1163,7 @@ def cache_purge(tenant: TenantOpt) -> None:
         return row
 
     row = run(go())
+    audit("cache.purge", Target([row["id"]], resource_id=row["id"]), slug=row["slug"])
     out.print(f"cached responses of tenant {row['slug']} dropped (and the public directory's)")
 
 
@@ -1193,6 +1256,61 @@ def cache_stats(
         for key, value in stats["redis"].items():
             redis_table.add_row(key, str(value))
         out.print(redis_table)
+
+
+# ---------------------------------------------------------------- audit
+
+
+def _audit_dict(row: asyncpg.Record) -> dict[str, Any]:
+    out = {k: (str(v) if isinstance(v, UUID) else v) for k, v in dict(row).items()}
+    out["occurred_at"] = row["occurred_at"].isoformat()
+    out["detail"] = json.loads(row["detail"]) if isinstance(row["detail"], str) else row["detail"]
+    return out
+
+
+@app.command("audit")
+def audit_list(
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", "-t", help="Only this tenant's rows (slug).")
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="An actor id, or a key prefix, username or OS user.")
+    ] = None,
+    resource: Annotated[
+        str | None, typer.Option(help="A resource id, or a resource type (campaign, key...).")
+    ] = None,
+    action: Annotated[str | None, typer.Option(help="One action, e.g. key.revoke.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Rows, newest first.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """The audit log, newest first: every write through the partner API and every
+    operator command, of every tenant (and the operators' whole-database acts) or of
+    one with --tenant."""
+    try:
+        filters = aq.Filters.parse(actor=actor, resource=resource, action=action)
+    except aq.FilterError as exc:
+        raise_cli(f"--{exc}")
+
+    async def go() -> list[asyncpg.Record]:
+        async with admin_connection() as conn:
+            tenant_id = (await _tenant(conn, tenant))["id"] if tenant else None
+            return await aq.select_operator_entries(
+                conn, tenant_id=tenant_id, filters=filters, limit=limit
+            )
+
+    rows = [_audit_dict(r) for r in run(go())]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("when", "tenant", "actor", "action", "resource", "outcome", "from", box=None)
+    for r in rows:
+        outcome = str(r["status"] or "") + (" ok" if r["success"] else " failed")
+        table.add_row(
+            r["occurred_at"][:19], r["tenant"] or "-", f"{r['actor_kind']}:{r['actor_display']}",
+            r["action"], f"{r['resource_type']} {r['resource_id'] or ''}".strip(),
+            outcome.strip(), r["client_ip"] or "-",
+        )  # fmt: skip
+    out.print(table)
 
 
 # ---------------------------------------------------------------- serve

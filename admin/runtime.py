@@ -7,8 +7,9 @@ import json
 import os
 import pwd
 import sys
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -18,6 +19,8 @@ import asyncpg
 import typer
 from rich.console import Console
 
+from db.queries import audit as aq
+from db.queries import tenants as tq
 from db.tenancy import SET_TENANT
 
 T = TypeVar("T")
@@ -111,17 +114,68 @@ def echo(text: str) -> None:
     sys.stdout.flush()
 
 
-def audit(action: str, **fields: Any) -> None:
-    """One JSON line on stderr for an operator's destructive act: who (the OS user,
-    and the sudo caller if any), what, when. The CLI has no audit table yet."""
+def os_user() -> str:
     try:
-        user = pwd.getpwuid(os.geteuid()).pw_name
+        return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:  # a uid without a passwd entry (some containers)
-        user = str(os.geteuid())
+        return str(os.geteuid())
+
+
+def operator() -> str:
+    """Who runs this command: the OS user, and the sudo caller if any."""
+    user = os_user()
+    sudo = os.environ.get("SUDO_USER")
+    return f"{sudo} (sudo {user})" if sudo and sudo != user else user
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an operator's act touched: its tenants (None: a tenant-less row, for an
+    act on the whole database), or one tenant by slug; and the resource's id."""
+
+    tenants: Iterable[UUID | None] = (None,)
+    tenant_slug: str | None = None
+    resource_id: UUID | None = None
+
+
+def audit(action: str, target: Target | None = None, /, **fields: Any) -> None:
+    """Record an operator's act: one `audit_log` row per tenant it changed (None: one
+    tenant-less row, which only operators see), actor `cli` and the OS user, the
+    `fields` as its detail (counts and names, never a secret or a donor's contact);
+    then one JSON line on stderr with the same facts. A row that cannot be written
+    (no database, a schema before migration 0017) is a warning: the act is done."""
+    target = target or Target()
+    who = operator()
+    resource_type = action.split(".", 1)[0]
+    detail = json.loads(json.dumps(fields, default=str, ensure_ascii=False))
+
+    async def write() -> None:
+        async with admin_connection() as conn:
+            targets = list(target.tenants)
+            if target.tenant_slug is not None:
+                row = await tq.select_tenant_by_slug(conn, target.tenant_slug)
+                targets = [row["id"] if row else None]
+            for tenant_id in targets:
+                scope = tenant_scope(conn, tenant_id) if tenant_id else conn.transaction()
+                async with scope:
+                    await aq.insert_operator_entry(
+                        conn,
+                        tenant_id=tenant_id,
+                        actor_display=who,
+                        action=action,
+                        resource_type=resource_type,
+                        resource_id=target.resource_id,
+                        detail=detail,
+                    )
+
+    try:
+        asyncio.run(write())
+    except Exception as exc:  # the act itself succeeded: a warning only
+        err.print(f"warning: the audit row of {action} was not written: {exc}", markup=False)
     record: dict[str, Any] = {
         "audit": action,
         "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "os_user": user,
+        "os_user": os_user(),
     }
     if os.environ.get("SUDO_USER"):
         record["sudo_user"] = os.environ["SUDO_USER"]

@@ -41,6 +41,7 @@ class AppConfig(Config):
     REFRESH_TOKEN_TTL: int
     IDEMPOTENCY_TTL: int
     CONTACT_RETENTION_DAYS: int
+    AUDIT_RETENTION_DAYS: int
     EVENT_RETENTION_DAYS: int
     # Optional: empty disables the response cache (every read is X-Cache: BYPASS).
     REDIS_URL: str
@@ -92,6 +93,8 @@ class AppConfig(Config):
                 "IDEMPOTENCY_TTL": 24 * 3600,
                 # Donor contacts older than this are erased by `conectades db prune`.
                 "CONTACT_RETENTION_DAYS": 365,
+                # Audit rows older than this are deleted by `conectades db prune`.
+                "AUDIT_RETENTION_DAYS": 365,
                 # Events older than this are deleted by `conectades db prune` (≥ 30).
                 "EVENT_RETENTION_DAYS": 90,
                 "REDIS_URL": "",

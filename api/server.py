@@ -7,6 +7,7 @@ from importlib import import_module
 import orjson
 from sanic import Sanic
 
+from api.audit import setup_audit
 from api.auth import add_rate_limit_headers, principal_from_request
 from api.body_timeout import setup_body_timeout
 from api.cache import default_x_cache, public_gone_is_public
@@ -39,6 +40,7 @@ BLUEPRINTS = (
     "api.routes.cache",
     "api.routes.metrics",
     "api.routes.pages",
+    "api.routes.audit",
     "api.routes.confirm",
 )
 
@@ -66,6 +68,7 @@ def create_app(config: AppConfig | object | None = None) -> Sanic[AppConfig, App
     setup_gc(app)
     setup_drain(app)
     setup_supervision(app)
+    setup_audit(app)
     app.register_middleware(default_x_cache, "response")
     app.register_middleware(public_gone_is_public, "response")
     app.register_middleware(add_rate_limit_headers, "response")

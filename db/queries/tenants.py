@@ -65,6 +65,10 @@ DELETE_TENANT_ROWS: tuple[tuple[str, str], ...] = (
         "WITH d AS (DELETE FROM donation WHERE tenant_id = $1 RETURNING 1) SELECT count(*) FROM d",
     ),
     (
+        "audit_log",
+        "WITH d AS (DELETE FROM audit_log WHERE tenant_id = $1 RETURNING 1) SELECT count(*) FROM d",
+    ),
+    (
         "idempotency_record",
         "WITH d AS (DELETE FROM idempotency_record WHERE tenant_id = $1 RETURNING 1)"
         " SELECT count(*) FROM d",

@@ -182,7 +182,13 @@ def test_db_prune_deletes_only_what_expired_in_batches(db: Database, slug: str) 
     left = {r["id"] for r in db.fetch("SELECT id FROM refresh_token WHERE user_id = $1", user_id)}
     assert left == {tokens["expired-10min"], tokens["live"]}
     again = cli_json(db, "db", "prune")
-    assert again == {"idempotency_records": 0, "refresh_tokens": 0, "contacts": 0, "events": 0}
+    assert again == {
+        "idempotency_records": 0,
+        "refresh_tokens": 0,
+        "contacts": 0,
+        "events": 0,
+        "audit_rows": 0,
+    }
     assert "deleted 0 expired idempotency records" in cli(db, "db", "prune").stdout
 
 
