@@ -108,6 +108,22 @@ def test_pledge_queues_both_jobs_in_its_own_transaction(
     assert all(j["tenant_id"] == org.id for j in found.values())
 
 
+def test_a_pledge_through_the_donor_pages_form_queues_both_jobs(
+    client: httpx.Client, db: Database, org: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    form = {
+        "item": campaign["items"][1]["id"],
+        "quantidade": "4",
+        "nome": "Joana",
+        "contato": unique("form"),
+        "mensagem": "",
+    }
+    r = client.post(f"/o/{org.slug}/{campaign['slug']}", data=form, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    record = r.headers["location"].split("registro=", 1)[1]
+    assert sorted(jobs(db, record)) == ["notice", "receipt"]
+
+
 def test_partner_recorded_donations_queue_no_email(
     factory: Factory, db: Database, org: TenantCtx, campaign: dict[str, Any]
 ) -> None:
