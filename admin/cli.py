@@ -29,7 +29,6 @@ from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from admin import backup as bk
-from admin.contact_keys import ResealResult, reseal
 from admin.devtools import add_dev_commands
 from admin.runtime import (
     ADMIN_URL_ENV,
@@ -48,10 +47,10 @@ from admin.runtime import (
     tenant_scope,
     url_user,
 )
-from admin.seed import SeedError, SeedPlan, purge_seeded, run_seed
 from api.config import AppConfig
 from cache import CircuitBreaker, ResponseCache, create_client
 from db import migrate as migrations
+from db.contact_keys import ResealResult, reseal
 from db.crypto import KeyConfigError, Keyring, UnreadableValue, new_key
 from db.queries import audit as aq
 from db.queries import donors as dq
@@ -61,6 +60,7 @@ from db.queries import keys as kq
 from db.queries import refresh_tokens as rq
 from db.queries import staff as sq
 from db.queries import tenants as tq
+from db.seed import SeedError, SeedPlan, purge_seeded, run_seed
 from tenants import keys
 from tenants.passwords import hash_password
 

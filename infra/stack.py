@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from admin.contact_keys import reseal
+from db.contact_keys import reseal
 from db.crypto import Keyring, new_key
 from infra.nginx import LocalNginx, stack_edge
 from infra.postgres import LocalPostgres, free_port

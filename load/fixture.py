@@ -20,8 +20,8 @@ from uuid import UUID
 
 import asyncpg
 
-from admin.seed import SeedPlan, run_seed
 from db.crypto import Keyring
+from db.seed import SeedPlan, run_seed
 from tenants import provisioning
 from tenants.passwords import hash_password
 

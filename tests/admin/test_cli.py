@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from admin.cli import app
-from admin.seed import Generator, Target
 from db import migrate
+from db.seed import Generator, Target
 from infra.servers import clean_env
 from tenants.passwords import verify_password
 from tests.factories import Factory, bearer, key_secret

@@ -26,8 +26,8 @@ from typing import Any
 
 import asyncpg
 
-from admin import demo_data as d
 from db import crypto
+from db import demo_data as d
 from db.crypto import Keyring
 from db.queries import seed as q
 from db.queries import tenants as tq
