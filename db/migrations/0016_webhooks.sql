@@ -92,9 +92,9 @@ $$;
 -- applies: only the event's tenant's endpoints are seen); a tenant without endpoints
 -- pays one index probe per event. No NOTIFY here: PostgreSQL serializes the commits
 -- of every transaction that notified (one lock for the whole cluster, held through
--- the commit's WAL flush), and at 200 donations/s that capped donation writes at
--- ~126/s with 503s (docs/decisions.md, 7). The worker polls instead (every 0.25 s,
--- an index probe when nothing is due).
+-- the commit's WAL flush); at 200 donations/s with it, 12-15 % of donations failed
+-- (docs/decisions.md, 7). The worker polls instead (every 0.25 s, an index probe
+-- when nothing is due).
 CREATE FUNCTION webhook_fan_out() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, public
     AS $$
