@@ -324,6 +324,21 @@ def _by_name_table(counts: dict[str, int], latency: dict[str, dict[str, float]])
     return lines
 
 
+def _cpu_headline(cpu: dict[str, Any] | None) -> list[str]:
+    """`- server CPU per request: 1.21 core-ms (api 0.58, ...); k6 0.40`."""
+    per = (cpu or {}).get("per_request_ms") or {}
+    if "total" not in per:
+        return []
+    parts = ", ".join(
+        f"{name} {per[name]:.2f}" for name in ("api", "postgres", "redis", "nginx") if name in per
+    )
+    k6 = cpu.get("k6_per_request_ms") if cpu else None
+    return [
+        f"- server CPU per request: {per['total']:.2f} core-ms ({parts})"
+        + (f"; the load generator (k6) {k6:.2f}" if k6 is not None else "")
+    ]
+
+
 def markdown(summary: dict[str, Any]) -> str:
     targets = [Target(**{k: v for k, v in t.items() if k != "passed"}) for t in summary["targets"]]
     m = summary["metrics"]
@@ -345,6 +360,7 @@ def markdown(summary: dict[str, Any]) -> str:
         + ", ".join(
             f"{k} {lat[k]:.2f}" for k in ("mean", "p50", "p95", "p99", "max") if lat[k] is not None
         ),
+        *_cpu_headline(summary.get("cpu")),
         "",
         "| | metric | target | measured | |",
         "|---|---|---|---|---|",

@@ -39,6 +39,7 @@ from typing import Any
 import psutil
 
 from load import report
+from load.cpu import CpuMeter
 from load.fixture import Fixture, build_targets
 from load.reconcile import read_events, reconcile_sync
 from load.stack import MemoryMonitor, StackTarget, check_up
@@ -341,8 +342,14 @@ def run(
     started = datetime.now(UTC)
     # k6's run lasts the duration, plus the first iteration's stagger and the
     # graceful stop; the bar fills over the duration.
+    cpu_meter = CpuMeter.for_ports(target.ports())
+    k6_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_meter.start()
     with MemoryMonitor(target.ports(), interval=MEMORY_INTERVAL_S) as monitor:
         rc = _run_k6(cmd, env, run_dir, live, duration, monitor, progress)
+    cpu_use = cpu_meter.stop()
+    k6_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    k6_seconds = (k6_after.ru_utime + k6_after.ru_stime) - (k6_before.ru_utime + k6_before.ru_stime)
     k6_summary_path = run_dir / "k6-summary.json"
     if not k6_summary_path.exists():
         log = (run_dir / "k6.log").read_text(errors="replace")[-3000:]
@@ -378,6 +385,14 @@ def run(
         "samples": monitor.samples,
         "roots": monitor.describe(),
     }
+    requests = int(metrics["requests"])
+    cpu = {
+        "seconds": cpu_use.seconds,
+        "per_request_ms": cpu_use.per_request_ms(requests),
+        "k6_seconds": k6_seconds,
+        "k6_per_request_ms": k6_seconds * 1000 / requests if requests else None,
+        "roots": [f"{p.name()}[{p.pid}]" for p in cpu_meter.roots if p.is_running()],
+    }
     targets = report.evaluate(metrics, monitor.peak.pss or None, rec)
     summary = {
         "run_id": run_id,
@@ -398,6 +413,7 @@ def run(
         },
         "metrics": metrics,
         "memory": memory,
+        "cpu": cpu,
         "reconciliation": rec,
         "targets": report.targets_dicts(targets),
         "definitions": DEFINITIONS,
@@ -435,5 +451,10 @@ DEFINITIONS = {
         f"peak over {MEMORY_INTERVAL_S:.0f} s samples of the summed PSS (RSS: upper bound) "
         "of every process of PostgreSQL, Redis, Nginx and the API workers (found by "
         "their listening ports); k6 not included"
+    ),
+    "cpu": (
+        "CPU time (user + system, reaped children included) of the same processes over "
+        "the k6 run, by part, divided by the requests: core-ms per request "
+        "(load/cpu.py); k6's own, the load generator's, beside it"
     ),
 }

@@ -52,6 +52,12 @@ def test_mixed_smoke_has_no_failures_and_reconciles(
     memory = result.summary["memory"]
     # One sample when k6 starts and one after it stopped (every 15 s in between).
     assert memory["peak_pss"] > 0 and memory["samples"] >= 2, memory
+    # Server CPU per request by part (load/cpu.py), and the load generator's own.
+    cpu = result.summary["cpu"]
+    assert cpu["per_request_ms"]["total"] > 0 and cpu["seconds"]["api"] > 0, cpu
+    assert cpu["seconds"]["postgres"] > 0 and cpu["seconds"]["nginx"] > 0, cpu
+    assert cpu["k6_per_request_ms"] > 0, cpu
+    assert "server CPU per request" in (result.run_dir / "summary.md").read_text()
     for name in ("summary.json", "summary.md", "chart.png", "series.csv", "donations.jsonl"):
         assert (result.run_dir / name).stat().st_size > 0, name
     assert not (result.run_dir / CONSOLE).exists()  # removed without keep_raw
