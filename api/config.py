@@ -6,8 +6,10 @@ from typing import Any
 
 from sanic.config import Config
 
+from db.crypto import KeyConfigError, Keyring
+
 ENV_PREFIX = "CONECTADES_"
-REQUIRED_SECRETS = ("DATABASE_URL", "JWT_SECRET")
+REQUIRED_SECRETS = ("DATABASE_URL", "JWT_SECRET", "CONTACT_KEYS", "CONTACT_HMAC_KEY")
 
 
 class ConfigError(RuntimeError):
@@ -41,6 +43,10 @@ class AppConfig(Config):
     REFRESH_TOKEN_TTL: int
     IDEMPOTENCY_TTL: int
     CONTACT_RETENTION_DAYS: int
+    # Donor contacts and messages at rest (db/crypto.py): `id:base64key,...` newest
+    # first (the first encrypts, all decrypt), and the lookup hash's key.
+    CONTACT_KEYS: str
+    CONTACT_HMAC_KEY: str
     AUDIT_RETENTION_DAYS: int
     EVENT_RETENTION_DAYS: int
     # Optional: empty disables the response cache (every read is X-Cache: BYPASS).
@@ -93,6 +99,8 @@ class AppConfig(Config):
                 "IDEMPOTENCY_TTL": 24 * 3600,
                 # Donor contacts older than this are erased by `conectades db prune`.
                 "CONTACT_RETENTION_DAYS": 365,
+                "CONTACT_KEYS": "",
+                "CONTACT_HMAC_KEY": "",
                 # Audit rows older than this are deleted by `conectades db prune`.
                 "AUDIT_RETENTION_DAYS": 365,
                 # Events older than this are deleted by `conectades db prune` (≥ 30).
@@ -158,3 +166,11 @@ class AppConfig(Config):
             raise ConfigError(f"{ENV_PREFIX}JWT_SECRET must be at least 32 bytes")
         if self.LINK_SECRET and len(str(self.LINK_SECRET).encode()) < 32:
             raise ConfigError(f"{ENV_PREFIX}LINK_SECRET must be at least 32 bytes")
+        try:
+            self.keyring()
+        except KeyConfigError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def keyring(self) -> Keyring:
+        """The donor-contact keys (db/crypto.py); KeyConfigError says what is wrong."""
+        return Keyring.parse(str(self.CONTACT_KEYS), str(self.CONTACT_HMAC_KEY))
