@@ -49,6 +49,7 @@ class AppConfig(Config):
     CONTACT_HMAC_KEY: str
     AUDIT_RETENTION_DAYS: int
     EVENT_RETENTION_DAYS: int
+    EXPORT_CONCURRENCY: int
     # Optional: empty disables the response cache (every read is X-Cache: BYPASS).
     REDIS_URL: str
     CACHE_CONNECT_TIMEOUT: float
@@ -105,6 +106,9 @@ class AppConfig(Config):
                 "AUDIT_RETENTION_DAYS": 365,
                 # Events older than this are deleted by `conectades db prune` (≥ 30).
                 "EVENT_RETENTION_DAYS": 90,
+                # CSV exports streaming at once per worker; each holds a pool connection
+                # for its whole download (api/routes/export.py). More are 503.
+                "EXPORT_CONCURRENCY": 2,
                 "REDIS_URL": "",
                 "CACHE_CONNECT_TIMEOUT": 0.1,
                 "CACHE_TIMEOUT": 0.1,

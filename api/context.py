@@ -53,3 +53,5 @@ class AppContext:
     # api/supervision.py: the main process's watchdog, a worker's heartbeat task.
     watchdog: Watchdog | None = None
     heartbeat: asyncio.Task[None] | None = None
+    # CSV exports streaming now (api/routes/export.py), made on first use.
+    export_slots: asyncio.Semaphore | None = None

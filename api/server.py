@@ -32,6 +32,7 @@ BLUEPRINTS = (
     "api.routes.items",
     "api.routes.donations",
     "api.routes.events",
+    "api.routes.export",
     "api.routes.keys",
     "api.routes.webhooks",
     "api.routes.public",

@@ -82,7 +82,7 @@ def donation_out(row: asyncpg.Record, ring: Keyring) -> dict[str, Any]:
     }
 
 
-def _status_filter(request: Request) -> str | None:
+def status_filter(request: Request) -> str | None:
     raw = request.args.get("status")
     if raw is None or raw == "":
         return None
@@ -91,11 +91,11 @@ def _status_filter(request: Request) -> str | None:
     return str(raw)
 
 
-def _since_filter(request: Request) -> datetime | None:
+def since_filter(request: Request) -> datetime | None:
     return instant_arg(request, "since")
 
 
-def _campaign_filter(request: Request) -> uuid.UUID | None:
+def campaign_filter(request: Request) -> uuid.UUID | None:
     raw = request.args.get("campaign_id")
     if raw is None or raw == "":
         return None
@@ -124,8 +124,8 @@ async def _list(
 ) -> HTTPResponse:
     """A page of donations, newest first; `scoped`: under /campaigns/{id} (404 if unknown)."""
     status, since, after = (
-        _status_filter(request),
-        _since_filter(request),
+        status_filter(request),
+        since_filter(request),
         recency_after(page.cursor),
     )
     tid = principal.tenant_id
@@ -245,7 +245,7 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
 async def list_donations(request: Request, principal: Principal, page: Page) -> HTTPResponse:
     """List donations across campaigns, newest first (filters: campaign_id, status, since)."""
     require(principal, "read")
-    return await _list(request, principal, page, _campaign_filter(request), scoped=False)
+    return await _list(request, principal, page, campaign_filter(request), scoped=False)
 
 
 @bp.get("/donations/<donation_id:str>")
