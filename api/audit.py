@@ -32,18 +32,21 @@ import ipaddress
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import orjson
 from prometheus_client import Counter
-from sanic import Request, Sanic
+from sanic import Request
 from sanic.response import BaseHTTPResponse
 
 from api.request_context import client_ip
 from db.queries import audit as q
 from db.tenancy import tenant_transaction
 from tenants.principal import Principal
+
+if TYPE_CHECKING:
+    from api.types import App
 
 log = logging.getLogger("conectades.audit")
 
@@ -221,5 +224,5 @@ async def record_write(request: Request, response: BaseHTTPResponse) -> None:
         )
 
 
-def setup_audit(app: Sanic) -> None:  # type: ignore[type-arg]
+def setup_audit(app: App) -> None:
     app.register_middleware(record_write, "response")

@@ -12,19 +12,21 @@ objects survive into the older ones.
 from __future__ import annotations
 
 import gc
+from typing import TYPE_CHECKING
 
-from sanic import Sanic
+if TYPE_CHECKING:
+    from api.types import App
 
 # Allocations minus deallocations before a young collection (Python's default 700).
 GEN0_THRESHOLD = 10_000
 
 
-async def _freeze_startup_objects(app: Sanic) -> None:  # type: ignore[type-arg]
+async def _freeze_startup_objects(app: App) -> None:
     gc.collect()
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GEN0_THRESHOLD, gen1, gen2)
 
 
-def setup_gc(app: Sanic) -> None:  # type: ignore[type-arg]
+def setup_gc(app: App) -> None:
     app.register_listener(_freeze_startup_objects, "after_server_start")

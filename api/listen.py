@@ -13,15 +13,17 @@ the shared socket. (`--single-process` binds before any listener and keeps 100.)
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-from sanic import Sanic
+if TYPE_CHECKING:
+    from api.types import App
 
 
-async def _apply_backlog(app: Sanic, _loop: asyncio.AbstractEventLoop) -> None:  # type: ignore[type-arg]
+async def _apply_backlog(app: App, _loop: asyncio.AbstractEventLoop) -> None:
     backlog = int(app.config.BACKLOG)
     for server_info in app.state.server_info:
         server_info.settings["backlog"] = backlog
 
 
-def setup_listen_backlog(app: Sanic) -> None:  # type: ignore[type-arg]
+def setup_listen_backlog(app: App) -> None:
     app.register_listener(_apply_backlog, "main_process_start")

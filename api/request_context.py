@@ -8,9 +8,13 @@ import ipaddress
 import re
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sanic import Request, Sanic
+from sanic import Request
 from sanic.response import BaseHTTPResponse
+
+if TYPE_CHECKING:
+    from api.types import App
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -80,7 +84,7 @@ async def echo_request_id(request: Request, response: BaseHTTPResponse) -> None:
         response.headers["X-Request-ID"] = request_id
 
 
-def setup_request_context(app: Sanic) -> None:  # type: ignore[type-arg]
+def setup_request_context(app: App) -> None:
     raw = str(app.config.TRUSTED_PROXIES)
     app.ctx.trusted_proxies = TrustedProxies.parse(raw)
     app.register_middleware(identify, "request")

@@ -39,11 +39,14 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sanic import Sanic
 from sanic.exceptions import SanicException
 from sanic.worker.constants import ProcessState
+
+if TYPE_CHECKING:
+    from api.types import App
 
 log = logging.getLogger("conectades.supervision")
 
@@ -67,7 +70,7 @@ class Vitals:
         return self.alive >= self.configured and not self.blocked
 
 
-def _shared(app: Sanic) -> Any:  # type: ignore[type-arg]
+def _shared(app: App) -> Any:
     return getattr(app.shared_ctx, "vitals", None)
 
 
@@ -83,7 +86,7 @@ def worker_index(name: str) -> int | None:
         return None
 
 
-def read_vitals(app: Sanic, blocked_after: float) -> Vitals | None:  # type: ignore[type-arg]
+def read_vitals(app: Sanic[Any, Any], blocked_after: float) -> Vitals | None:
     """The instance's vitals (None in single-process mode: nothing to supervise)."""
     shared = _shared(app)
     if shared is None:
@@ -101,7 +104,7 @@ def read_vitals(app: Sanic, blocked_after: float) -> Vitals | None:  # type: ign
 # -- main process -------------------------------------------------------------------
 
 
-def _create_shared(app: Sanic, _loop: object) -> None:  # type: ignore[type-arg]
+def _create_shared(app: App, _loop: object) -> None:
     shared = multiprocessing.Array("d", _BEATS + MAX_WORKERS)
     shared[_CONFIGURED] = shared[_ALIVE] = float(app.state.workers)
     app.shared_ctx.vitals = shared
@@ -119,7 +122,7 @@ def _exit_status(code: int | None) -> str:
 
 
 class Watchdog(threading.Thread):
-    def __init__(self, app: Sanic) -> None:  # type: ignore[type-arg]
+    def __init__(self, app: App) -> None:
         super().__init__(name="conectades-watchdog", daemon=True)
         self.manager = app.manager
         self.shared = _shared(app)
@@ -168,7 +171,7 @@ class Watchdog(threading.Thread):
             self.shared[_ALIVE] = float(alive)
 
 
-def _start_watchdog(app: Sanic, _loop: object) -> None:  # type: ignore[type-arg]
+def _start_watchdog(app: App, _loop: object) -> None:
     try:
         app.manager  # noqa: B018 (raises in single-process mode)
     except SanicException:
@@ -178,13 +181,13 @@ def _start_watchdog(app: Sanic, _loop: object) -> None:  # type: ignore[type-arg
     watchdog.start()
 
 
-def _stop_watchdog(app: Sanic, _loop: object) -> None:  # type: ignore[type-arg]
+def _stop_watchdog(app: App, _loop: object) -> None:
     watchdog = app.ctx.watchdog
     if watchdog is not None:
         watchdog.stopping.set()
 
 
-def stop_restarting(app: Sanic) -> None:  # type: ignore[type-arg]
+def stop_restarting(app: Sanic[Any, Any]) -> None:
     """The instance is stopping (SIGTERM to the main process): replace no worker."""
     _stop_watchdog(app, None)
 
@@ -221,7 +224,7 @@ async def _beat(shared: Any, index: int) -> None:
         await asyncio.sleep(BEAT_INTERVAL)
 
 
-async def _start_heartbeat(app: Sanic) -> None:  # type: ignore[type-arg]
+async def _start_heartbeat(app: App) -> None:
     if worker_index(os.environ.get("SANIC_WORKER_NAME", "")) is not None:
         _die_with_parent()
     shared, index = _shared(app), worker_index(os.environ.get("SANIC_WORKER_NAME", ""))
@@ -229,13 +232,13 @@ async def _start_heartbeat(app: Sanic) -> None:  # type: ignore[type-arg]
         app.ctx.heartbeat = asyncio.get_running_loop().create_task(_beat(shared, index))
 
 
-async def _stop_heartbeat(app: Sanic) -> None:  # type: ignore[type-arg]
+async def _stop_heartbeat(app: App) -> None:
     task = app.ctx.heartbeat
     if task is not None:
         task.cancel()
 
 
-def setup_supervision(app: Sanic) -> None:  # type: ignore[type-arg]
+def setup_supervision(app: App) -> None:
     app.register_listener(_create_shared, "main_process_start")
     app.register_listener(_start_watchdog, "main_process_ready")
     app.register_listener(_stop_watchdog, "main_process_stop")

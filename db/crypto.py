@@ -205,6 +205,6 @@ def throwaway_keys() -> dict[str, str]:
     return {KEYS_ENV: f"1:{new_key()}", HMAC_ENV: new_key()}
 
 
-def setup_contact_keys(app: Sanic) -> None:  # type: ignore[type-arg]
+def setup_contact_keys(app: Sanic[Any, Any]) -> None:
     """The keyring in `app.ctx.keyring`, from the app's config (checked at start)."""
     app.ctx.keyring = app.config.keyring()

@@ -193,7 +193,7 @@ async def warm_up(pool: asyncpg.Pool, size: int, *, max_delay: float = 5.0) -> N
         delay = min(delay * 2, max_delay)
 
 
-async def open_pool(app: Sanic) -> None:  # type: ignore[type-arg]
+async def open_pool(app: Sanic[Any, Any]) -> None:
     """Create this worker's pool without waiting for PostgreSQL (see the module doc)."""
     cfg = app.config
 
@@ -233,12 +233,12 @@ async def open_pool(app: Sanic) -> None:  # type: ignore[type-arg]
     )
 
 
-def role_guard(app: Sanic) -> RoleGuard | None:  # type: ignore[type-arg]
+def role_guard(app: Sanic[Any, Any]) -> RoleGuard | None:
     guard = getattr(app.ctx, "role_guard", None)
     return guard if isinstance(guard, RoleGuard) else None
 
 
-async def close_pool(app: Sanic) -> None:  # type: ignore[type-arg]
+async def close_pool(app: Sanic[Any, Any]) -> None:
     task = getattr(app.ctx, "pool_warm_up", None)
     if isinstance(task, asyncio.Task):
         task.cancel()
