@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -114,14 +115,15 @@ const items = JSON.parse(__ENV.ITEMS);
 const params = {headers: {'Content-Type': 'application/json', Authorization: 'Bearer ' + __ENV.KEY},
                 responseCallback: http.expectedStatuses(201)};
 export const options = {
-  discardResponseBodies: true,
   scenarios: {donations: {executor: 'constant-arrival-rate', rate: Number(__ENV.RATE),
     timeUnit: '1s', duration: __ENV.DURATION + 's', preAllocatedVUs: 50, maxVUs: 400}},
 };
 export default function () {
   const item = items[Math.floor(Math.random() * items.length)];
-  http.post(__ENV.URL, JSON.stringify({item_id: item, quantity: 1, donor_name: 'Bench',
-    donor_contact: 'bench@example.org'}), params);
+  const r = http.post(__ENV.URL, JSON.stringify({item_id: item, quantity: 1,
+    donor_name: 'Bench', donor_contact: 'bench@example.org'}), params);
+  // When the client had its answer (after the commit): the lag's lower bound.
+  if (r.status === 201) console.log('ACK ' + r.json('id') + ' ' + Date.now());
 }
 """
 
@@ -147,8 +149,14 @@ def drive(
         "--summary-trend-stats", "avg,p(50),p(95),max", "--summary-export", str(summary),
         str(script),
     ]  # fmt: skip
-    with (BASE / "k6.log").open("ab") as out:
+    phase_log = BASE / "k6-phase.log"
+    with phase_log.open("wb") as out:
         subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    acks: dict[str, float] = {}
+    for line in phase_log.read_text(errors="replace").splitlines():
+        found = re.search(r"ACK ([0-9a-f-]{36}) (\d+)", line)
+        if found:
+            acks[found.group(1)] = int(found.group(2)) / 1000
     metrics = json.loads(summary.read_text())["metrics"]
     duration_ms = metrics["http_req_duration{expected_response:true}"]
     reqs = metrics["http_reqs"]
@@ -160,18 +168,28 @@ def drive(
         "rate": float(reqs["rate"]),
         "mean_ms": float(duration_ms["avg"]),
         "p95_ms": float(duration_ms["p(95)"]),
+        "acks": acks,
     }
 
 
-def lags(received: list[tuple[float, bytes]]) -> tuple[list[float], list[str]]:
-    out: list[float] = []
+def lags(
+    received: list[tuple[float, bytes]], acks: dict[str, float]
+) -> tuple[list[float], list[float], list[str]]:
+    """Per delivery: seconds after the event's insert (`occurred_at`, before the
+    commit: an upper bound of the lag after commit) and after the client had its 201
+    (after the commit: a lower bound); the donation ids delivered."""
+    after_event: list[float] = []
+    after_ack: list[float] = []
     ids: list[str] = []
     for at, body in received:
         doc = json.loads(body)
         occurred = datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00")).timestamp()
-        out.append(at - occurred)
-        ids.append(doc["data"]["id"])
-    return out, ids
+        after_event.append(at - occurred)
+        donation = doc["data"]["id"]
+        if donation in acks:
+            after_ack.append(at - acks[donation])
+        ids.append(donation)
+    return after_event, after_ack, ids
 
 
 async def _provision(admin_dsn: str) -> str:
@@ -252,13 +270,16 @@ def _phases(
                     while time.monotonic() < deadline and len(receiver.got) < written:
                         time.sleep(0.2)
                     time.sleep(1)  # anything sent twice would show now
-                    lag, delivered = lags(receiver.take())
+                    lag, lag_ack, delivered = lags(receiver.take(), result["acks"])
+                    result["lag_ack_p50_ms"] = pct(lag_ack, 0.5) * 1000
+                    result["lag_ack_p95_ms"] = pct(lag_ack, 0.95) * 1000
                     result["delivered"] = len(delivered)
                     result["delivered_distinct"] = len(set(delivered))
                     result["unsettled"] = asyncio.run(_count(admin_dsn, UNSETTLED))
                     result["lag_p50_ms"] = pct(lag, 0.5) * 1000
                     result["lag_p95_ms"] = pct(lag, 0.95) * 1000
                     result["lag_max_ms"] = max(lag) * 1000 if lag else float("nan")
+                result.pop("acks")
                 results[phase].append(result)
                 log(
                     f"round {n + 1} {phase:>3}: "
@@ -338,6 +359,8 @@ def summarize(results: dict[str, list[dict[str, Any]]], rate: float) -> dict[str
             "p50": med("on", "lag_p50_ms"),
             "p95_worst_round": lag_p95,
             "max": max(r["lag_max_ms"] for r in results["on"]),
+            "after_ack_p50": med("on", "lag_ack_p50_ms"),
+            "after_ack_p95_worst_round": max(r["lag_ack_p95_ms"] for r in results["on"]),
         },
         "every_donation_delivered": complete,
         "errors": sum(r["errors"] for rs in results.values() for r in rs),
@@ -435,6 +458,8 @@ def bench_webhooks_command(
         f"delivery lag after the event: p50 {s['delivery_lag_ms']['p50']:.0f} ms, "
         f"p95 {s['delivery_lag_ms']['p95_worst_round']:.0f} ms (worst round), "
         f"max {s['delivery_lag_ms']['max']:.0f} ms\n"
+        f"delivery lag after the client's 201: p50 {s['delivery_lag_ms']['after_ack_p50']:.0f} ms,"
+        f" p95 {s['delivery_lag_ms']['after_ack_p95_worst_round']:.0f} ms (worst round)\n"
         f"every donation delivered once or more: {s['every_donation_delivered']}; "
         f"errors: {s['errors']}; iterations k6 could not start in time: {s['dropped']}\n"
         f"worker capacity: {s['backlog']['delivered']} of {s['backlog']['events']} events "

@@ -105,6 +105,30 @@ def test_event_arrives_signed_per_standard_webhooks(
     assert delivery["next_attempt_at"] is None
 
 
+def test_donation_through_the_api_is_in_the_feed_and_delivered(
+    hooks_factory: Factory, hooks_client: httpx.Client, receiver: Receiver
+) -> None:
+    tenant = hooks_factory.tenant()
+    path = _path()
+    hook = create_webhook(hooks_client, tenant, receiver.url(path), ["donation.created"])
+    campaign = hooks_factory.campaign(tenant)
+    donation = hooks_factory.donation(tenant, campaign, quantity=7)
+
+    (got,) = receiver.wait_for(path, 1)
+    h = got.headers
+    body = standardwebhooks.Webhook(hook["secret"]).verify(got.body, h)
+    assert body["type"] == "donation.created"
+    assert body["data"]["id"] == donation["id"] and body["data"]["quantity"] == 7
+    assert "donor_contact" not in body["data"]
+    feed = hooks_client.get(
+        "/api/v1/events", params={"type": "donation.created"}, headers=tenant.headers
+    ).json()["data"]
+    assert [e["data"]["id"] for e in feed] == [donation["id"]]
+    (delivery,) = _settled(hooks_client, tenant, hook, "succeeded")
+    assert delivery["event_id"] == feed[0]["id"]
+    assert delivery["message_id"] == h["webhook-id"]
+
+
 def test_unsubscribed_types_and_disabled_endpoints_get_nothing(
     db: Database,
     api_pool: Any,
