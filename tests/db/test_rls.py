@@ -16,7 +16,7 @@ from tests.services import ApiServer, Database, api_env
 SET_TENANT = "SELECT set_config('app.tenant_id', $1, true)"
 TENANT_TABLES = [
     "tenant", "api_key", "staff_user", "refresh_token", "campaign", "campaign_item",
-    "donation", "item_total_slot", "idempotency_record",
+    "donation", "item_total_slot", "idempotency_record", "audit_log",
 ]  # fmt: skip
 
 
