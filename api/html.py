@@ -110,6 +110,9 @@ def create_environment() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Templates are read once per worker: with auto_reload every render stat()ed
+        # its template files (a page build's profile showed the getmtime calls).
+        auto_reload=False,
     )
     env.filters.update(
         number=number,
