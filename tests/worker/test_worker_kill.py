@@ -85,3 +85,31 @@ def test_sigterm_lets_the_delivery_in_flight_finish(
     delivery = _delivery(hooks_client, tenant, hook)
     assert delivery["status"] == "succeeded" and delivery["attempts"] == 1
     assert len(receiver.at(path)) == 1
+
+
+def test_two_workers_share_the_work_without_sending_anything_twice(
+    db: Database,
+    api_pool: Any,
+    hooks_factory: Factory,
+    hooks_client: httpx.Client,
+    receiver: Receiver,
+    workdir: Path,
+) -> None:
+    tenant = hooks_factory.tenant()
+    path = f"/pair-{uuid.uuid4().hex[:8]}"
+    receiver.hold[path] = 0.05  # each delivery takes a moment: both workers claim
+    create_webhook(hooks_client, tenant, receiver.url(path))
+    workers = [WorkerProcess(db, workdir / f"worker-pair-{n}.log") for n in range(2)]
+    for w in workers:
+        w.start()
+    try:
+        for _ in range(60):
+            record_event(db, api_pool, tenant, "donation.created", uuid.uuid4())
+        got = receiver.wait_for(path, 60, timeout=60)
+        time.sleep(2)  # a second copy of anything would arrive now
+        ids = [g.headers["webhook-id"] for g in receiver.at(path)]
+        assert len(ids) == len(set(ids)) == 60, (len(ids), len(set(ids)))
+        assert len(got) >= 60
+    finally:
+        for w in workers:
+            assert w.stop() == 0
