@@ -54,6 +54,7 @@ from db.contact_keys import ResealResult, reseal
 from db.crypto import KeyConfigError, Keyring, UnreadableValue, new_key
 from db.queries import audit as aq
 from db.queries import donors as dq
+from db.queries import email as emq
 from db.queries import events as eq
 from db.queries import idempotency as iq
 from db.queries import keys as kq
@@ -61,6 +62,7 @@ from db.queries import refresh_tokens as rq
 from db.queries import staff as sq
 from db.queries import tenants as tq
 from db.seed import SeedError, SeedPlan, purge_seeded, run_seed
+from notify.settings import EmailSettings
 from tenants import keys
 from tenants.passwords import hash_password
 
@@ -221,7 +223,9 @@ def db_prune(
     seconds, default one day) and refresh tokens expired over an hour ago, and erase
     donor contacts older than CONECTADES_CONTACT_RETENTION_DAYS (default 365). Events
     older than CONECTADES_EVENT_RETENTION_DAYS (default 90, at least 30) are deleted too,
-    and audit rows older than CONECTADES_AUDIT_RETENTION_DAYS (default 365).
+    and audit rows older than CONECTADES_AUDIT_RETENTION_DAYS (default 365). Email jobs
+    settled as long ago as events are kept go too (never before
+    CONECTADES_CONFIRM_LINK_TTL: a notice's row is its link's single-use record).
 
     Nothing else removes them. Safe while the API serves: each batch is its own
     short statement. Run it daily (cron, or infra/k8s/prune-cronjob.yaml)."""
@@ -250,12 +254,16 @@ def db_prune(
             audit_rows = await drain(
                 lambda: aq.delete_expired(conn, days=audit_retention, limit=batch)
             )
+            email_jobs = await drain(
+                lambda: emq.delete_settled(conn, older_than=email_age, limit=batch)
+            )
         return {
             "idempotency_records": records,
             "refresh_tokens": tokens,
             "contacts": contacts,
             "events": events,
             "audit_rows": audit_rows,
+            "email_jobs": email_jobs,
         }
 
     try:
@@ -273,6 +281,7 @@ def db_prune(
     audit_retention = int(AppConfig().AUDIT_RETENTION_DAYS)
     if audit_retention <= 0:
         raise_cli("CONECTADES_AUDIT_RETENTION_DAYS must be a positive number of days")
+    email_age = max(event_retention * 86400.0, float(link_ttl()))
     deleted = run(go())
     audit(
         "db.prune",
@@ -289,8 +298,19 @@ def db_prune(
             f"(older than {ttl:g} s) and {deleted['refresh_tokens']} expired refresh tokens; "
             f"erased {deleted['contacts']} donor contacts older than {retention} days; "
             f"deleted {deleted['events']} events older than {event_retention} days; "
-            f"deleted {deleted['audit_rows']} audit rows older than {audit_retention} days"
+            f"deleted {deleted['audit_rows']} audit rows older than {audit_retention} days; "
+            f"deleted {deleted['email_jobs']} settled email jobs older than "
+            f"{email_age / 86400:g} days"
         )
+
+
+def link_ttl() -> int:
+    """CONECTADES_CONFIRM_LINK_TTL as the worker reads it (notify/settings.py)."""
+    raw = os.environ.get("CONECTADES_CONFIRM_LINK_TTL", "")
+    try:
+        return int(raw) if raw else EmailSettings.CONFIRM_LINK_TTL
+    except ValueError:
+        raise_cli("CONECTADES_CONFIRM_LINK_TTL must be a number of seconds")
 
 
 @db_app.command("backup")

@@ -114,3 +114,21 @@ async def use_link(
     """Mark the notice's link used; None if it was used before (or is not this job's)."""
     used: datetime | None = await conn.fetchval(USE_LINK, tenant_id, job_id, donation_id)
     return used
+
+
+# `conectades db prune` (owner role, every tenant): settled jobs hold no personal
+# data, only the record of what was sent; a notice's row is also its link's
+# single-use state, so it is kept at least as long as the link is valid.
+DELETE_SETTLED = """
+DELETE FROM email_job WHERE id IN (
+    SELECT id FROM email_job
+    WHERE status <> 'pending' AND created_at < now() - make_interval(secs => $1)
+    LIMIT $2
+)
+"""
+
+
+async def delete_settled(conn: asyncpg.Connection, *, older_than: float, limit: int) -> int:
+    """Delete up to `limit` sent, skipped or failed jobs created over `older_than` s ago."""
+    done = await conn.execute(DELETE_SETTLED, older_than, limit)
+    return int(str(done).split()[-1])

@@ -188,6 +188,7 @@ def test_db_prune_deletes_only_what_expired_in_batches(db: Database, slug: str) 
         "contacts": 0,
         "events": 0,
         "audit_rows": 0,
+        "email_jobs": 0,
     }
     assert "deleted 0 expired idempotency records" in cli(db, "db", "prune").stdout
 
