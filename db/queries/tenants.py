@@ -60,9 +60,28 @@ LOCK_TENANT = "SELECT id FROM tenant WHERE id = $1 FOR UPDATE"
 # them makes a pledge in flight wait, then fail, instead of failing this delete.
 LOCK_CAMPAIGNS = "SELECT count(*) FROM (SELECT 1 FROM campaign WHERE tenant_id = $1 FOR UPDATE) c"
 DELETE_TENANT_ROWS: tuple[tuple[str, str], ...] = (
+    # Rows that reference donations, events and endpoints go first.
+    (
+        "email_job",
+        "WITH d AS (DELETE FROM email_job WHERE tenant_id = $1 RETURNING 1) SELECT count(*) FROM d",
+    ),
+    (
+        "webhook_delivery",
+        "WITH d AS (DELETE FROM webhook_delivery WHERE tenant_id = $1 RETURNING 1)"
+        " SELECT count(*) FROM d",
+    ),
+    (
+        "webhook_endpoint",
+        "WITH d AS (DELETE FROM webhook_endpoint WHERE tenant_id = $1 RETURNING 1)"
+        " SELECT count(*) FROM d",
+    ),
     (
         "donation",
         "WITH d AS (DELETE FROM donation WHERE tenant_id = $1 RETURNING 1) SELECT count(*) FROM d",
+    ),
+    (
+        "event",
+        "WITH d AS (DELETE FROM event WHERE tenant_id = $1 RETURNING 1) SELECT count(*) FROM d",
     ),
     (
         "audit_log",

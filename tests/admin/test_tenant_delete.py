@@ -26,8 +26,16 @@ WHERE c.table_schema = 'public' AND c.column_name = 'tenant_id' AND t.table_type
 
 def populated(factory: Factory, client: httpx.Client) -> tuple[TenantCtx, dict[str, Any]]:
     """A tenant with a row in every tenant table: key, staff user, refresh token,
-    campaign, items, totals, donations and an idempotency record."""
+    campaign, items, totals, donations, an idempotency record, events, a webhook
+    endpoint and its deliveries, email jobs and audit rows."""
     tenant = factory.tenant()
+    # Straight into the table: the API refuses a loopback destination by default.
+    factory.db.execute(
+        "INSERT INTO webhook_endpoint (tenant_id, url, event_types, secret)"
+        " VALUES ($1, 'https://receiver.example.org/hook', ARRAY['donation.created'],"
+        " decode(repeat('ab', 32), 'hex'))",
+        tenant.id,
+    )
     campaign = factory.campaign(tenant)
     factory.donation(tenant, campaign)
     pledge = client.post(
