@@ -122,6 +122,15 @@ def test_status_changes_write_one_event_each_with_the_new_status(
     assert not PERSONAL & set(delivered)
 
 
+def test_donation_recorded_as_delivered_writes_one_created_event_with_its_status(
+    client: httpx.Client, factory: Factory, tenant: TenantCtx, campaign: dict
+) -> None:
+    donation = factory.donation(tenant, campaign, status="delivered")
+    got = [e for e in all_events(client, tenant) if e["resource_type"] == "donation"]
+    assert [(e["type"], e["data"]["status"]) for e in got] == [("donation.created", "delivered")]
+    assert got[0]["data"]["delivered_at"] == donation["delivered_at"]
+
+
 def test_refused_changes_write_no_event(
     client: httpx.Client, db: Database, factory: Factory, tenant: TenantCtx, campaign: dict
 ) -> None:
