@@ -17,7 +17,7 @@ Hierarchy (status in brackets)::
     ├── TooManyRequests [429]       per-credential limit; `Retry-After`, `RateLimit-*`
     └── ServiceUnavailable [503]
 
-The framework's own exceptions (unknown route 404, 405, 413, timeouts) and
+The framework's own exceptions (unknown route 404, 405 with `Allow`, 413, timeouts) and
 asyncpg's are rendered here too; anything else is a 500 without internals.
 """
 
@@ -236,6 +236,8 @@ class ProblemErrorHandler(ErrorHandler):
         if isinstance(exception, SanicException) and exception.status_code < 500:
             status = exception.status_code
             headers = dict(getattr(exception, "headers", None) or {})
+            if status == 405 and "Allow" not in headers:
+                headers["Allow"] = _allowed_methods(request)
             return problem(
                 status,
                 _reason(status),
@@ -245,6 +247,23 @@ class ProblemErrorHandler(ErrorHandler):
             )
         log.exception("unhandled error on %s", _label(request))
         return problem(500, "Internal Server Error", "Unexpected error.", slug="internal")
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """The `Allow` header of a 405 (RFC 9110 requires it). Sanic's router names the
+    allowed methods only for static paths; for a path with parameters it raises
+    without them, so each method is resolved here (only on a 405)."""
+    allowed = []
+    for method in _METHODS:
+        try:
+            request.app.router.get(request.path, method, None)
+        except SanicException:
+            continue
+        allowed.append(method)
+    return ", ".join(allowed)
 
 
 def _label(request: Request) -> str:

@@ -49,7 +49,7 @@ class Outcome:
 
 def read_key(request: Request, *, required: bool) -> str | None:
     key: str | None = request.headers.get(HEADER)
-    if key is None or key == "":
+    if key is None:  # present but empty is malformed (400 below), not absent
         if required:
             raise BadRequest(f"The {HEADER} header is required (1-255 printable ASCII chars).")
         return None

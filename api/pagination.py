@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, Field
 from sanic import Request
 
 from api.errors import BadRequest, field_error
@@ -15,6 +16,20 @@ from api.errors import BadRequest, field_error
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 MAX_CURSOR_LENGTH = 512
+
+
+class PageQuery(BaseModel):
+    """The paging parameters as documented (parsed by `Page.from_request`)."""
+
+    limit: int = Field(
+        DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"Page size (default {DEFAULT_LIMIT})."
+    )
+    cursor: str | None = Field(
+        None,
+        max_length=MAX_CURSOR_LENGTH,
+        pattern=r"^[A-Za-z0-9_-]*$",
+        description="`next_cursor` of the previous page (opaque; with the same filters).",
+    )
 
 
 @dataclass(frozen=True)

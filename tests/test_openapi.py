@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -46,10 +47,16 @@ def test_every_operation_documents_a_success_response(spec: dict[str, Any]) -> N
                 assert "content" in op["responses"][code], f"{method.upper()} {path} {code}"
 
 
-def test_partner_routes_declare_bearer_security(spec: dict[str, Any]) -> None:
+def test_partner_routes_take_an_api_key_or_a_staff_token(spec: dict[str, Any]) -> None:
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["apiKey"]["scheme"] == schemes["staffToken"]["scheme"] == "bearer"
+    assert schemes["staffToken"]["bearerFormat"] == "JWT"
     for method, path, op in operations(spec):
         if path.startswith("/api/v1/"):
-            assert op.get("security") == [{"bearer": []}], f"{method.upper()} {path}"
+            assert op.get("security") == [{"apiKey": []}, {"staffToken": []}], f"{method} {path}"
+            assert {"401", "403", "429"} <= set(op["responses"]), f"{method} {path}"
+        else:
+            assert "security" not in op, f"{method} {path}"
 
 
 def test_problem_schema_is_a_component(spec: dict[str, Any]) -> None:
@@ -97,3 +104,70 @@ def test_api_reference_needs_nothing_from_outside(api: Any) -> None:
         assert r.status_code == 200 and len(r.content) > 100, ref
     bundle = httpx.get(api.url + "/api/docs/assets/swagger-ui-bundle.js", timeout=30)
     assert "SwaggerUIBundle" in bundle.text
+
+
+def test_query_parameters_say_what_the_handlers_enforce(spec: dict[str, Any]) -> None:
+    def param(method: str, path: str, name: str) -> dict[str, Any]:
+        found = {p["name"]: p for p in spec["paths"][path][method]["parameters"]}
+        return found[name]
+
+    limit = param("get", "/api/v1/campaigns", "limit")["schema"]
+    assert (limit["type"], limit["minimum"], limit["maximum"], limit["default"]) == (
+        "integer",
+        1,
+        100,
+        20,
+    )
+    status = param("get", "/api/v1/donations", "status")["schema"]
+    assert status["enum"] == ["pending", "confirmed", "delivered", "cancelled"]
+    assert param("get", "/api/v1/donations", "since")["schema"]["format"] == "date-time"
+    assert param("get", "/api/v1/donations", "campaign_id")["schema"]["format"] == "uuid"
+    assert param("get", "/api/v1/campaigns/{campaign_id}", "campaign_id")["schema"] == {
+        "type": "string",
+        "format": "uuid",
+    }
+    order = param("get", "/api/public/campaigns", "order")["schema"]
+    assert order["enum"] == ["recent", "oldest", "deadline", "progress"]
+    legacy = param("get", "/api/campanhas/listar", "categoria")["schema"]
+    assert (legacy["type"], legacy["minimum"]) == ("integer", 1)
+    key = param("post", "/api/public/{tenant}/campaigns/{slug}/donations", "Idempotency-Key")
+    assert key["schema"]["maxLength"] == 255 and key["schema"]["pattern"]
+
+
+def test_errors_are_problems_with_their_headers(spec: dict[str, Any]) -> None:
+    assert spec["info"]["description"].count("problem+json") >= 1
+    for method, path, op in operations(spec):
+        for code, response in op["responses"].items():
+            if int(code) >= 400:
+                media = response["content"]["application/problem+json"]
+                assert media["schema"] == {"$ref": "#/components/schemas/Problem"}, path
+                assert media["example"]["status"] == int(code)
+            if code in ("429", "503"):
+                assert "Retry-After" in response["headers"], f"{method} {path} {code}"
+            if code == "204":
+                assert "content" not in response, f"{method} {path}"
+    assert {"400", "413", "415", "422"} <= set(
+        spec["paths"]["/api/v1/campaigns"]["post"]["responses"]
+    )
+
+
+def test_bodies_carry_the_models_limits(spec: dict[str, Any]) -> None:
+    schemas = spec["components"]["schemas"]
+    title = schemas["CampaignCreate"]["properties"]["title"]
+    assert (title["minLength"], title["maxLength"]) == (1, 200)
+    assert "slug" not in schemas["CampaignCreate"].get("required", [])
+    quantity = schemas["DonationCreate"]["properties"]["quantity"]
+    assert (quantity["exclusiveMinimum"], quantity["maximum"]) == (0, 1_000_000_000)
+    # A PATCH field may be left out but not null (except the nullable ones).
+    update = schemas["CampaignUpdate"]["properties"]
+    assert update["title"]["type"] == "string" and "anyOf" not in update["title"]
+    assert {"type": "null"} in update["ends_at"]["anyOf"]
+
+
+def test_405_names_the_allowed_methods(api: Any) -> None:
+    """Sanic's router leaves `Allow` out for paths with parameters (RFC 9110 wants it)."""
+    r = httpx.request("PUT", api.url + f"/api/v1/donations/{uuid.uuid4()}/confirm", timeout=30)
+    assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"
+    assert set(r.headers["allow"].split(", ")) == {"POST", "OPTIONS"}
+    r = httpx.request("PUT", api.url + "/api/v1/campaigns", timeout=30)
+    assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "POST", "OPTIONS"}

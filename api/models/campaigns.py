@@ -13,7 +13,16 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
 
-from api.models.common import Quantity, Slug, Strict, Timestamp, Unit, text
+from api.models.common import (
+    HTTP_URL,
+    Quantity,
+    Slug,
+    Strict,
+    Timestamp,
+    Unit,
+    drop_null,
+    text,
+)
 
 MAX_ITEMS = 100
 
@@ -51,7 +60,9 @@ def _http_url(value: str) -> str:
     return value
 
 
-ImageUrl = Annotated[UrlText, AfterValidator(_http_url)]
+ImageUrl = Annotated[
+    UrlText, AfterValidator(_http_url), Field(json_schema_extra={"pattern": HTTP_URL})
+]
 
 
 class ItemCreate(Strict):
@@ -67,13 +78,20 @@ class _Patch(Strict):
 
     NULLABLE: ClassVar[frozenset[str]] = frozenset()
 
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Optional fields, but `null` only where NULLABLE (as `_no_null` enforces)."""
+        schema = super().model_json_schema(*args, **kwargs)
+        drop_null(schema, cls.NULLABLE)
+        return schema
+
     # "after", not "before": a before-validator makes strict mode refuse JSON strings
     # for datetimes. Defaults are not validated, so this sees only sent values.
     @field_validator("*", mode="after")
     @classmethod
     def _no_null(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None and info.field_name not in cls.NULLABLE:
-            raise ValueError("must not be null")
+            raise ValueError("null is not allowed; leave the field out to keep its value")
         return value
 
     def changes(self) -> dict[str, Any]:
@@ -87,7 +105,12 @@ class ItemUpdate(_Patch):
 
 
 class CampaignCreate(Strict):
-    slug: Slug
+    slug: Slug | None = Field(
+        None,
+        description="URL name, unique in the organization. Left out (or null): derived "
+        "from the title, lowercase ASCII without accents (`Cestas Básicas` → "
+        "`cestas-basicas`), with `-2`, `-3`… when taken.",
+    )
     title: Title
     subtitle: Subtitle = ""
     description: Description = ""
@@ -120,10 +143,14 @@ class CampaignUpdate(_Patch):
 class CampaignFilters(Strict):
     """Query filters of the campaign list (strings as they come in the URL)."""
 
-    status: Status | None = None
-    q: QueryText | None = None
-    category: Category | None = None
-    location: QueryText | None = None
+    status: Status | None = Field(None, description="Only campaigns in this status.")
+    q: QueryText | None = Field(
+        None, description="Search title and description (accent/case-insensitive)."
+    )
+    category: Category | None = Field(None, description="Only campaigns with this category.")
+    location: QueryText | None = Field(
+        None, description="Location prefix (accent/case-insensitive)."
+    )
 
 
 # Responses (documented in OpenAPI; built from rows by the functions below).

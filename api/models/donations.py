@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from api.models.common import Quantity, Strict, text
+from api.models.common import Quantity, Strict, Timestamp, text
 
 DonationStatus = Literal["pending", "confirmed", "delivered", "cancelled"]
 # Partners may record goods already promised or received; cancelled is a transition.
@@ -50,3 +50,24 @@ class Donation(BaseModel):
 class DonationList(BaseModel):
     data: list[Donation]
     next_cursor: str | None
+
+
+class CampaignDonationFilters(BaseModel):
+    """Query filters of a campaign's donation list (api/routes/donations.py parses them)."""
+
+    status: DonationStatus | None = Field(None, description="Only donations in this status.")
+    since: Timestamp | None = Field(
+        None, description="Only donations created at or after this time (with a UTC offset)."
+    )
+
+
+class DonationFilters(CampaignDonationFilters):
+    """Query filters of the list across campaigns."""
+
+    campaign_id: UUID | None = Field(None, description="Only this campaign's donations.")
+
+
+class DonationExportFilters(DonationFilters):
+    """The export's query: the list's filters and the format."""
+
+    format: Literal["csv"] = Field("csv", description="The file format.")

@@ -29,6 +29,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from api.models.common import Timestamp
 from db.queries.events import FEED_TYPES
 
 EventType = Literal[
@@ -43,6 +44,21 @@ EventType = Literal[
     "webhook.disabled",
 ]
 assert set(get_args(EventType)) == set(FEED_TYPES), "EventType and FEED_TYPES differ"
+
+
+class EventFilters(BaseModel):
+    """Query filters of the feed, as documented (api/routes/events.py parses them)."""
+
+    type: list[EventType] | None = Field(
+        None,
+        description="Only these types (repeat the parameter, or separate them with commas).",
+    )
+    after: Timestamp | None = Field(
+        None,
+        description="Only events that occurred after this instant (with a UTC offset). A "
+        "filter, not a position: to resume, pass `poll_cursor` as `cursor`.",
+    )
+
 
 # A donation's status after a transition → the event it writes.
 STATUS_EVENTS = {

@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from api.models.common import Strict, text
+from api.models.common import HTTP_URL, Strict, drop_null, text
 from db.queries.events import EVENT_TYPES
 
 # What an endpoint can subscribe to: every event of the feed, and the notice that an
@@ -16,6 +16,12 @@ from db.queries.events import EVENT_TYPES
 WEBHOOK_EVENT_TYPES: tuple[str, ...] = (*EVENT_TYPES, "webhook.disabled")
 DeliveryStatus = Literal["pending", "succeeded", "dead"]
 MAX_URL_LENGTH = 2000
+# What `_event_types` enforces, for the OpenAPI schema.
+_EVENT_TYPES_SCHEMA: dict[str, Any] = {
+    "items": {"type": "string", "enum": list(WEBHOOK_EVENT_TYPES)},
+    "uniqueItems": True,
+}
+_URL_SCHEMA: dict[str, Any] = {"pattern": HTTP_URL}
 
 
 def _event_types(value: list[str]) -> list[str]:
@@ -32,19 +38,31 @@ def _event_types(value: list[str]) -> list[str]:
 class WebhookCreate(Strict):
     """A new endpoint. `url`: https:// (or http://) to a public host, no credentials."""
 
-    url: text(MAX_URL_LENGTH, 1)  # type: ignore[valid-type]
-    event_types: list[str] = Field(min_length=1, max_length=50)
+    url: text(MAX_URL_LENGTH, 1) = Field(json_schema_extra=_URL_SCHEMA)  # type: ignore[valid-type]
+    event_types: list[str] = Field(
+        min_length=1, max_length=50, json_schema_extra=_EVENT_TYPES_SCHEMA
+    )
     description: text(500) = ""  # type: ignore[valid-type]
     enabled: bool = True
 
     _types = field_validator("event_types")(_event_types)
 
 
+def _update_schema(schema: dict[str, Any]) -> None:
+    drop_null(schema)
+    schema["minProperties"] = 1
+
+
 class WebhookUpdate(Strict):
     """A partial update; absent fields stay. Enabling clears the failure state."""
 
-    url: text(MAX_URL_LENGTH, 1) | None = None  # type: ignore[valid-type]
-    event_types: list[str] | None = Field(default=None, min_length=1, max_length=50)
+    # In the schema, as the route enforces: no field takes null, and one at least.
+    model_config = ConfigDict(json_schema_extra=lambda schema: _update_schema(schema))
+
+    url: text(MAX_URL_LENGTH, 1) | None = Field(None, json_schema_extra=_URL_SCHEMA)  # type: ignore[valid-type]
+    event_types: list[str] | None = Field(
+        default=None, min_length=1, max_length=50, json_schema_extra=_EVENT_TYPES_SCHEMA
+    )
     description: text(500) | None = None  # type: ignore[valid-type]
     enabled: bool | None = None
 
@@ -52,10 +70,16 @@ class WebhookUpdate(Strict):
     @classmethod
     def _no_null(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None:
-            raise ValueError("must not be null")
+            raise ValueError("null is not allowed; leave the field out to keep its value")
         if info.field_name == "event_types":
             return _event_types(value)
         return value
+
+
+class DeliveryFilters(BaseModel):
+    """Query filters of an endpoint's deliveries."""
+
+    status: DeliveryStatus | None = Field(None, description="Only deliveries in this status.")
 
 
 class WebhookRotate(Strict):

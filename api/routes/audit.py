@@ -10,13 +10,12 @@ from typing import Any
 
 import asyncpg
 from sanic import Blueprint, HTTPResponse, Request
-from sanic_ext import openapi
 
 from api.auth import require
 from api.database import tenant_tx
 from api.errors import field_error
 from api.models.audit import AuditPage
-from api.openapi import doc
+from api.openapi import UUID_SCHEMA, doc, query_params
 from api.pagination import Page, page_of
 from api.params import recency_after
 from api.responses import json_response
@@ -50,16 +49,26 @@ def entry_out(row: asyncpg.Record) -> dict[str, Any]:
 
 @bp.get("/audit")
 @doc(tag=TAG, response=AuditPage, errors=(400, 401, 403, 422))
-@openapi.parameter(
-    "actor",
-    str,
-    "query",
-    description="An actor id (API key or staff user) or name (key prefix or username).",
+@query_params(
+    {
+        "name": "actor",
+        "in": "query",
+        "description": "An actor id (API key or staff user) or name (key prefix or username).",
+        "schema": {"anyOf": [UUID_SCHEMA, {"type": "string", "pattern": q.ACTOR_NAME.pattern}]},
+    },
+    {
+        "name": "resource",
+        "in": "query",
+        "description": "A resource id, or a resource type such as `campaign`.",
+        "schema": {"anyOf": [UUID_SCHEMA, {"type": "string", "pattern": q.RESOURCE_TYPE.pattern}]},
+    },
+    {
+        "name": "action",
+        "in": "query",
+        "description": "One action, e.g. `campaign.create`.",
+        "schema": {"type": "string", "pattern": q.ACTION.pattern},
+    },
 )
-@openapi.parameter(
-    "resource", str, "query", description="A resource id, or a resource type such as `campaign`."
-)
-@openapi.parameter("action", str, "query", description="One action, e.g. `campaign.create`.")
 async def list_audit(request: Request, principal: Principal, page: Page) -> HTTPResponse:
     """List this organization's audit log, newest first (owners and `keys` keys only)."""
     require(principal, "keys")

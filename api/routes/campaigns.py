@@ -11,12 +11,13 @@ from uuid import UUID
 import asyncpg
 import pydantic
 from sanic import Blueprint, HTTPResponse, Request
+from slugify import slugify
 
 from api.auth import require
 from api.body import parse_body, validation_errors
 from api.cache import LISTS, cached_json, campaign_part, invalidate_after_write, slug_part
 from api.database import tenant_tx
-from api.errors import Conflict, NotFound, ValidationFailed, field_error
+from api.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed, field_error
 from api.models.campaigns import (
     Campaign,
     CampaignCreate,
@@ -44,6 +45,9 @@ HAS_DONATIONS = (
     'PATCH /api/v1/campaigns/{id} {{"status": "closed"}}.'
 )
 BAD_CURSOR = "cursor: not a cursor returned by this API"
+# A derived slug's base leaves room for a `-<n>` suffix within the 100 characters.
+SLUG_BASE_LENGTH = 90
+SLUG_ATTEMPTS = 5
 
 
 def parse_query(request: Request, model: type[M]) -> M:
@@ -79,6 +83,43 @@ def constraint_errors() -> Iterator[None]:
         raise field_error("ends_at", "must be after starts_at", "period") from None
 
 
+def derived_slug(title: str) -> str:
+    """`Cestas Básicas` → `cestas-basicas`: lowercase ASCII, accents dropped, words
+    joined by `-`, short enough for a `-<n>` suffix; `campanha` if nothing is left."""
+    return slugify(title, max_length=SLUG_BASE_LENGTH, word_boundary=True) or "campanha"
+
+
+def first_free(base: str, taken: set[str]) -> str:
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+async def insert_campaign(
+    conn: asyncpg.Connection, tenant_id: UUID, fields: dict[str, Any]
+) -> asyncpg.Record:
+    """Insert the campaign; without a slug, the title's with the first free suffix.
+
+    Two creates with the same title can pick the same free slug: the second insert
+    waits for the first and fails on the unique key inside a savepoint, so the
+    transaction goes on and the next try sees the committed slug."""
+    if fields["slug"] is not None:
+        return await q.insert_campaign(conn, tenant_id=tenant_id, fields=fields)
+    base = derived_slug(fields["title"])
+    for _ in range(SLUG_ATTEMPTS):
+        taken = await q.taken_slugs(conn, tenant_id=tenant_id, base=base)
+        slug = first_free(base, taken)
+        row = await q.insert_campaign_unless_slug_taken(
+            conn, tenant_id=tenant_id, fields={**fields, "slug": slug}
+        )
+        if row is not None:
+            return row
+    raise ServiceUnavailable("Could not pick a free slug under concurrent creates; retry.")
+
+
 def with_items(rows: Sequence[asyncpg.Record], items: Sequence[asyncpg.Record]) -> list[Any]:
     by_campaign: dict[UUID, list[asyncpg.Record]] = {r["id"]: [] for r in rows}
     for item in items:
@@ -96,7 +137,7 @@ async def campaign_with_items(
 
 
 @bp.get("/campaigns")
-@doc(tag=TAG, response=CampaignList, errors=(400, 401, 403, 422))
+@doc(tag=TAG, response=CampaignList, query=CampaignFilters)
 async def list_campaigns(request: Request, principal: Principal, page: Page) -> HTTPResponse:
     """List campaigns, newest first (filters: status, q, category, location)."""
     require(principal, "read")
@@ -141,9 +182,7 @@ async def create_campaign(request: Request, principal: Principal) -> HTTPRespons
     tenant_id = principal.tenant_id
     with constraint_errors():
         async with tenant_tx(request, tenant_id) as conn:
-            row = await q.insert_campaign(
-                conn, tenant_id=tenant_id, fields=body.model_dump(exclude={"items"})
-            )
+            row = await insert_campaign(conn, tenant_id, body.model_dump(exclude={"items"}))
             items = await iq.insert_items(
                 conn,
                 tenant_id=tenant_id,

@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import orjson
 from sanic import Blueprint, HTTPResponse, Request
-from sanic_ext import openapi
 
 from api import idempotency
 from api.auth import require
@@ -18,7 +17,13 @@ from api.body import parse_body
 from api.cache import LISTS, cached_json, campaign_part, donation_parts, invalidate_after_write
 from api.database import keyring, tenant_tx
 from api.errors import IllegalTransition, NotFound, field_error
-from api.models.donations import Donation, DonationCreate, DonationList
+from api.models.donations import (
+    CampaignDonationFilters,
+    Donation,
+    DonationCreate,
+    DonationFilters,
+    DonationList,
+)
 from api.models.events import STATUS_EVENTS, donation_event
 from api.openapi import doc
 from api.pagination import Page, page_of
@@ -40,24 +45,6 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "delivered": ("confirmed",),
     "cancelled": ("pending", "confirmed"),
 }
-_QUERY_DOCS: dict[str, tuple[type, str]] = {
-    "campaign_id": (str, "Only this campaign's donations (a campaign id)."),
-    "status": (str, "Only donations in this status: pending, confirmed, delivered, cancelled."),
-    "since": (str, "Only donations created at or after this ISO 8601 time (with UTC offset)."),
-}  # limit and cursor: every paged route gets them from api/openapi.py doc()
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _query(*names: str) -> Callable[[F], F]:
-    """Document a list route's query parameters."""
-
-    def wrap(handler: F) -> F:
-        for name in names:
-            kind, description = _QUERY_DOCS[name]
-            handler = openapi.parameter(name, kind, "query", description=description)(handler)
-        return handler
-
-    return wrap
 
 
 def donation_out(row: asyncpg.Record, ring: Keyring) -> dict[str, Any]:
@@ -153,8 +140,7 @@ async def _list(
 
 
 @bp.get("/campaigns/<campaign_id:str>/donations")
-@doc(tag=TAG, response=DonationList, errors=(400, 401, 403, 404, 422))
-@_query("status", "since")
+@doc(tag=TAG, response=DonationList, errors=(404,), query=CampaignDonationFilters)
 async def list_campaign_donations(
     request: Request, principal: Principal, page: Page, campaign_id: str
 ) -> HTTPResponse:
@@ -240,8 +226,7 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
 
 
 @bp.get("/donations")
-@doc(tag=TAG, response=DonationList, errors=(400, 401, 403, 422))
-@_query("campaign_id", "status", "since")
+@doc(tag=TAG, response=DonationList, query=DonationFilters)
 async def list_donations(request: Request, principal: Principal, page: Page) -> HTTPResponse:
     """List donations across campaigns, newest first (filters: campaign_id, status, since)."""
     require(principal, "read")

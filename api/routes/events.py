@@ -12,12 +12,11 @@ from typing import Any
 
 import orjson
 from sanic import Blueprint, HTTPResponse, Request
-from sanic_ext import openapi
 
 from api.auth import require
 from api.database import tenant_tx
 from api.errors import BadRequest, field_error
-from api.models.events import EventList
+from api.models.events import EventFilters, EventList
 from api.openapi import doc
 from api.pagination import Page, encode_cursor
 from api.params import BAD_CURSOR, instant_arg
@@ -65,22 +64,7 @@ def _cursor(pos: tuple[int, int]) -> str:
 
 
 @bp.get("/events")
-@doc(tag=TAG, response=EventList, errors=(400, 401, 403, 422))
-@openapi.parameter(
-    "type",
-    str,
-    "query",
-    description="Only these types (repeat the parameter or separate with commas): "
-    + ", ".join(q.FEED_TYPES)
-    + ".",
-)
-@openapi.parameter(
-    "after",
-    str,
-    "query",
-    description="Only events that occurred after this ISO 8601 instant (with UTC offset). "
-    "A filter, not a position: to resume, pass `poll_cursor` as `cursor`.",
-)
+@doc(tag=TAG, response=EventList, query=EventFilters)
 async def list_events(request: Request, principal: Principal, page: Page) -> HTTPResponse:
     """List the tenant's events, oldest first (a feed to poll with `poll_cursor`)."""
     require(principal, "read")

@@ -66,6 +66,8 @@ from sanic.exceptions import SanicException
 from sanic.http import Http
 from sanic.response import BaseHTTPResponse
 
+from api.models.health import Health, Readiness
+from api.openapi import doc, json_content
 from api.responses import json_response
 from api.supervision import orphaned, read_vitals, stop_restarting
 from db.pool import role_guard
@@ -91,6 +93,14 @@ def drain_state(app: Sanic) -> DrainState:  # type: ignore[type-arg]
 
 
 @bp.get("/health")
+@doc(
+    tag="health",
+    response=Health,
+    secured=False,
+    overrides={
+        503: {"description": "A worker is down or blocked", "content": json_content(Health)}
+    },
+)
 async def get_health(request: Request) -> HTTPResponse:
     """Liveness: every configured worker runs and its event loop turns (503 if not)."""
     vitals = read_vitals(request.app, float(request.app.config.LIVENESS_BLOCKED))
@@ -109,6 +119,12 @@ async def get_health(request: Request) -> HTTPResponse:
 
 
 @bp.get("/health/ready")
+@doc(
+    tag="health",
+    response=Readiness,
+    secured=False,
+    overrides={503: {"description": "Not ready (see checks)", "content": json_content(Readiness)}},
+)
 async def get_readiness(request: Request) -> HTTPResponse:
     """Readiness: not draining and PostgreSQL answers within a second (Redis is reported)."""
     if drain_state(request.app).active:

@@ -15,6 +15,7 @@ from prometheus_client import (
 from sanic import Blueprint, HTTPResponse, Request
 
 from api.errors import NotFound
+from api.openapi import doc
 from api.request_context import TrustedProxies, client_ip
 
 bp = Blueprint("metrics")
@@ -30,6 +31,7 @@ def render_metrics() -> bytes:
 
 
 @bp.get("/metrics", strict_slashes=True)
+@doc(tag="metrics", secured=False, errors=(404,), media="text/plain")
 async def get_metrics(request: Request) -> HTTPResponse:
     """Prometheus metrics in the text exposition format (METRICS_ALLOW clients only)."""
     # The edge allows loopback only, but the edge is not the only way in (a pod's

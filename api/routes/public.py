@@ -18,13 +18,13 @@ from uuid import UUID
 
 import asyncpg
 from sanic import Blueprint, HTTPResponse, Request
-from sanic_ext import openapi
 
 from api.body import parse_body
 from api.cache import DIRECTORY, cached_json, donation_parts, invalidate_after_write, slug_part
 from api.database import connection, keyring, tenant_tx
 from api.errors import BadRequest, Conflict, NotFound, field_error
 from api.idempotency import PUBLIC_SCOPE, Outcome, fingerprint, read_key, run_once
+from api.models.common import NO_NUL
 from api.models.events import donation_event
 from api.models.public import (
     CampaignPublicDetail,
@@ -33,7 +33,7 @@ from api.models.public import (
     Pledge,
     PledgeCreate,
 )
-from api.openapi import doc
+from api.openapi import doc, query_params
 from api.pagination import Page, page_of
 from api.params import recency_after
 from api.responses import JSON, dumps, raw_json_response
@@ -88,23 +88,34 @@ PARAMS = DirectoryParams()
 
 def document_params(params: DirectoryParams) -> Callable[[F], F]:
     """The directory's query parameters in the OpenAPI description."""
-    described = [
-        (params.q, f"Search title and description (accent/case-insensitive, ≤ {MAX_Q})"),
-        (params.category, "A category id" if params.integer_ids else "An exact category"),
-        (
-            params.location,
-            "A location id" if params.integer_ids else "Location prefix (accent/case-insensitive)",
-        ),
-        (params.status, "One of: " + ", ".join(params.statuses) + " (default first)"),
-        (params.order, "One of: " + ", ".join(params.orders) + " (default first)"),
-    ]  # limit and cursor: every paged route gets them from api/openapi.py doc()
 
-    def decorate(func: F) -> F:
-        for name, description in reversed(described):
-            func = openapi.parameter(name, str, "query", description=description)(func)
-        return func
+    def text(name: str, max_length: int, description: str) -> dict[str, Any]:
+        schema = {"type": "string", "maxLength": max_length, "pattern": NO_NUL}
+        return {"name": name, "in": "query", "description": description, "schema": schema}
 
-    return decorate
+    def choice(name: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        schema = {"type": "string", "enum": list(values), "default": next(iter(values))}
+        return {"name": name, "in": "query", "schema": schema}
+
+    def integer_id(name: str, what: str) -> dict[str, Any]:
+        schema = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+        return {"name": name, "in": "query", "description": f"A {what} id", "schema": schema}
+
+    filters = (
+        [integer_id(params.category, "category"), integer_id(params.location, "location")]
+        if params.integer_ids
+        else [
+            text(params.category, MAX_FILTER, "An exact category"),
+            text(params.location, MAX_FILTER, "Location prefix (accent/case-insensitive)"),
+        ]
+    )
+    # limit and cursor: every paged route gets them from api/openapi.py doc()
+    return query_params(
+        text(params.q, MAX_Q, "Search title and description (accent/case-insensitive)"),
+        *filters,
+        choice(params.status, params.statuses),
+        choice(params.order, params.orders),
+    )
 
 
 def _text_arg(request: Request, name: str, max_length: int) -> str | None:

@@ -11,13 +11,13 @@ from typing import Any
 
 import asyncpg
 from sanic import Blueprint, HTTPResponse, Request
-from sanic_ext import openapi
 
 from api.auth import require
 from api.body import parse_body
 from api.database import tenant_tx
 from api.errors import BadRequest, Conflict, NotFound, field_error
 from api.models.webhooks import (
+    DeliveryFilters,
     Webhook,
     WebhookCreate,
     WebhookDelivery,
@@ -212,10 +212,7 @@ def _seq_after(cursor: list[Any] | None) -> int | None:
 
 
 @bp.get("/webhooks/<webhook_id:str>/deliveries")
-@openapi.parameter(
-    "status", str, "query", description="Only deliveries in this status: pending, succeeded, dead."
-)
-@doc(tag=TAG, response=WebhookDeliveryPage, errors=(400, 401, 403, 404, 422))
+@doc(tag=TAG, response=WebhookDeliveryPage, errors=(404,), query=DeliveryFilters)
 async def list_webhook_deliveries(
     request: Request, principal: Principal, page: Page, webhook_id: str
 ) -> HTTPResponse:

@@ -38,6 +38,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 RETURNING {CAMPAIGN_COLUMNS}
 """
 SELECT_CAMPAIGN = f"SELECT {CAMPAIGN_COLUMNS} FROM campaign WHERE tenant_id = $1 AND id = $2"
+# The tenant's slugs that a slug derived from `base` ($2: [a-z0-9-] only, so no LIKE
+# wildcards) would collide with: `base` itself and `base-<n>`.
+SELECT_TAKEN_SLUGS = """
+SELECT slug FROM campaign
+WHERE tenant_id = $1 AND (slug = $2 OR (slug LIKE $2 || '-%' AND slug ~ ('^' || $2 || '-[0-9]+$')))
+"""
 # Keyset page on (created_at DESC, id DESC); filters are optional ($n IS NULL = no filter).
 # The first page compares with (infinity, max uuid), so the keyset condition is always an
 # index range on campaign_tenant_recent_idx, even in a generic prepared plan.
@@ -96,6 +102,28 @@ async def insert_campaign(
         *(fields[name] for name in UPDATABLE),
     )
     return row
+
+
+async def insert_campaign_unless_slug_taken(
+    conn: asyncpg.Connection, *, tenant_id: UUID, fields: dict[str, Any]
+) -> asyncpg.Record | None:
+    """`insert_campaign` in a savepoint: None when the slug is taken (the caller's
+    transaction goes on; db/tenancy.py's is not asyncpg's, so no nested transaction())."""
+    await conn.execute("SAVEPOINT campaign_slug")
+    try:
+        row = await insert_campaign(conn, tenant_id=tenant_id, fields=fields)
+    except asyncpg.UniqueViolationError as exc:
+        await conn.execute("ROLLBACK TO SAVEPOINT campaign_slug")
+        if exc.constraint_name != SLUG_UNIQUE:
+            raise
+        return None
+    await conn.execute("RELEASE SAVEPOINT campaign_slug")
+    return row
+
+
+async def taken_slugs(conn: asyncpg.Connection, *, tenant_id: UUID, base: str) -> set[str]:
+    rows = await conn.fetch(SELECT_TAKEN_SLUGS, tenant_id, base)
+    return {r["slug"] for r in rows}
 
 
 async def select_campaign(
