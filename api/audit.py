@@ -65,6 +65,11 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "tokens.create_token": ("staff_user.login", "staff_user"),
     "tokens.refresh_token": ("staff_user.refresh", "staff_user"),
 }
+# Reads audited like writes: they hand out donors' personal data in bulk (LGPD:
+# who exported whose contacts, and when).
+AUDITED_READS: dict[str, tuple[str, str]] = {
+    "export.export_donations": ("donation.export", "donation"),
+}
 # A response that came from a database in trouble: wait for a connection briefly.
 UNAVAILABLE_ACQUIRE_TIMEOUT = 0.2
 
@@ -102,9 +107,12 @@ def audited_route(route: Any) -> AuditedRoute | None:
 
 
 def _audited_route(route: Any) -> AuditedRoute | None:
+    name = _short_name(route.name)
+    if name in AUDITED_READS:
+        action, resource = AUDITED_READS[name]
+        return AuditedRoute(action, resource, creates=False, id_param=None)
     if not (route.methods & WRITE_METHODS):
         return None
-    name = _short_name(route.name)
     blueprint, _, handler = name.rpartition(".")
     if name in ACTIONS:
         action, resource = ACTIONS[name]
@@ -166,7 +174,7 @@ def _ip(raw: str) -> str | None:
 
 def entry_for(request: Request, response: BaseHTTPResponse) -> tuple[UUID, q.Entry] | None:
     """The tenant and row a request records, or None."""
-    if request.method not in WRITE_METHODS:
+    if request.method not in WRITE_METHODS and request.method != "GET":
         return None
     route = audited_route(request.route)
     if route is None:
@@ -197,8 +205,9 @@ def entry_for(request: Request, response: BaseHTTPResponse) -> tuple[UUID, q.Ent
 
 
 async def record_write(request: Request, response: BaseHTTPResponse) -> None:
-    """Response middleware: one audit row per audited write; never raises."""
-    if request.method not in WRITE_METHODS:
+    """Response middleware: one audit row per audited write (or audited read, such
+    as an export: a streamed answer runs this when it starts); never raises."""
+    if request.method not in WRITE_METHODS and request.method != "GET":
         return
     try:
         found = entry_for(request, response)

@@ -521,3 +521,24 @@ def test_every_partner_write_route_records_one_row_end_to_end(
             assert expected is not None
             assert row["action"] == expected.action, route.name
             assert row["status"] == r.status_code and row["request_id"] == rid
+
+
+def test_a_donations_export_is_audited_but_other_reads_are_not(
+    client: httpx.Client, db: Database, factory: Factory, tenant: TenantCtx
+) -> None:
+    """The CSV export hands out donors' contacts in bulk: who exported, when, from where."""
+    campaign = factory.campaign(tenant)
+    factory.donation(tenant, campaign, donor_contact="ana@example.org")
+    r, rid = call(client, "GET", "/api/v1/donations/export?format=csv", tenant.headers)
+    assert r.status_code == 200, r.text
+    assert "ana@example.org" in r.text
+    row = one_row(db, rid)
+    assert (row["action"], row["resource_type"], row["method"]) == (
+        "donation.export",
+        "donation",
+        "GET",
+    )
+    assert row["resource_id"] is None and row["status"] == 200 and row["ip"] == IP
+    assert "ana@example.org" not in str(dict(row))
+    listed, rid = call(client, "GET", "/api/v1/donations", tenant.headers)
+    assert listed.status_code == 200 and rows_of(db, rid) == []
