@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sanic import Sanic
 
 from api.config import AppConfig, ConfigError
 from api.server import create_app
@@ -99,7 +100,8 @@ def test_app_refuses_to_start_without_keys_and_says_which() -> None:
         "CONTACT_KEYS": f"1:{K1}",
         "CONTACT_HMAC_KEY": MAC,
     }
-    create_app(AppConfig(base))  # complete: builds
+    app = create_app(AppConfig(base))  # complete: builds
+    Sanic.unregister_app(app)  # the name stays free for the next test that builds one
     for missing in ("CONTACT_KEYS", "CONTACT_HMAC_KEY"):
         with pytest.raises(ConfigError, match=f"CONECTADES_{missing}"):
             AppConfig({**base, missing: ""}).check()
