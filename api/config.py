@@ -25,7 +25,7 @@ class AppConfig(Config):
     # 0 behind PgBouncer in transaction mode (prepared statements do not survive it).
     DB_STATEMENT_CACHE_SIZE: int
     DB_CONNECT_TIMEOUT: float
-    # Graceful stop (api/routes/health.py: setup_drain): at most DRAIN_TIMEOUT s of
+    # Graceful stop (api/drain.py: setup_drain): at most DRAIN_TIMEOUT s of
     # answering with `Connection: close` while readiness is false (new connections
     # accepted for the first DRAIN_ACCEPT s only), then at most
     # GRACEFUL_SHUTDOWN_TIMEOUT s (Sanic's) for requests still in flight.

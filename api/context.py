@@ -13,7 +13,7 @@ from api.request_context import TrustedProxies
 from cache.memo import Memo
 
 if TYPE_CHECKING:
-    from api.routes.health import DrainState
+    from api.drain import DrainState
     from api.supervision import Watchdog
     from cache import ResponseCache
     from db.crypto import Keyring
@@ -48,7 +48,7 @@ class AppContext:
     # the pool's floor of connections in the background.
     role_guard: RoleGuard | None = None
     pool_warm_up: asyncio.Task[None] | None = None
-    # The graceful stop (api/routes/health.py), created by setup_drain.
+    # The graceful stop (api/drain.py), created by setup_drain.
     drain: DrainState | None = None
     # api/supervision.py: the main process's watchdog, a worker's heartbeat task.
     watchdog: Watchdog | None = None

@@ -13,6 +13,7 @@ from api.body_timeout import setup_body_timeout
 from api.cache import default_x_cache, public_gone_is_public
 from api.config import AppConfig
 from api.context import AppContext
+from api.drain import setup_drain
 from api.errors import setup_errors
 from api.gc_tuning import setup_gc
 from api.lifecycle import setup_lifecycle
@@ -20,7 +21,6 @@ from api.listen import setup_listen_backlog
 from api.openapi import setup_openapi
 from api.pagination import Page
 from api.request_context import setup_request_context
-from api.routes.health import setup_drain
 from api.supervision import setup_supervision
 from db.crypto import setup_contact_keys
 from tenants.authlimit import setup_failure_limiter

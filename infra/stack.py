@@ -241,7 +241,7 @@ def supervisor(settings: Settings) -> Supervisor:
             30,
             logs / "api.log",
             directory=ROOT,
-            # The main process drains its workers on SIGTERM (api/routes/health.py).
+            # The main process drains its workers on SIGTERM (api/drain.py).
             stopwaitsecs=30,
             # After a crash of the main process its orphaned workers drain for up to
             # DRAIN_TIMEOUT (5 s) before the port is free: retries back off 1, 2, 3 s...

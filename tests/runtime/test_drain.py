@@ -30,7 +30,7 @@ from tests.services import ApiServer, Database, api_env
 
 DRAIN_TIMEOUT = 3.0
 # The edge closes idle upstream connections before a draining worker would stop
-# waiting for them (see api/routes/health.py).
+# waiting for them (see api/drain.py).
 EDGE_KEEPALIVE_TIMEOUT = "1s"
 
 
@@ -240,3 +240,25 @@ def test_sigterm_while_main_process_reads_worker_state_keeps_serving(
         assert "Experienced exception" not in log.read_text()
     finally:
         server.stop()
+
+
+def test_the_drain_is_pinned_to_the_sanic_releases_it_was_verified_with() -> None:
+    """api/drain.py reaches into Sanic's internals; a Sanic upgrade must re-run the
+    drain tests above before VERIFIED_SANIC is widened."""
+    from importlib.metadata import version
+
+    from sanic.http import Http
+    from sanic.worker.manager import WorkerManager
+
+    from api.drain import VERIFIED_SANIC
+
+    installed = tuple(int(part) for part in version("sanic").split(".")[:2])
+    low, high = VERIFIED_SANIC
+    assert low <= installed < high, (
+        f"sanic {version('sanic')} is outside {VERIFIED_SANIC}: run tests/runtime/test_drain.py"
+        " on it, then widen api/drain.py's VERIFIED_SANIC"
+    )
+    # What the drain uses of them is still there.
+    assert "keep_alive" in dir(Http)
+    assert callable(getattr(WorkerManager, "shutdown_signal", None))
+    assert "monitor_publisher" in WorkerManager.__init__.__code__.co_names
