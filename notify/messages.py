@@ -23,9 +23,10 @@ from uuid import UUID
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-# The donor pages' pt-BR formatting (quantities per unit, dates): one home for it.
-from api.html import date, quantity
 from notify import links
+
+# The donor pages' pt-BR formatting (quantities per unit, dates): one home for it.
+from notify.ptbr import date, quantity
 from notify.settings import EmailSettings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
