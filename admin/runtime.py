@@ -182,3 +182,9 @@ def audit(action: str, target: Target | None = None, /, **fields: Any) -> None:
     record.update(fields)
     sys.stderr.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
     sys.stderr.flush()
+
+
+def raise_cli(message: str) -> NoReturn:
+    """A usage error found before any work: clear message, exit status 2."""
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(2)

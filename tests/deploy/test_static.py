@@ -171,7 +171,7 @@ def test_compose_migrate_runs_the_cli_as_owner_and_creates_the_api_role(
     assert migrate["image"] == compose["services"]["api"]["image"]
     # The API never receives the owner's credentials.
     assert "CONECTADES_ADMIN_DATABASE_URL" not in compose["services"]["api"]["environment"]
-    from admin.cli import db_app
+    from admin.commands.db import db_app
 
     assert "migrate" in {c.name for c in db_app.registered_commands}
 
