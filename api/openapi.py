@@ -176,6 +176,7 @@ def doc(
     *,
     tag: str,
     body: type[BaseModel] | None = None,
+    body_required: bool = True,
     response: type[BaseModel] | None = None,
     status: int = 200,
     errors: Iterable[int] = (),
@@ -194,6 +195,7 @@ def doc(
     400/422 for paging and `query` filters, 429 and 503 for every route.
     `query` is a pydantic model of the query string (its constraints become the
     parameters' schemas); `params` are OpenAPI parameter objects as they are.
+    `body_required=False` for a body that may be left out (its defaults then).
     `overrides` replace the response documented for a status. The document is
     completed from these when it is served (`_complete`)."""
     codes = set(errors) | {429, 503}
@@ -224,7 +226,7 @@ def doc(
         if m is not None
     ]
     if body is not None:
-        kwargs["body"] = RequestBody({"application/json": _component(body)}, required=True)
+        kwargs["body"] = RequestBody({"application/json": _component(body)}, required=body_required)
     definition: Callable[[F], F] = openapi.definition(**kwargs)
 
     def decorate(func: F) -> F:

@@ -23,6 +23,7 @@ bootstrap_packages() {
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
     command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
     command -v wrk >/dev/null || missing+=(wrk)
+    command -v jq >/dev/null || missing+=(jq)  # the README's quick start reads ids with jq
     if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
         missing+=(postgresql)
     fi

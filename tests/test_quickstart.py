@@ -101,6 +101,36 @@ def test_quick_start_flow_reads_exact_progress(started: tuple[Path, str]) -> Non
     assert items["Arroz"]["progress"] == pytest.approx(10 / 50)
 
 
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_quick_start_runs_as_written(started: tuple[Path, str]) -> None:
+    """The README's shell block, run by bash with the printed key and edge: every id it
+    captures with jq is real, the pledge has what a pledge needs, and the progress it
+    prints is the donations'."""
+    _, out = started
+    key = re.search(r"API key\s+(cnd_live_\S+)", out)[1]  # type: ignore[index]
+    api = re.search(r"Edge \(use this\)\s+(http://\S+)", out)[1]  # type: ignore[index]
+    text = README.read_text(encoding="utf-8")
+    start = text.index("KEY=cnd_live_...")
+    block = text[start : text.index("```", start)]
+    block = block.replace("KEY=cnd_live_...", f"KEY={key}", 1)
+    block = re.sub(r"^API=\S+", f"API={api}", block, count=1, flags=re.M)
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "confirmed", run.stdout
+    assert '"status":"pending"' in lines[1] and '"quantity":2' in lines[1], run.stdout
+    shown = run.stdout[run.stdout.index("{", len(lines[0]) + len(lines[1])) :]
+    assert '"contributed_quantity": 10' in shown and '"pending_quantity": 2' in shown
+
+
 def test_pledges_email_lands_in_var_mail(started: tuple[Path, str]) -> None:
     """The stack's SMTP sink and worker: a pledge's notice and its confirm link, as
     `./start.sh` says, in var/mail/ (issue 17, part 5)."""

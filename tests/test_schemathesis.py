@@ -57,8 +57,10 @@ def run_schemathesis(url: str, env: dict[str, str], *args: str) -> subprocess.Co
 
 
 def test_schemathesis_finds_no_failure_in_any_operation(api: ApiServer, factory: Factory) -> None:
+    # One worker: with two, Hypothesis's lambda descriptions race (a "Runtime Error:
+    # AST constructor recursion depth mismatch" in one long run, not from the API).
     result = run_schemathesis(
-        api.url, fuzz_env(factory), "--max-examples", str(EXAMPLES), "--workers", "2", "--seed", "1"
+        api.url, fuzz_env(factory), "--max-examples", str(EXAMPLES), "--workers", "1", "--seed", "1"
     )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-20_000:]

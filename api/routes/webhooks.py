@@ -168,6 +168,7 @@ async def delete_webhook(request: Request, principal: Principal, webhook_id: str
 @doc(
     tag=TAG,
     body=WebhookRotate,
+    body_required=False,
     response=WebhookWithSecret,
     errors=(400, 401, 403, 404, 413, 415, 422),
 )
