@@ -18,12 +18,29 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "campaigns/{}/items"): {"name": "x", "unit": "kg", "quantity_requested": 1},
     ("patch", "campaigns/{}/items/{}"): {"quantity_requested": 2},
     ("post", "campaigns/{}/donations"): {"item_id": "<item>", "quantity": 1},
+    ("patch", "webhooks/{}"): {"enabled": False},
+    ("post", "webhooks/{}/rotate"): {"overlap_hours": 0},
 }
-SEGMENT_KIND = {"campaigns": "campaign", "items": "item", "donations": "donation", "keys": "key"}
+SEGMENT_KIND = {
+    "campaigns": "campaign",
+    "items": "item",
+    "donations": "donation",
+    "keys": "key",
+    "webhooks": "webhook",
+    "deliveries": "delivery",
+}
 
 
 def snapshot(db: Database, tenant: TenantCtx) -> dict[str, list[Any]]:
-    tables = ["campaign", "campaign_item", "donation", "api_key", "item_total_slot"]
+    tables = [
+        "campaign",
+        "campaign_item",
+        "donation",
+        "api_key",
+        "item_total_slot",
+        "webhook_endpoint",
+        "webhook_delivery",
+    ]
     return {
         t: [
             tuple(r)
@@ -61,14 +78,28 @@ def fill(path: str, ids: dict[str, str]) -> tuple[str, str]:
 @pytest.fixture
 def victim(factory: Factory) -> tuple[TenantCtx, dict[str, str]]:
     tenant = factory.tenant()
+    # Straight into the table (the API refuses a loopback destination by default);
+    # the donation's event then fans out to a delivery.
+    webhook_id = factory.db.fetchval(
+        "INSERT INTO webhook_endpoint (tenant_id, url, event_types, secret)"
+        " VALUES ($1, 'https://receiver.example.org/hook', ARRAY['donation.created'],"
+        " decode(repeat('ab', 32), 'hex')) RETURNING id",
+        tenant.id,
+    )
     campaign = factory.campaign(tenant)
     donation = factory.donation(tenant, campaign)
     key_id = factory.db.fetchval("SELECT id FROM api_key WHERE tenant_id = $1 LIMIT 1", tenant.id)
+    delivery_id = factory.db.fetchval(
+        "SELECT id FROM webhook_delivery WHERE endpoint_id = $1", webhook_id
+    )
+    assert delivery_id is not None
     ids = {
         "campaign": campaign["id"],
         "item": campaign["items"][0]["id"],
         "donation": donation["id"],
         "key": str(key_id),
+        "webhook": str(webhook_id),
+        "delivery": str(delivery_id),
     }
     return tenant, ids
 
@@ -77,7 +108,8 @@ def test_spec_lists_the_partner_routes(client: httpx.Client) -> None:
     routes = partner_routes(client)
     templates = {fill(p, dict.fromkeys(SEGMENT_KIND.values(), "x"))[1] for _, p in routes}
     for expected in ["campaigns/{}", "campaigns/{}/items/{}", "campaigns/{}/donations",
-                     "donations/{}", "donations/{}/confirm", "keys/{}"]:  # fmt: skip
+                     "donations/{}", "donations/{}/confirm", "keys/{}", "webhooks/{}",
+                     "webhooks/{}/deliveries", "webhooks/{}/deliveries/{}/retry"]:  # fmt: skip
         assert expected in templates
 
 
