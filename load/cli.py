@@ -51,6 +51,11 @@ class TargetSet(StrEnum):
     none = "none"
 
 
+class PagesKind(StrEnum):
+    json = "json"
+    html = "html"
+
+
 BaseUrl = Annotated[
     str | None, typer.Option(help="The edge URL (default: the ./start.sh stack's edge).")
 ]
@@ -206,6 +211,10 @@ def run_command(
     mix: Annotated[
         str | None, typer.Option(help="mixed: role weights, e.g. public=85,partner=8,pledge=5")
     ] = None,
+    pages: Annotated[
+        PagesKind,
+        typer.Option(help="What public browsers read: the JSON API or the pt-BR donor pages."),
+    ] = PagesKind.json,
     skew: Annotated[
         float, typer.Option(min=1, help="Campaign popularity skew (1: uniform).")
     ] = 3.0,
@@ -265,6 +274,7 @@ def run_command(
         think=think if model == Model.closed else 0.0,
         ips=ips,
         mix=mix,
+        pages=pages.value,
         skew=skew,
         retry=retry,
         timeout=timeout,

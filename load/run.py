@@ -88,6 +88,8 @@ class RunConfig:
     think: float = 1.0
     ips: int | None = None  # client addresses; None: enough for the edge's per-IP limit
     mix: str | None = None  # mixed scenario role weights, e.g. public=85,partner=8,...
+    # What public browsers read: the JSON API or the donor pages (pt-BR HTML).
+    pages: str = "json"
     skew: float = 3.0
     retry: float = 0.1
     timeout: str = "10s"
@@ -243,6 +245,9 @@ def k6_env(cfg: RunConfig, target: StackTarget, run_id: str, run_dir: Path) -> d
         env["MAX_VUS"] = str(cfg.max_vus)
     if cfg.mix:
         env["MIX"] = cfg.mix
+    if cfg.pages not in ("json", "html"):
+        raise ValueError("pages: json or html")
+    env["PAGES"] = cfg.pages
     env.update(cfg.extra_env)
     return env
 

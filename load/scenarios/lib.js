@@ -50,6 +50,7 @@ export const REQUEST_NAMES = [
   'public_donations', 'pledge', 'pledge_retry', 'partner_list_campaigns', 'partner_get_campaign',
   'partner_list_donations', 'partner_edit_campaign', 'partner_record_donation',
   'partner_confirm_donation', 'partner_get_donation', 'legacy_login', 'legacy_list',
+  'page_directory', 'page_organization', 'page_campaign',
 ];
 
 // SharedArray: the file is read and parsed once, not once per VU (1000 VUs). Reading
@@ -354,9 +355,47 @@ export function viewDonations() {
   });
 }
 
+// PAGES=html: the public browsers read the donor pages (pt-BR HTML, api/routes/pages.py)
+// instead of the JSON API: the directory at /, an organization at /o/{tenant}, a
+// campaign (with its recent donations) at /o/{tenant}/{slug}; same filters, in the
+// pages' Portuguese parameter names.
+const HTML_PAGES = (__ENV.PAGES || 'json') === 'html';
+const HTML_PARAMS = {
+  order: 'ordem', status: 'situacao', category: 'categoria', location: 'local', q: 'busca',
+};
+const HTML_VALUES = {
+  deadline: 'prazo', progress: 'progresso', oldest: 'antigas', recent: 'recentes',
+  all: 'todas', ended: 'encerradas', active: 'ativas',
+};
+
+/** A JSON directory query in the pages' words: `order=deadline` → `ordem=prazo`. */
+export function htmlQuery(query) {
+  if (!query) return '';
+  return query.split('&').map((pair) => {
+    const [k, v] = pair.split('=');
+    const key = HTML_PARAMS[k] || k;
+    const value = k === 'order' || k === 'status' ? (HTML_VALUES[v] || v) : v;
+    return `${key}=${value}`;
+  }).join('&');
+}
+
+function browsePages(r) {
+  const c = campaignAt(popular(CAMPAIGNS));
+  if (r < 0.35) {
+    const query = htmlQuery(DIRECTORY_QUERIES[popular(DIRECTORY_QUERIES.length)]);
+    get(`/${query ? '?' + query : ''}`, 'page_directory', { edgeCacheable: true });
+  } else if (r < 0.5) {
+    const order = pick(['', '?ordem=prazo', '?ordem=progresso']);
+    get(`/o/${c.tenant}${order}`, 'page_organization', { edgeCacheable: true });
+  } else {
+    get(`/o/${c.tenant}/${c.slug}`, 'page_campaign', { edgeCacheable: true });
+  }
+}
+
 export function browse() {
   const r = Math.random();
-  if (r < 0.35) browseDirectory();
+  if (HTML_PAGES) browsePages(r);
+  else if (r < 0.35) browseDirectory();
   else if (r < 0.5) browseTenant();
   else if (r < 0.85) viewCampaign();
   else viewDonations();

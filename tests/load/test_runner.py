@@ -24,6 +24,7 @@ from load.run import (
     series_plan,
 )
 from load.stack import MemoryMonitor, StackTarget
+from tests.services import ROOT
 
 
 def test_durations_parse_as_k6_writes_them() -> None:
@@ -55,6 +56,18 @@ def test_k6_collects_garbage_only_at_its_heap_limit_unless_told_otherwise(
     monkeypatch.setenv("GOMEMLIMIT", "1GiB")
     env = k6_env(RunConfig("mixed"), target, "run", tmp_path)
     assert (env["GOGC"], env["GOMEMLIMIT"]) == ("200", "1GiB")
+
+
+def test_public_browsers_read_json_or_the_donor_pages(tmp_path: Path) -> None:
+    target = StackTarget("http://127.0.0.1:8080", "postgresql://x@127.0.0.1/x")
+    assert k6_env(RunConfig("mixed"), target, "run", tmp_path)["PAGES"] == "json"
+    assert k6_env(RunConfig("mixed", pages="html"), target, "run", tmp_path)["PAGES"] == "html"
+    with pytest.raises(ValueError):
+        k6_env(RunConfig("mixed", pages="xml"), target, "run", tmp_path)
+    # The scenarios name the pages' requests (they are reported by name).
+    lib = (ROOT / "load" / "scenarios" / "lib.js").read_text()
+    for name in ("page_directory", "page_organization", "page_campaign"):
+        assert f"'{name}'" in lib.split("REQUEST_NAMES = [", 1)[1].split("];", 1)[0]
 
 
 def test_client_addresses_stay_on_loopback() -> None:
