@@ -261,4 +261,8 @@ def test_a_killed_service_is_started_again_and_status_says_so(
     status = stack(var, "status")
     assert status.returncode == 0, status.stdout
     line = re.search(rf"^{program}\s.*$", status.stdout, re.M)[0]  # type: ignore[index]
-    assert f"{restarts + 1} restarts" in line, status.stdout
+    # At least one more: a PostgreSQL killed with SIGKILL leaves its backends for a
+    # moment, and the first new postmaster may find their shared memory still in use
+    # and exit, so the supervisor starts it twice (seen in a clean-clone run).
+    now = int(re.search(r"(\d+) restarts", line)[1])  # type: ignore[index]
+    assert now >= restarts + 1, status.stdout
