@@ -230,6 +230,7 @@ def _phases(
     duration: float,
     rounds: int,
     log: Any,
+    worker_pid: int | None = None,
 ) -> dict[str, Any]:
     import httpx  # a dev dependency: imported when the benchmark runs, not with the CLI
 
@@ -255,16 +256,33 @@ def _phases(
         r.raise_for_status()
         hook = r.json()
         drive(api_url, key, campaign, rate, min(duration, 3))  # warm-up, not counted
-        results: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+        # "queued": the endpoint enabled but the worker stopped (SIGSTOP) while the
+        # donations are written, so the writes pay the fan-out trigger and nothing of the
+        # delivery work: what the write path itself costs, apart from sharing the cores
+        # with the worker and the receiver.
+        phases = ("off", "on", "queued") if worker_pid is not None else ("off", "on")
+        results: dict[str, list[dict[str, Any]]] = {phase: [] for phase in phases}
         for n in range(rounds):
-            for phase in ("off", "on"):
-                r = client.patch(f"/api/v1/webhooks/{hook['id']}", json={"enabled": phase == "on"})
+            for phase in phases:
+                enabled = phase != "off"
+                r = client.patch(f"/api/v1/webhooks/{hook['id']}", json={"enabled": enabled})
                 r.raise_for_status()
                 receiver.take()
                 before = asyncio.run(_count(admin_dsn, DONATIONS))
-                result = drive(api_url, key, campaign, rate, duration)
+                if phase == "queued" and worker_pid is not None:
+                    os.kill(worker_pid, signal.SIGSTOP)
+                try:
+                    result = drive(api_url, key, campaign, rate, duration)
+                finally:
+                    if phase == "queued" and worker_pid is not None:
+                        os.kill(worker_pid, signal.SIGCONT)
                 written = asyncio.run(_count(admin_dsn, DONATIONS)) - before
                 result["written"] = written
+                if phase == "queued":  # let the worker catch up before the next phase
+                    deadline = time.monotonic() + 120
+                    while time.monotonic() < deadline and len(receiver.got) < written:
+                        time.sleep(0.2)
+                    result["delivered_after"] = len(receiver.take())
                 if phase == "on":
                     deadline = time.monotonic() + 60
                     while time.monotonic() < deadline and len(receiver.got) < written:
@@ -345,6 +363,15 @@ def summarize(results: dict[str, list[dict[str, Any]]], rate: float) -> dict[str
 
     off_mean, on_mean = med("off", "mean_ms"), med("on", "mean_ms")
     off_p95, on_p95 = med("off", "p95_ms"), med("on", "p95_ms")
+    queued: dict[str, float] = {}
+    if results.get("queued"):
+        q_mean, q_p95 = med("queued", "mean_ms"), med("queued", "p95_ms")
+        queued = {
+            "mean_ms": q_mean,
+            "p95_ms": q_p95,
+            "mean_ratio": q_mean / off_mean,
+            "p95_ratio": q_p95 / off_p95,
+        }
     lag_p95 = max(r["lag_p95_ms"] for r in results["on"])
     complete = all(
         r["delivered_distinct"] == r["written"] and r["unsettled"] == 0 for r in results["on"]
@@ -362,6 +389,7 @@ def summarize(results: dict[str, list[dict[str, Any]]], rate: float) -> dict[str
             "after_ack_p50": med("on", "lag_ack_p50_ms"),
             "after_ack_p95_worst_round": max(r["lag_ack_p95_ms"] for r in results["on"]),
         },
+        "write_with_worker_stopped": queued,
         "every_donation_delivered": complete,
         "errors": sum(r["errors"] for rs in results.values() for r in rs),
         "dropped": sum(r["dropped"] for rs in results.values() for r in rs),
@@ -408,7 +436,7 @@ def run(
             procs.append(worker)
             key = asyncio.run(_provision(urls["admin"]))
             log(
-                f"rate {rate:g}/s, {duration:g} s per phase, {rounds} rounds (off, on), "
+                f"rate {rate:g}/s, {duration:g} s per phase, {rounds} rounds (off, on, queued), "
                 f"{workers} API workers"
             )
             results = _phases(
@@ -420,6 +448,7 @@ def run(
                 duration,
                 rounds,
                 log,
+                worker_pid=worker.pid,
             )
             summary = summarize(results, rate)
             summary["backlog"] = backlog(urls["admin"], receiver, worker.pid, backlog_events)
@@ -436,7 +465,7 @@ def run(
 def bench_webhooks_command(
     rate: Annotated[float, typer.Option(min=1, max=5000, help="Donations per second.")] = 200,
     duration: Annotated[float, typer.Option(min=1, max=600, help="Seconds per phase.")] = 15,
-    rounds: Annotated[int, typer.Option(min=1, max=10, help="Rounds of (off, on).")] = 2,
+    rounds: Annotated[int, typer.Option(min=1, max=10, help="Rounds of (off, on, queued).")] = 2,
     workers: Annotated[int, typer.Option(min=1, max=16, help="API worker processes.")] = 2,
     backlog_events: Annotated[
         int, typer.Option("--backlog", min=1, max=100_000, help="Events for the capacity run.")
@@ -455,7 +484,14 @@ def bench_webhooks_command(
         f"ratio {s['write_mean_ms']['ratio']:.3f}\n"
         f"write p95   off {s['write_p95_ms']['off']:.1f} ms, on {s['write_p95_ms']['on']:.1f} ms, "
         f"ratio {s['write_p95_ms']['ratio']:.3f}\n"
-        f"delivery lag after the event: p50 {s['delivery_lag_ms']['p50']:.0f} ms, "
+        + (
+            f"write with the endpoint on and the worker stopped (the write path alone): "
+            f"mean {q['mean_ms']:.1f} ms (ratio {q['mean_ratio']:.3f}), "
+            f"p95 {q['p95_ms']:.1f} ms (ratio {q['p95_ratio']:.3f})\n"
+            if (q := s.get("write_with_worker_stopped"))
+            else ""
+        )
+        + f"delivery lag after the event: p50 {s['delivery_lag_ms']['p50']:.0f} ms, "
         f"p95 {s['delivery_lag_ms']['p95_worst_round']:.0f} ms (worst round), "
         f"max {s['delivery_lag_ms']['max']:.0f} ms\n"
         f"delivery lag after the client's 201: p50 {s['delivery_lag_ms']['after_ack_p50']:.0f} ms,"
