@@ -3,6 +3,7 @@ a campaign or an item; `GET /api/v1/events` pages them forward per tenant."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -306,8 +307,17 @@ def test_feed_filters_types_repeated_or_comma_separated(
         [("type", "campaign.created, donation.confirmed")],
         [("type", "donation.confirmed,campaign.created,")],
     ):
-        r = client.get("/api/v1/events", params=params, headers=tenant.headers)
-        assert [e["type"] for e in r.json()["data"]] == wanted, params
+        # The feed shows an event once every transaction older than its own has ended
+        # (migration 0015): another transaction still open on the server can hold the
+        # newest one back for a moment (seen once in a clean-clone run), never skip it.
+        deadline = time.monotonic() + 10
+        while True:
+            r = client.get("/api/v1/events", params=params, headers=tenant.headers)
+            got = [e["type"] for e in r.json()["data"]]
+            if got == wanted or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert got == wanted, params
     assert [e["type"] for e in all_events(client, tenant, type="donation.created")] == [
         "donation.created"
     ]
