@@ -181,7 +181,6 @@ class WebhookJob:
         for tenant_id, outcomes in by_tenant.items():
             try:
                 async with tenant_transaction(self.pool, tenant_id) as conn:
-                    await q.no_flush_wait(conn)
                     await q.succeed_many(conn, tenant_id=tenant_id, outcomes=outcomes)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 # Sent but not recorded: the leases expire and they are sent again
@@ -204,7 +203,6 @@ class WebhookJob:
         tenant_id: UUID = row["tenant_id"]
         try:
             async with tenant_transaction(self.pool, tenant_id) as conn:
-                await q.no_flush_wait(conn)
                 state = await q.fail(
                     conn,
                     tenant_id=tenant_id,

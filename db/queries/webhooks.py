@@ -94,10 +94,6 @@ SELECT {DELIVERY_COLUMNS} FROM retried d JOIN event ev ON ev.id = d.event_id
 """
 
 NOTIFY_WORKER = "SELECT pg_notify('webhook_delivery', '')"
-# The worker's own writes (claims, outcomes) need not wait for the WAL flush: one lost
-# in a crash only means the delivery is sent again (at least once holds), and not
-# flushing them leaves the disk to the donations' commits (docs/decisions.md, 7).
-NO_FLUSH_WAIT = "SET LOCAL synchronous_commit TO off"
 CLAIM = "SELECT * FROM webhook_claim($1, $2)"
 # The outcome of claimed attempts. `attempts` guards against a late answer from a
 # worker whose lease expired and whose delivery was claimed again meanwhile.
@@ -248,16 +244,9 @@ async def retry_delivery(
     return row
 
 
-async def no_flush_wait(conn: asyncpg.Connection) -> None:
-    """This transaction's commit does not wait for the WAL flush (see NO_FLUSH_WAIT)."""
-    await conn.execute(NO_FLUSH_WAIT)
-
-
 async def claim(conn: asyncpg.Connection, *, limit: int, lease: float) -> list[asyncpg.Record]:
     """Due deliveries of every tenant, leased to the caller (webhook_claim)."""
-    async with conn.transaction():
-        await conn.execute(NO_FLUSH_WAIT)
-        rows: list[asyncpg.Record] = await conn.fetch(CLAIM, limit, lease)
+    rows: list[asyncpg.Record] = await conn.fetch(CLAIM, limit, lease)
     return rows
 
 
