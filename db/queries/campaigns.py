@@ -44,6 +44,9 @@ SELECT_TAKEN_SLUGS = """
 SELECT slug FROM campaign
 WHERE tenant_id = $1 AND (slug = $2 OR (slug LIKE $2 || '-%' AND slug ~ ('^' || $2 || '-[0-9]+$')))
 """
+# Held until the transaction ends: creates deriving the same slug base in one tenant
+# take turns, so each sees the slug the one before it committed.
+LOCK_SLUG_BASE = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text || '/' || $2::text, 0))"
 # Keyset page on (created_at DESC, id DESC); filters are optional ($n IS NULL = no filter).
 # The first page compares with (infinity, max uuid), so the keyset condition is always an
 # index range on campaign_tenant_recent_idx, even in a generic prepared plan.
@@ -119,6 +122,10 @@ async def insert_campaign_unless_slug_taken(
         return None
     await conn.execute("RELEASE SAVEPOINT campaign_slug")
     return row
+
+
+async def lock_slug_base(conn: asyncpg.Connection, *, tenant_id: UUID, base: str) -> None:
+    await conn.execute(LOCK_SLUG_BASE, tenant_id, base)
 
 
 async def taken_slugs(conn: asyncpg.Connection, *, tenant_id: UUID, base: str) -> set[str]:
