@@ -42,13 +42,13 @@ from api.routes.public import (
     DirectoryParams,
     cached_campaign,
     campaign_detail,
+    campaign_with_recent,
     check_slug,
     directory_after,
     directory_filter,
     directory_rows,
     pledge_once,
     public_tenant,
-    recent_donations,
 )
 from db.queries import public as pq
 
@@ -151,9 +151,8 @@ async def _campaign_html(
     form: PledgeForm | None = None,
     notice: str | None = None,
 ) -> bytes:
-    campaign = await campaign_detail(request, org, slug)
-    donations, _ = await recent_donations(
-        request, org, slug, after=None, limit=RECENT, anonymous=ANONYMOUS
+    campaign, donations = await campaign_with_recent(
+        request, org, slug, limit=RECENT, anonymous=ANONYMOUS
     )
     return render(
         "campaign.html",

@@ -46,7 +46,9 @@ WHERE tenant_id = $1 AND (slug = $2 OR (slug LIKE $2 || '-%' AND slug ~ ('^' || 
 """
 # Held until the transaction ends: creates deriving the same slug base in one tenant
 # take turns, so each sees the slug the one before it committed.
-LOCK_SLUG_BASE = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text || '/' || $2::text, 0))"
+LOCK_SLUG_BASE = (
+    "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text || '/' || $2::text, 0))"
+)
 # Keyset page on (created_at DESC, id DESC); filters are optional ($n IS NULL = no filter).
 # The first page compares with (infinity, max uuid), so the keyset condition is always an
 # index range on campaign_tenant_recent_idx, even in a generic prepared plan.

@@ -154,18 +154,66 @@ ITEM_COLUMNS = (
 )  # fmt: skip
 
 
-async def select_campaign_page(
-    conn: asyncpg.Connection, *, tenant_id: UUID, slug: str
-) -> tuple[asyncpg.Record | None, list[dict[str, Any]]]:
-    """The campaign (None if there is none; drafts included) and its items with
-    their totals (columns ITEM_COLUMNS)."""
-    rows: list[asyncpg.Record] = await conn.fetch(SELECT_CAMPAIGN_PAGE, tenant_id, slug)
+# Both functions in one statement, for the donor page (campaign and recent donations):
+# each result comes back as an array of anonymous records (asyncpg: tuples), in the
+# functions' own row order, named here by their RETURNS TABLE columns (0008, 0018;
+# tests/db/test_public_functions.py checks these names against the functions).
+SELECT_CAMPAIGN_VIEW = """
+SELECT (SELECT array_agg(p ORDER BY p.ordinality)
+        FROM public_campaign_page($1, $2) WITH ORDINALITY AS p) AS page,
+       (SELECT array_agg(d ORDER BY d.ordinality)
+        FROM public_campaign_donations($1, $2, NULL, NULL, $3) WITH ORDINALITY AS d) AS donations
+"""
+PAGE_COLUMNS = (
+    "id", "slug", "title", "subtitle", "description", "image_url", "categories", "location",
+    "contact", "starts_at", "ends_at", "status", "created_at", "accepting",
+    *(f"item_{name}" for name in ITEM_COLUMNS),
+)  # fmt: skip
+DONATION_COLUMNS = (
+    "campaign_status", "id", "item_id", "item_name", "unit", "quantity", "status", "message",
+    "message_enc", "donor_name", "created_at",
+)  # fmt: skip
+
+
+def _campaign_and_items(rows: list[Any]) -> tuple[Any, list[dict[str, Any]]]:
     if not rows:
         return None, []
     items = [
         {name: r[f"item_{name}"] for name in ITEM_COLUMNS} for r in rows if r["item_id"] is not None
     ]
     return rows[0], items
+
+
+async def select_campaign_page(
+    conn: asyncpg.Connection, *, tenant_id: UUID, slug: str
+) -> tuple[asyncpg.Record | None, list[dict[str, Any]]]:
+    """The campaign (None if there is none; drafts included) and its items with
+    their totals (columns ITEM_COLUMNS)."""
+    rows: list[asyncpg.Record] = await conn.fetch(SELECT_CAMPAIGN_PAGE, tenant_id, slug)
+    return _campaign_and_items(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignView:
+    """select_campaign_page's and select_campaign_donations' answers, first page."""
+
+    campaign: dict[str, Any] | None
+    items: list[dict[str, Any]]
+    donation_status: str | None
+    donations: list[dict[str, Any]]
+
+
+async def select_campaign_view(
+    conn: asyncpg.Connection, *, tenant_id: UUID, slug: str, limit: int
+) -> CampaignView:
+    """The campaign with its items, and its newest `limit` donations: one statement
+    where select_campaign_page + select_campaign_donations are two."""
+    row = await conn.fetchrow(SELECT_CAMPAIGN_VIEW, tenant_id, slug, limit)
+    page = [dict(zip(PAGE_COLUMNS, r, strict=False)) for r in row["page"] or ()]
+    given = [dict(zip(DONATION_COLUMNS, r, strict=False)) for r in row["donations"] or ()]
+    campaign, items = _campaign_and_items(page)
+    status = given[0]["campaign_status"] if given else None
+    return CampaignView(campaign, items, status, [d for d in given if d["id"] is not None])
 
 
 async def select_campaign_donations(
