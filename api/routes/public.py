@@ -9,7 +9,7 @@ one tenant's items and donations are read in that tenant's transaction (RLS).
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -329,6 +329,12 @@ async def campaign_detail(request: Request, org: Mapping[str, Any], slug: str) -
     # One statement (migration 0008), not a transaction of four: RLS still applies.
     async with connection(request) as conn:
         row, item_rows = await pq.select_campaign_page(conn, tenant_id=org["id"], slug=slug)
+    return _campaign_body(org, row, item_rows)
+
+
+def _campaign_body(
+    org: Mapping[str, Any], row: Mapping[str, Any] | None, item_rows: list[dict[str, Any]]
+) -> dict[str, Any]:
     if row is None or row["status"] == "draft":
         raise NotFound("No such campaign.")
     items = [_item(i) for i in item_rows]
@@ -363,8 +369,14 @@ async def recent_donations(
     if status is None or status == "draft":
         raise NotFound("No such campaign.")
     rows, next_cursor = page_of(rows, limit, lambda r: [r["created_at"].isoformat(), str(r["id"])])
+    return _donations_body(request, org, rows, anonymous), next_cursor
+
+
+def _donations_body(
+    request: Request, org: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], anonymous: str
+) -> list[dict[str, Any]]:
     ring = keyring(request)
-    data = [
+    return [
         {
             "id": str(r["id"]),
             "display_name": r["donor_name"] or anonymous,
@@ -378,7 +390,18 @@ async def recent_donations(
         }
         for r in rows
     ]
-    return data, next_cursor
+
+
+async def campaign_with_recent(
+    request: Request, org: Mapping[str, Any], slug: str, *, limit: int, anonymous: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """campaign_detail and the first `limit` of recent_donations in one statement
+    (the donor page shows both; 404 when the campaign is not public)."""
+    async with connection(request) as conn:
+        view = await pq.select_campaign_view(conn, tenant_id=org["id"], slug=slug, limit=limit)
+    return _campaign_body(org, view.campaign, view.items), _donations_body(
+        request, org, view.donations, anonymous
+    )
 
 
 async def pledge_once(
