@@ -1,4 +1,4 @@
-"""The benchmark harness (load/bench.py): its arithmetic, and end-to-end runs."""
+"""The benchmark harness (load/bench.py and its parts): its arithmetic, and end-to-end runs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from load import bench
-from load.bench import ColdStart, Sample, median, ratio, render_table, select, summarize
+from load import bench, bench_rows, bench_stack
+from load.bench_report import ColdStart, Sample, median, ratio, render_table, summarize
+from load.bench_rows import select
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,7 +45,7 @@ def test_select_keeps_table_order_and_accepts_commas() -> None:
         "public-page",
         "donations-one",
     ]
-    assert select(None) == list(bench.NAMES)
+    assert select(None) == list(bench_rows.NAMES)
 
 
 def test_select_refuses_unknown_rows() -> None:
@@ -109,14 +110,14 @@ def test_parse_wrk_reads_the_done_line() -> None:
         "Running 1s test @ http://127.0.0.1:1/\n"
         'WRKJSON {"requests":5000,"duration_us":2000000,"p50_us":1500,"p99_us":9000,"errors":3}\n'
     )
-    s = bench.parse_wrk(out)
+    s = bench_stack.parse_wrk(out)
     assert (s.rps, s.p50_ms, s.p99_ms, s.errors, s.requests) == (2500.0, 1.5, 9.0, 3, 5000)
     with pytest.raises(RuntimeError):
-        bench.parse_wrk("no summary here")
+        bench_stack.parse_wrk("no summary here")
 
 
 def test_post_script_holds_every_target_and_the_headers() -> None:
-    script = bench.post_script(
+    script = bench_stack.post_script(
         [("/a/donations", "item-1"), ("/b/donations", "item-2")], {"Authorization": 'x"y'}
     )
     assert '{"/a/donations", "/b/donations"}' in script
@@ -192,7 +193,7 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_full_run_end_to_end(tmp_path: Path) -> None:
     result = run_harness(tmp_path, "--duration", "5", "--rounds", "3", timeout=900)
-    names = [row.name for row in bench.ROWS]
+    names = [row.name for row in bench_rows.ROWS]
     check_sane(result, names, rounds=3)
     for name in ("public-page", "partner-redis", "donations-one"):
         assert next(s for s in result["summary"] if s["name"] == name)["ratio"] is not None
