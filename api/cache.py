@@ -80,7 +80,8 @@ def request_key(request: Request) -> str:
     return f"{request.method} {request.path}?{query}"
 
 
-def _cache(request: Request) -> ResponseCache | None:
+def response_cache(request: Request) -> ResponseCache | None:
+    """The worker's response cache; None when REDIS_URL is empty."""
     return getattr(request.app.ctx, "cache", None)
 
 
@@ -114,7 +115,7 @@ async def cached_json(
 
     `tenant_id=None` is the cross-tenant public directory's scope. The donor pages
     (api/routes/pages.py) store their HTML the same way (`content_type`)."""
-    cache = _cache(request)
+    cache = response_cache(request)
     if cache is None:
         count_disabled(tenant_id, resource)
         return _respond(await build(), "BYPASS", private=private, content_type=content_type)
@@ -150,7 +151,7 @@ async def invalidate_after_write(
 
     Call after the commit. If Redis cannot be reached the invalidation is owed and
     replayed by this worker before it uses the cache again (see cache/response.py)."""
-    cache = _cache(request)
+    cache = response_cache(request)
     if cache is not None:
         if directory and parts is not None:
             parts = [*parts, DIRECTORY]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 import asyncpg
+from sanic import Request
 
 from api.request_context import TrustedProxies
 from cache.memo import Memo
@@ -55,3 +56,8 @@ class AppContext:
     heartbeat: asyncio.Task[None] | None = None
     # CSV exports streaming now (api/routes/export.py), made on first use.
     export_slots: asyncio.Semaphore | None = None
+
+
+def app_context(request: Request) -> AppContext:
+    """This worker's context, typed (to mypy a handler's `request.app` is a bare Sanic)."""
+    return cast(AppContext, request.app.ctx)

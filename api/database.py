@@ -1,6 +1,7 @@
 """A pooled connection, or a tenant's transaction, for a request, with the configured
 acquire timeout (when the pool is exhausted for that long the request gets a 503, see
-api/errors.py). Handlers use these two, never the pool directly."""
+api/errors.py). Handlers use these two, never the pool directly; `pool` and
+`open_pool` are for readiness and the login code that acquires on its own."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 from sanic import Request
 
 from db.crypto import Keyring
@@ -29,6 +31,19 @@ def tenant_tx(request: Request, tenant_id: UUID) -> AbstractAsyncContextManager[
         tenant_id,
         acquire_timeout=float(request.app.config.DB_ACQUIRE_TIMEOUT),
     )
+
+
+def pool(request: Request) -> asyncpg.Pool | None:
+    """The worker's pool; None until it opened (readiness reports that)."""
+    found: asyncpg.Pool | None = request.app.ctx.pool
+    return found
+
+
+def open_pool(request: Request) -> asyncpg.Pool:
+    """The worker's pool, for code that acquires on its own (tenants/tokens.py)."""
+    found = pool(request)
+    assert found is not None, "setup_postgres opens the pool before the server starts"
+    return found
 
 
 def keyring(request: Request) -> Keyring:

@@ -6,9 +6,9 @@ from pydantic import BaseModel
 from sanic import Blueprint, HTTPResponse, Request
 
 from api.auth import require
+from api.cache import response_cache
 from api.openapi import doc
 from api.responses import json_response
-from cache import ResponseCache
 from tenants.principal import Principal
 
 bp = Blueprint("cache", url_prefix="/api/v1")
@@ -28,7 +28,7 @@ class CachePurged(BaseModel):
 async def purge_cache(request: Request, principal: Principal) -> HTTPResponse:
     """Drop every cached response of this tenant (O(1))."""
     require(principal, "write")
-    cache: ResponseCache | None = getattr(request.app.ctx, "cache", None)
+    cache = response_cache(request)
     # Only the tenant's own entries: the cross-tenant directory is shared by every
     # tenant (a purge there let any tenant keep its costliest pages cold). It follows
     # the tenant's writes, or within DEADLINE_BOUND_TTL, or an operator's purge.

@@ -28,6 +28,7 @@ from uuid import UUID
 from sanic import Blueprint, HTTPResponse, Request
 
 from api.auth import require
+from api.context import app_context
 from api.database import keyring, tenant_tx
 from api.errors import NotFound, ServiceUnavailable, field_error
 from api.models.donations import DonationExportFilters
@@ -98,11 +99,10 @@ def slots(request: Request) -> asyncio.Semaphore:
     """This worker's export slots (`EXPORT_CONCURRENCY`): an export holds a pool
     connection while its client downloads, so a few slow downloads must not take
     the pool from every other request."""
-    ctx = request.app.ctx
+    ctx = app_context(request)
     if ctx.export_slots is None:
         ctx.export_slots = asyncio.Semaphore(max(1, int(request.app.config.EXPORT_CONCURRENCY)))
-    slots: asyncio.Semaphore = ctx.export_slots
-    return slots
+    return ctx.export_slots
 
 
 def format_arg(request: Request) -> str:

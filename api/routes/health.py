@@ -9,6 +9,8 @@ import asyncio
 
 from sanic import Blueprint, HTTPResponse, Request
 
+from api.cache import response_cache
+from api.database import pool as pool_of
 from api.drain import drain_state
 from api.models.health import Health, Readiness
 from api.openapi import doc, json_content
@@ -58,7 +60,7 @@ async def get_readiness(request: Request) -> HTTPResponse:
         return json_response({"status": "draining", "checks": {}}, status=503)
     checks: dict[str, str] = {}
     guard = role_guard(request.app)
-    pool = request.app.ctx.pool
+    pool = pool_of(request)
     if guard is not None and guard.refused:
         checks["postgres"] = "refused: unsafe database role"
     elif pool is None:
@@ -73,7 +75,7 @@ async def get_readiness(request: Request) -> HTTPResponse:
     ready = all(v == "ok" for v in checks.values())
     # The cache fails open: without Redis the API answers from PostgreSQL, so
     # Redis never makes a worker unready.
-    cache = request.app.ctx.cache
+    cache = response_cache(request)
     if cache is None:
         checks["redis"] = "disabled"
     else:

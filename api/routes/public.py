@@ -21,6 +21,7 @@ from sanic import Blueprint, HTTPResponse, Request
 
 from api.body import parse_body
 from api.cache import DIRECTORY, cached_json, donation_parts, invalidate_after_write, slug_part
+from api.context import app_context
 from api.database import connection, keyring, tenant_tx
 from api.errors import BadRequest, Conflict, NotFound, field_error
 from api.idempotency import PUBLIC_SCOPE, Outcome, fingerprint, read_key, run_once
@@ -277,7 +278,7 @@ async def public_tenant(request: Request, slug: str, *, fresh: bool = False) -> 
             found: asyncpg.Record | None = await pq.select_public_tenant(conn, slug)
             return found
 
-    memo = request.app.ctx.public_tenants
+    memo = app_context(request).public_tenants
     row = await load() if fresh else await memo.get_or_load(slug, load)
     if row is None:
         raise NotFound("No such organization.")

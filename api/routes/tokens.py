@@ -6,6 +6,7 @@ from __future__ import annotations
 from sanic import Blueprint, HTTPResponse, Request
 
 from api.body import parse_body
+from api.database import open_pool
 from api.errors import BadRequest, Unauthorized
 from api.models.tokens import TokenObtain, TokenPair, TokenRefresh
 from api.openapi import doc
@@ -26,7 +27,7 @@ async def create_token(request: Request) -> HTTPResponse:
     body = parse_body(request, TokenObtain)
     try:
         pair = await tokens.login(
-            request.app.ctx.pool,
+            open_pool(request),
             request.app.config,
             username=body.username,
             password=body.password,
@@ -53,7 +54,7 @@ async def refresh_token(request: Request) -> HTTPResponse:
     """Rotate a refresh token: the next access and refresh token of its family."""
     body = parse_body(request, TokenRefresh)
     try:
-        pair = await tokens.refresh(request.app.ctx.pool, request.app.config, body.refresh)
+        pair = await tokens.refresh(open_pool(request), request.app.config, body.refresh)
     except tokens.RefreshRefused:
         raise Unauthorized(REFRESH_REFUSED) from None
     return json_response(TokenPair(access=pair.access, refresh=pair.refresh))
