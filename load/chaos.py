@@ -15,52 +15,52 @@ it is whole again (see `whole`). Each failed attempt is a k6 console line with
 its time: errors are counted against the fault's window from those lines.
 
 Acts on the stack of `infra.stack` (`CONECTADES_VAR` selects another var/): its
-supervisord (`infra/supervisor.py`) knows the programs' pids.
+supervisord (`infra/supervisor.py`) knows the programs' pids. The faults and the
+stack they act on are in load/chaos_faults.py, the results and their table in
+load/chaos_report.py; this module runs one fault under load and the suite.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import psutil
 
 from db.crypto import Keyring
-from infra.supervisor import Supervisor
+from load.chaos_faults import (
+    FAULTS,
+    ChaosError,
+    Fault,
+    Injected,
+    Stack,
+    edge_log_path,
+    local,
+    whole,
+)
+from load.chaos_report import ChaosReport, FaultResult, markdown
 from load.fixture import Fixture
 from load.reconcile import key_of, run_rows
 from load.run import CONSOLE, RESULTS, K6Live, RunConfig, run
-from load.stack import MemoryMonitor, StackTarget
+from load.stack import MemoryMonitor
 
 # A write-heavy mix, so that every fault's window sees pledges, partner donations
 # and confirmations (the smoke test's).
 MIX = "public=50,partner=25,pledge=20,legacy=5"
-RECOVERY_TARGET_S = 10.0
 RECOVERY_GIVE_UP_S = 30.0
 PROBE_STEP_S = 0.1
-# A probe answered later than this counts as not recovered. 1 s (Kubernetes' default
-# probe timeout) failed readiness for seconds on a whole but saturated 2-core machine
-# (load average 11 with another test run beside the 150-user load).
-PROBE_TIMEOUT_S = 2.0
 # A request that started while PostgreSQL was down can end (and fail) a little
 # after it is back; errors later than this after PostgreSQL answers again miss the
 # "errors only while PostgreSQL is down" target.
 DOWN_SLACK_S = 1.0
-REDIS_STALL_S = 3.0
-API_ROLE = "conectades_api"
 
 # Every stored donation of the run has its idempotency record: a client that never
 # got its answer replays the same row with its key instead of writing a second one.
@@ -69,292 +69,6 @@ API_ROLE = "conectades_api"
 SELECT_RECORDED_KEYS = """
 SELECT tenant_id, key FROM idempotency_record WHERE key = ANY($1::text[])
 """
-TERMINATE_API_BACKENDS = """
-SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
-FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()
-"""
-
-
-class ChaosError(RuntimeError):
-    pass
-
-
-@dataclass
-class Stack:
-    """The parts of the local stack a fault acts on, and the probes of `whole`."""
-
-    sup: Supervisor
-    target: StackTarget
-    api_url: str
-    workers: int  # configured API workers
-
-    def program_pid(self, name: str) -> int:
-        pid = self.sup.pid(name)
-        if pid is None:
-            raise ChaosError(f"{name} is not running under {self.sup.dir}")
-        return pid
-
-    def spawned(self) -> list[psutil.Process]:
-        """The API main process's live multiprocessing children, oldest first: the
-        worker manager's helper, then the workers (as tests/runtime/test_supervision.py)."""
-        found = []
-        for child in psutil.Process(self.program_pid("api")).children():
-            try:
-                if child.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(
-                    child.cmdline()
-                ):
-                    found.append(child)
-            except psutil.Error:
-                continue
-        return sorted(found, key=lambda p: p.create_time())
-
-    def nginx_workers(self) -> list[psutil.Process]:
-        """The edge master's serving workers (not those shutting down after a reload)."""
-        found = []
-        for child in psutil.Process(self.program_pid("edge")).children():
-            try:
-                line = " ".join(child.cmdline())
-                if "worker process" in line and "shutting down" not in line:
-                    found.append(child)
-            except psutil.Error:
-                continue
-        return found
-
-
-def _get(url: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[int, dict[str, str], bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (loopback)
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
-    except (OSError, ValueError):
-        return 0, {}, b""
-
-
-def whole(stack: Stack) -> dict[str, bool]:
-    """What "fully recovered" means: every API worker up (/health), readiness 200
-    through the edge (PostgreSQL answers the API), and the response cache hitting
-    again (a public page read twice from the API is a Redis HIT the second time)."""
-    status, _, body = _get(stack.api_url + "/health")
-    try:
-        workers = json.loads(body)["workers"] if status == 200 else {}
-    except (ValueError, KeyError):
-        workers = {}
-    ready, _, _ = _get(stack.target.base_url.rstrip("/") + "/health/ready")
-    probe = stack.api_url + "/api/public/campaigns?order=deadline"
-    _get(probe)
-    _, headers, _ = _get(probe)
-    return {
-        "workers": workers.get("alive") == stack.workers and not workers.get("blocked"),
-        "ready": ready == 200,
-        "cache": headers.get("X-Cache") == "HIT",
-    }
-
-
-# ------------------------------------------------------------------ the faults
-
-
-@dataclass
-class Injected:
-    """What a fault did: when it started and ended (epoch seconds), when PostgreSQL
-    was down (if it was), what the fault step noticed, and a check that the fault's
-    own target is whole again (a new pid, ...)."""
-
-    start: float
-    end: float
-    down: tuple[float, float] | None = None
-    notes: list[str] = field(default_factory=list)
-    settled: Callable[[], bool] = lambda: True
-
-
-def _pg_answers(stack: Stack, timeout: float = 30.0) -> float:
-    """Wait until PostgreSQL runs a query; the time it did."""
-
-    async def once() -> None:
-        conn = await asyncpg.connect(stack.target.admin_dsn, timeout=1)
-        try:
-            await conn.fetchval("SELECT 1")
-        finally:
-            await conn.close()
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            asyncio.run(once())
-            return time.time()
-        except (OSError, asyncpg.PostgresError, TimeoutError):
-            time.sleep(0.05)
-    raise ChaosError(f"PostgreSQL not answering {timeout:g} s after the fault")
-
-
-def _running_again(stack: Stack, name: str, old: int) -> Callable[[], bool]:
-    def check() -> bool:
-        info = stack.sup.info().get(name, {})
-        return bool(info.get("statename") == "RUNNING" and info.get("pid") not in (0, old))
-
-    return check
-
-
-def redis_kill(stack: Stack) -> Injected:
-    """SIGKILL to redis-server; supervisord starts it again."""
-    pid = stack.program_pid("redis")
-    t = time.time()
-    os.kill(pid, signal.SIGKILL)
-    return Injected(t, t, settled=_running_again(stack, "redis", pid))
-
-
-def redis_stall(stack: Stack) -> Injected:
-    """redis-server stopped (SIGSTOP) for 3 s, then continued: a network stall."""
-    pid = stack.program_pid("redis")
-    t = time.time()
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        time.sleep(REDIS_STALL_S)
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    return Injected(t, time.time())
-
-
-def postgres_restart(stack: Stack) -> Injected:
-    """A fast restart: supervisord stops PostgreSQL (SIGINT: fast shutdown) and
-    starts it again (`supervisorctl restart postgres`)."""
-    pid = stack.program_pid("postgres")
-    t = time.time()
-    with stack.sup.rpc() as rpc:
-        rpc.stopProcess("postgres", True)
-    stack.sup.start("postgres")
-    up = _pg_answers(stack)
-    return Injected(t, up, down=(t, up), settled=_running_again(stack, "postgres", pid))
-
-
-def postgres_immediate(stack: Stack) -> Injected:
-    """An immediate shutdown (SIGQUIT to the postmaster, `pg_ctl stop -m immediate`),
-    then started again: by supervisord if it sees a crash, else by this step."""
-    pid = stack.program_pid("postgres")
-    t = time.time()
-    os.kill(pid, signal.SIGQUIT)
-    notes = []
-    deadline = time.time() + 10
-    state: dict[str, Any] = {}
-    while time.time() < deadline:
-        state = stack.sup.info().get("postgres", {})
-        if state.get("pid") != pid:
-            break
-        time.sleep(0.05)
-    # supervisord sees the postmaster's exit status: a restart only if it is not 0.
-    time.sleep(0.3)
-    state = stack.sup.info().get("postgres", {})
-    if state.get("statename") in ("EXITED", "STOPPED"):
-        notes.append(
-            f"the postmaster exited with {state.get('exitstatus')} after the immediate "
-            "shutdown; supervisord (autorestart=unexpected, exitcodes=0) did not restart "
-            "it: the fault step started it"
-        )
-        stack.sup.start("postgres")
-    else:
-        notes.append(f"supervisord restarted it ({state.get('statename')})")
-    up = _pg_answers(stack)
-    return Injected(
-        t, up, down=(t, up), notes=notes, settled=_running_again(stack, "postgres", pid)
-    )
-
-
-def postgres_terminate(stack: Stack) -> Injected:
-    """Every backend of the API's role terminated from the server side, as the owner."""
-
-    async def terminate() -> int:
-        conn = await asyncpg.connect(stack.target.admin_dsn, timeout=5)
-        try:
-            return int(await conn.fetchval(TERMINATE_API_BACKENDS, API_ROLE))
-        finally:
-            await conn.close()
-
-    t = time.time()
-    count = asyncio.run(terminate())
-    return Injected(t, time.time(), notes=[f"{count} backends of {API_ROLE} terminated"])
-
-
-def worker_kill(stack: Stack) -> Injected:
-    """SIGKILL to one API worker; the main process's watchdog starts another."""
-    spawned = stack.spawned()
-    if len(spawned) < 2:
-        raise ChaosError("no API worker to kill")
-    victim = spawned[-1]
-    t = time.time()
-    victim.kill()
-
-    def replaced() -> bool:
-        workers = stack.spawned()[1:]
-        return len(workers) == stack.workers and victim.pid not in {w.pid for w in workers}
-
-    return Injected(t, t, settled=replaced)
-
-
-def helper_kill(stack: Stack) -> Injected:
-    """SIGKILL to the worker manager's helper (the API main process's first
-    multiprocessing child): the main process exits, supervisord starts the API again."""
-    main = stack.program_pid("api")
-    helper = stack.spawned()[0]
-    t = time.time()
-    helper.kill()
-    return Injected(t, t, settled=_running_again(stack, "api", main))
-
-
-def edge_reload_kill(stack: Stack) -> Injected:
-    """The edge reloaded (SIGHUP to the nginx master: `nginx -s reload`), then one
-    of its new workers SIGKILLed once they serve; the master starts another."""
-    master = stack.program_pid("edge")
-    before = {w.pid for w in stack.nginx_workers()}
-    count = len(before)
-    t = time.time()
-    os.kill(master, signal.SIGHUP)
-    deadline = time.time() + 5
-    fresh: list[psutil.Process] = []
-    while time.time() < deadline:
-        fresh = [w for w in stack.nginx_workers() if w.pid not in before]
-        if len(fresh) >= count:
-            break
-        time.sleep(0.05)
-    if not fresh:
-        raise ChaosError("the edge started no new workers after SIGHUP")
-    time.sleep(0.5)
-    victim = fresh[0]
-    victim.kill()
-    killed = time.time()
-
-    def respawned() -> bool:
-        workers = {w.pid for w in stack.nginx_workers()}
-        return len(workers) >= count and victim.pid not in workers
-
-    notes = [f"reload at +0 s, worker {victim.pid} killed at +{killed - t:.1f} s"]
-    return Injected(t, killed, notes=notes, settled=respawned)
-
-
-@dataclass(frozen=True)
-class Fault:
-    name: str
-    title: str
-    inject: Callable[[Stack], Injected]
-    # The issue's error target: "none" (careful clients see no error), "pg-down"
-    # (only while PostgreSQL is down, and 503 with Retry-After), "" (none set).
-    errors: str
-
-
-FAULTS = {
-    f.name: f
-    for f in (
-        Fault("redis-kill", "Redis SIGKILL (supervisord restarts it)", redis_kill, "none"),
-        Fault("postgres-restart", "PostgreSQL fast restart", postgres_restart, "pg-down"),
-        Fault("postgres-immediate", "PostgreSQL immediate shutdown", postgres_immediate, "pg-down"),
-        Fault("worker-kill", "one API worker SIGKILL", worker_kill, "none"),
-        Fault("helper-kill", "worker manager's helper SIGKILL", helper_kill, ""),
-        Fault("edge-reload-kill", "edge reload + one nginx worker SIGKILL", edge_reload_kill, ""),
-        Fault("postgres-terminate", "pg_terminate_backend of the API's backends",
-              postgres_terminate, ""),
-        Fault("redis-stall", "Redis stalled 3 s (SIGSTOP, SIGCONT)", redis_stall, "none"),
-    )
-}  # fmt: skip
-SHORT = ("redis-kill", "worker-kill", "postgres-restart")
 
 
 # ------------------------------------------------------------------ one fault under load
@@ -371,54 +85,6 @@ class ChaosConfig:
     after: float = 15.0  # load after the fault has ended
     results: Path = RESULTS
     command: str = ""
-
-
-@dataclass
-class FaultResult:
-    fault: str
-    title: str
-    run_id: str = ""
-    notes: list[str] = field(default_factory=list)
-    fault_s: float = 0.0  # how long the fault step took
-    down_s: float | None = None  # PostgreSQL not answering
-    requests: int = 0
-    failed_attempts: int = 0  # every failed attempt, retried or not
-    attempts_by_status: dict[str, int] = field(default_factory=dict)
-    errors_seen: int = 0  # failed after the careful client's retries
-    errors_by_status: dict[str, int] = field(default_factory=dict)
-    error_window: tuple[float, float] | None = None  # first, last failed attempt (s from start)
-    outside_down: int = 0  # failed attempts after PostgreSQL answered again (+ slack)
-    without_retry_after: int = 0  # failed attempts that were not 503 with Retry-After
-    edge_5xx: dict[str, int] = field(default_factory=dict)  # edge log, status/upstream
-    acknowledged: int = 0
-    stored: int = 0
-    unacknowledged_stored: int = 0
-    reconciliation_problems: dict[str, int] = field(default_factory=dict)
-    unreplayable: int = 0
-    recovery_s: float | None = None  # fault end to whole; None: not within the limit
-    recovery_parts: dict[str, float | None] = field(default_factory=dict)
-    error: str | None = None  # the fault could not be run
-    targets: dict[str, bool] = field(default_factory=dict)
-
-    @property
-    def reconciled(self) -> bool:
-        return self.error is None and not self.reconciliation_problems and not self.unreplayable
-
-    @property
-    def recovered(self) -> bool:
-        return self.recovery_s is not None and self.recovery_s <= RECOVERY_TARGET_S
-
-    def evaluate(self, errors: str) -> None:
-        self.targets = {"reconciled": self.reconciled, "recovery ≤ 10 s": self.recovered}
-        if errors == "none":
-            self.targets["0 errors seen"] = self.error is None and self.errors_seen == 0
-        elif errors == "pg-down":
-            self.targets["errors only while down"] = self.error is None and not self.outside_down
-            self.targets["503 + Retry-After"] = self.error is None and not self.without_retry_after
-
-    @property
-    def passed(self) -> bool:
-        return all(self.targets.values())
 
 
 class _FaultThread(threading.Thread):
@@ -593,51 +259,6 @@ def _count_errors(result: FaultResult, attempts: Iterator[dict[str, Any]], inj: 
 # ------------------------------------------------------------------ the suite
 
 
-def local() -> Stack:
-    """The `infra.stack` stack (CONECTADES_VAR), as load/stack.py finds it."""
-    from infra import stack as infra_stack
-    from load.stack import local_stack
-
-    target = local_stack()
-    sup = Supervisor(infra_stack.VAR / "supervisor", [])
-    if not sup.running():
-        raise ChaosError(f"no supervisord under {sup.dir}: start the stack (./start.sh)")
-    status, _, body = _get(str(target.api_url) + "/health", timeout=5)
-    try:
-        workers = int(json.loads(body)["workers"]["configured"])
-    except (ValueError, KeyError) as exc:
-        raise ChaosError(f"{target.api_url}/health answered {status}: {body[:200]!r}") from exc
-    return Stack(sup=sup, target=target, api_url=str(target.api_url), workers=workers)
-
-
-def edge_log_path() -> Path:
-    from infra import stack as infra_stack
-
-    return infra_stack.VAR / "edge" / "logs" / "access.log"
-
-
-@dataclass
-class ChaosReport:
-    started: str
-    command: str
-    config: dict[str, Any]
-    results: list[FaultResult]
-    dir: Path
-
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.results)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "started": self.started,
-            "command": self.command,
-            "config": self.config,
-            "passed": self.passed,
-            "results": [{**asdict(r), "passed": r.passed} for r in self.results],
-        }
-
-
 def run_suite(
     cfg: ChaosConfig,
     fixture: Fixture,
@@ -674,84 +295,3 @@ def _wait_whole(stack: Stack, timeout: float = RECOVERY_GIVE_UP_S) -> None:
             return
         time.sleep(0.2)
     raise ChaosError(f"the stack is not whole: {whole(stack)}")
-
-
-# ------------------------------------------------------------------ the report
-
-
-def _window(r: FaultResult) -> str:
-    if r.error_window is None:
-        return "-"
-    first, last = r.error_window
-    return f"+{first:.1f} … +{last:.1f} s"
-
-
-def table_rows(report: ChaosReport) -> list[list[str]]:
-    rows = []
-    for r in report.results:
-        if r.error is not None:
-            rows.append([r.title, "-", "-", "-", "-", f"ERROR: {r.error}", "FAIL"])
-            continue
-        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(r.attempts_by_status.items()))
-        recovery = f"{r.recovery_s:.1f} s" if r.recovery_s is not None else "not whole"
-        problems = sum(r.reconciliation_problems.values()) + r.unreplayable
-        donations = (
-            f"{r.acknowledged} ack, {r.stored} stored ({r.unacknowledged_stored} unacked), "
-            + ("clean" if problems == 0 else f"{problems} PROBLEMS {r.reconciliation_problems}")
-        )
-        rows.append([
-            r.title,
-            f"{r.errors_seen} / {r.requests}",
-            f"{r.failed_attempts}" + (f" ({statuses})" if statuses else ""),
-            _window(r),
-            recovery,
-            donations,
-            "pass" if r.passed else "FAIL: " + ", ".join(k for k, v in r.targets.items() if not v),
-        ])  # fmt: skip
-    return rows
-
-
-HEADERS = [
-    "fault",
-    "errors seen / requests",
-    "failed attempts (status)",
-    "error window (from fault start)",
-    "recovery (after fault end)",
-    "donations",
-    "targets",
-]
-
-
-def markdown(report: ChaosReport) -> str:
-    lines = [
-        f"# Chaos run {report.started}",
-        "",
-        f"`{report.command}`" if report.command else "",
-        "",
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "---|" * len(HEADERS),
-    ]
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
-    lines.append("")
-    for r in report.results:
-        extra = [f"fault step {r.fault_s:.2f} s"]
-        if r.down_s is not None:
-            extra.append(f"PostgreSQL down {r.down_s:.2f} s")
-        if r.recovery_parts:
-            parts = ", ".join(
-                f"{k} {v:.1f} s" if v is not None else f"{k} never"
-                for k, v in r.recovery_parts.items()
-            )
-            extra.append(f"whole by part: {parts}")
-        if r.errors_by_status:
-            extra.append(f"errors seen: {r.errors_by_status}")
-        if r.down_s is not None and (r.outside_down or r.without_retry_after):
-            extra.append(
-                f"{r.outside_down} failed attempts after PostgreSQL was back, "
-                f"{r.without_retry_after} not 503 with Retry-After"
-            )
-        if r.edge_5xx:
-            extra.append(f"edge log 5xx (status/upstream): {r.edge_5xx}")
-        extra += r.notes
-        lines.append(f"- **{r.title}** (run {r.run_id}): " + "; ".join(extra))
-    return "\n".join(lines) + "\n"

@@ -54,19 +54,19 @@ def chaos_run(
     """Run the mixed load with careful clients while the stack's parts fail in turn;
     reconcile donations and time the recovery after each fault."""
     from infra import stack as infra_stack
-    from load import chaos
+    from load import chaos, chaos_faults, chaos_report
     from load import fixture as fx
     from load.run import RESULTS
     from load.stack import StackError
 
-    names = tuple(fault) if fault else (chaos.SHORT if short else tuple(chaos.FAULTS))
-    unknown = [n for n in names if n not in chaos.FAULTS]
+    names = tuple(fault) if fault else (chaos_faults.SHORT if short else tuple(chaos_faults.FAULTS))
+    unknown = [n for n in names if n not in chaos_faults.FAULTS]
     if unknown:
-        raise_cli(f"unknown fault {unknown[0]!r}: one of {', '.join(chaos.FAULTS)}")
+        raise_cli(f"unknown fault {unknown[0]!r}: one of {', '.join(chaos_faults.FAULTS)}")
     path = fixture or infra_stack.VAR / "load" / "fixture.json"
     try:
-        stack = chaos.local()
-    except (chaos.ChaosError, StackError) as exc:
+        stack = chaos_faults.local()
+    except (chaos_faults.ChaosError, StackError) as exc:
         raise CliError(str(exc)) from None
     if seed:
         made = fx.seed(
@@ -83,7 +83,7 @@ def chaos_run(
         results=results or RESULTS, command=" ".join(["conectades", *sys.argv[1:]]),
     )  # fmt: skip
 
-    def show(r: chaos.FaultResult) -> None:
+    def show(r: chaos_report.FaultResult) -> None:
         verdict = "pass" if r.passed else "[bold red]FAIL[/]"
         recovery = f"{r.recovery_s:.1f} s" if r.recovery_s is not None else "not whole"
         err.print(
@@ -96,8 +96,8 @@ def chaos_run(
     if as_json:
         emit_json(report.as_dict())
     else:
-        table = Table(*chaos.HEADERS, title=f"chaos run {report.started}")
-        for row in chaos.table_rows(report):
+        table = Table(*chaos_report.HEADERS, title=f"chaos run {report.started}")
+        for row in chaos_report.table_rows(report):
             table.add_row(*row)
         out.print(table)
         out.print(f"report: {report.dir}/chaos.md, chaos.json")

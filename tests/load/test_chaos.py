@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from infra.servers import clean_env
-from load.chaos import RECOVERY_TARGET_S, SHORT
+from load.chaos_faults import SHORT
+from load.chaos_report import RECOVERY_TARGET_S
 from tests.services import ROOT
 
 
