@@ -320,11 +320,11 @@ SHORT = ("redis-kill", "worker-kill", "postgres-restart")
 
 def local() -> Stack:
     """The `infra.stack` stack (CONECTADES_VAR), as load/stack.py finds it."""
-    from infra import stack as infra_stack
+    from infra import stack_settings
     from load.stack import local_stack
 
     target = local_stack()
-    sup = Supervisor(infra_stack.VAR / "supervisor", [])
+    sup = Supervisor(stack_settings.VAR / "supervisor", [])
     if not sup.running():
         raise ChaosError(f"no supervisord under {sup.dir}: start the stack (./start.sh)")
     status, _, body = _get(str(target.api_url) + "/health", timeout=5)
@@ -336,6 +336,6 @@ def local() -> Stack:
 
 
 def edge_log_path() -> Path:
-    from infra import stack as infra_stack
+    from infra import stack_settings
 
-    return infra_stack.VAR / "edge" / "logs" / "access.log"
+    return stack_settings.VAR / "edge" / "logs" / "access.log"

@@ -67,7 +67,7 @@ def local_stack(
     base_url: str | None = None, database_url: str | None = None, redis_url: str | None = None
 ) -> StackTarget:
     """The `./start.sh` stack from var/stack.env, with any value overridden."""
-    from infra import stack
+    from infra import stack_settings as stack
 
     if not stack.ENV_FILE.exists() and (base_url is None or database_url is None):
         raise StackError(

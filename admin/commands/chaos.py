@@ -53,7 +53,7 @@ def chaos_run(
 ) -> None:
     """Run the mixed load with careful clients while the stack's parts fail in turn;
     reconcile donations and time the recovery after each fault."""
-    from infra import stack as infra_stack
+    from infra import stack_settings
     from load import chaos, chaos_faults, chaos_report
     from load import fixture as fx
     from load.run import RESULTS
@@ -63,7 +63,7 @@ def chaos_run(
     unknown = [n for n in names if n not in chaos_faults.FAULTS]
     if unknown:
         raise_cli(f"unknown fault {unknown[0]!r}: one of {', '.join(chaos_faults.FAULTS)}")
-    path = fixture or infra_stack.VAR / "load" / "fixture.json"
+    path = fixture or stack_settings.VAR / "load" / "fixture.json"
     try:
         stack = chaos_faults.local()
     except (chaos_faults.ChaosError, StackError) as exc:

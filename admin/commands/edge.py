@@ -21,7 +21,7 @@ edge_app = typer.Typer(help="The Nginx edge of the local stack (var/edge).", no_
 
 def _edge() -> Any:
     from infra.nginx import stack_edge
-    from infra.stack import VAR, load_env
+    from infra.stack_settings import VAR, load_env
 
     env = load_env()
     api = f"http://127.0.0.1:{env['API_PORT']}"
