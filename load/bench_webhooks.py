@@ -16,24 +16,21 @@ latency and the rate reached; for `on`, the delivery lag (receiver's clock minus
 event's `occurred_at`, which precedes the commit: an upper bound of "after commit"),
 and whether every donation was delivered once. Targets (issue 16): delivery p95
 <= 1 s at 200 donations/s; write mean and p95 with deliveries <= 1.10 x without.
+
+The receiver is load/webhook_receiver.py; the figures and the printed summary are
+load/bench_webhooks_report.py; this module drives the phases and is the command.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
 import signal
-import statistics
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,71 +39,11 @@ import typer
 from db.crypto import throwaway_keys
 from infra.postgres import free_port
 from infra.servers import ROOT, clean_env, sanic_argv, spawn, stop_group, wait_http_ok
+from load.bench_webhooks_report import fmt, lags, pct, render, summarize
+from load.webhook_receiver import Receiver
 
 BASE = ROOT / "var" / "bench" / "webhooks"
 ITEMS = 50
-
-
-@dataclass
-class Receiver:
-    """A minimal HTTP/1.1 keep-alive server answering 204 to every POST, in a thread,
-    recording (arrival time, body)."""
-
-    port: int = 0
-    got: list[tuple[float, bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    loop: asyncio.AbstractEventLoop | None = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                body = await reader.readexactly(length)
-                now = time.time()
-                with self.lock:
-                    self.got.append((now, body))
-                writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
-                await writer.drain()
-        writer.close()
-
-    def start(self) -> None:
-        ready = threading.Event()
-
-        def run() -> None:
-            self.loop = asyncio.new_event_loop()
-
-            async def serve() -> None:
-                server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=512)
-                self.port = server.sockets[0].getsockname()[1]
-                ready.set()
-                await server.serve_forever()
-
-            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
-                self.loop.run_until_complete(serve())
-
-        threading.Thread(target=run, daemon=True).start()
-        ready.wait(10)
-
-    def stop(self) -> None:
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-
-    def take(self) -> list[tuple[float, bytes]]:
-        with self.lock:
-            got, self.got = self.got, []
-        return got
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 K6_SCRIPT = """
@@ -170,26 +107,6 @@ def drive(
         "p95_ms": float(duration_ms["p(95)"]),
         "acks": acks,
     }
-
-
-def lags(
-    received: list[tuple[float, bytes]], acks: dict[str, float]
-) -> tuple[list[float], list[float], list[str]]:
-    """Per delivery: seconds after the event's insert (`occurred_at`, before the
-    commit: an upper bound of the lag after commit) and after the client had its 201
-    (after the commit: a lower bound); the donation ids delivered."""
-    after_event: list[float] = []
-    after_ack: list[float] = []
-    ids: list[str] = []
-    for at, body in received:
-        doc = json.loads(body)
-        occurred = datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00")).timestamp()
-        after_event.append(at - occurred)
-        donation = doc["data"]["id"]
-        if donation in acks:
-            after_ack.append(at - acks[donation])
-        ids.append(donation)
-    return after_event, after_ack, ids
 
 
 async def _provision(admin_dsn: str) -> str:
@@ -301,7 +218,7 @@ def _phases(
                 results[phase].append(result)
                 log(
                     f"round {n + 1} {phase:>3}: "
-                    + ", ".join(f"{k}={_fmt(v)}" for k, v in result.items())
+                    + ", ".join(f"{k}={fmt(v)}" for k, v in result.items())
                 )
     return results
 
@@ -350,54 +267,6 @@ def backlog(admin_dsn: str, receiver: Receiver, worker_pid: int, count: int) -> 
         "per_second": delivered / elapsed,
         "worker_cpu_s": cpu,
         "worker_cpu_ms_per_delivery": cpu * 1000 / max(delivered, 1),
-    }
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.1f}" if isinstance(value, float) else str(value)
-
-
-def summarize(results: dict[str, list[dict[str, Any]]], rate: float) -> dict[str, Any]:
-    def med(phase: str, key: str) -> float:
-        return float(statistics.median(r[key] for r in results[phase]))
-
-    off_mean, on_mean = med("off", "mean_ms"), med("on", "mean_ms")
-    off_p95, on_p95 = med("off", "p95_ms"), med("on", "p95_ms")
-    queued: dict[str, float] = {}
-    if results.get("queued"):
-        q_mean, q_p95 = med("queued", "mean_ms"), med("queued", "p95_ms")
-        queued = {
-            "mean_ms": q_mean,
-            "p95_ms": q_p95,
-            "mean_ratio": q_mean / off_mean,
-            "p95_ratio": q_p95 / off_p95,
-        }
-    lag_p95 = max(r["lag_p95_ms"] for r in results["on"])
-    complete = all(
-        r["delivered_distinct"] == r["written"] and r["unsettled"] == 0 for r in results["on"]
-    )
-    return {
-        "rate_target": rate,
-        "rate_off": med("off", "rate"),
-        "rate_on": med("on", "rate"),
-        "write_mean_ms": {"off": off_mean, "on": on_mean, "ratio": on_mean / off_mean},
-        "write_p95_ms": {"off": off_p95, "on": on_p95, "ratio": on_p95 / off_p95},
-        "delivery_lag_ms": {
-            "p50": med("on", "lag_p50_ms"),
-            "p95_worst_round": lag_p95,
-            "max": max(r["lag_max_ms"] for r in results["on"]),
-            "after_ack_p50": med("on", "lag_ack_p50_ms"),
-            "after_ack_p95_worst_round": max(r["lag_ack_p95_ms"] for r in results["on"]),
-        },
-        "write_with_worker_stopped": queued,
-        "every_donation_delivered": complete,
-        "errors": sum(r["errors"] for rs in results.values() for r in rs),
-        "dropped": sum(r["dropped"] for rs in results.values() for r in rs),
-        "targets_met": {
-            "delivery_p95_le_1s": lag_p95 <= 1000,
-            "write_slowdown_le_10pct": on_mean / off_mean <= 1.10,
-            "complete": complete,
-        },
     }
 
 
@@ -452,7 +321,7 @@ def run(
             )
             summary = summarize(results, rate)
             summary["backlog"] = backlog(urls["admin"], receiver, worker.pid, backlog_events)
-            log("backlog: " + ", ".join(f"{k}={_fmt(v)}" for k, v in summary["backlog"].items()))
+            log("backlog: " + ", ".join(f"{k}={fmt(v)}" for k, v in summary["backlog"].items()))
             for proc in reversed(procs):
                 stop_group(proc)
             return {"rounds": results, "summary": summary}
@@ -476,34 +345,7 @@ def bench_webhooks_command(
     an enabled endpoint vs without (load/bench_webhooks.py)."""
     result = run(rate, duration, rounds, workers, backlog_events)
     s = result["summary"]
-    print(
-        f"\nwrites at {s['rate_target']:g}/s: reached {s['rate_off']:.1f}/s (off), "
-        f"{s['rate_on']:.1f}/s (on)\n"
-        f"write mean  off {s['write_mean_ms']['off']:.1f} ms, "
-        f"on {s['write_mean_ms']['on']:.1f} ms, "
-        f"ratio {s['write_mean_ms']['ratio']:.3f}\n"
-        f"write p95   off {s['write_p95_ms']['off']:.1f} ms, on {s['write_p95_ms']['on']:.1f} ms, "
-        f"ratio {s['write_p95_ms']['ratio']:.3f}\n"
-        + (
-            f"write with the endpoint on and the worker stopped (the write path alone): "
-            f"mean {q['mean_ms']:.1f} ms (ratio {q['mean_ratio']:.3f}), "
-            f"p95 {q['p95_ms']:.1f} ms (ratio {q['p95_ratio']:.3f})\n"
-            if (q := s.get("write_with_worker_stopped"))
-            else ""
-        )
-        + f"delivery lag after the event: p50 {s['delivery_lag_ms']['p50']:.0f} ms, "
-        f"p95 {s['delivery_lag_ms']['p95_worst_round']:.0f} ms (worst round), "
-        f"max {s['delivery_lag_ms']['max']:.0f} ms\n"
-        f"delivery lag after the client's 201: p50 {s['delivery_lag_ms']['after_ack_p50']:.0f} ms,"
-        f" p95 {s['delivery_lag_ms']['after_ack_p95_worst_round']:.0f} ms (worst round)\n"
-        f"every donation delivered once or more: {s['every_donation_delivered']}; "
-        f"errors: {s['errors']}; iterations k6 could not start in time: {s['dropped']}\n"
-        f"worker capacity: {s['backlog']['delivered']} of {s['backlog']['events']} events "
-        f"committed at once delivered in {s['backlog']['seconds']:.1f} s "
-        f"({s['backlog']['per_second']:.0f}/s), worker CPU "
-        f"{s['backlog']['worker_cpu_ms_per_delivery']:.2f} ms per delivery\n"
-        f"targets: {json.dumps(s['targets_met'])}"
-    )
+    print(render(s))
     print("JSON " + json.dumps(s))
     if json_out is not None:
         json_out.write_text(json.dumps(result, indent=2))

@@ -1,4 +1,5 @@
-"""load/bench_webhooks.py's figures: the write ratios per phase and the targets."""
+"""The webhook benchmark's figures (load/bench_webhooks_report.py): the write ratios
+per phase and the targets."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from load.bench_webhooks import summarize
+from load.bench_webhooks_report import summarize
 
 
 def phase(mean: float, p95: float, **extra: Any) -> dict[str, Any]:
