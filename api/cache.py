@@ -7,25 +7,27 @@ A read handler checks auth and parses its input, then::
 
 where `build()` runs the query and returns the response bytes (`dumps(...)`).
 Only 200 bodies are cached; `build()` raising (404, 400, ...) caches nothing.
-A write handler, after its transaction committed::
+A write handler, after its transaction committed, names the kind of write::
 
-    await invalidate_after_write(request, principal.tenant_id, directory=True)
+    await invalidate_after_write(request, principal.tenant_id, "item.updated")
+    await invalidate_after_write(request, tid, "donation.confirmed", campaign_id=cid, slug=slug)
 
-(`directory=True` when the write can change what the public directory shows:
-anything on a published campaign, its items or its totals.)
+and `WRITES` says what each kind makes stale; nothing else decides it.
 
 Parts. A read that depends on one campaign only names it (`part=campaign_part(id)`,
 or `slug_part(slug)` for public pages addressed by slug); tenant-wide lists name
-`LISTS`, an organization's public directory `DIRECTORY` (a pledge does not change
-it; `directory=True` writes bump it). A donation write changes only its campaign
-and the lists, so it passes `parts=donation_parts(...)` and the tenant's other
-cached pages stay valid. Any
-other write invalidates the whole tenant (no `parts`).
+`LISTS`, an organization's public directory `DIRECTORY`. A write confined to one
+campaign (`Stale.campaign`) drops that campaign's parts and the lists, so the
+tenant's other cached pages stay valid; any other write drops the whole tenant.
+`Stale.directory` writes change what the public directory shows (anything on a
+published campaign, its items or its contributed totals) and drop it too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import parse_qsl, urlencode
 from uuid import UUID
 
@@ -46,9 +48,7 @@ PUBLIC_PREFIXES = ("/api/public/",)
 # lists, one donation.
 LISTS = "lists"
 # The tenant's public directory: campaign fields and progress (confirmed + delivered),
-# not pending pledges. Bumped by the writes that pass `directory=True`, so a pledge
-# leaves it cached (in the load mix every pledge emptied each organization's
-# directory pages, about 30 times a second).
+# not pending pledges. Dropped by the writes whose `Stale.directory` is set.
 DIRECTORY = "directory"
 
 
@@ -60,13 +60,83 @@ def slug_part(slug: str) -> str:
     return f"s:{slug}"
 
 
-def donation_parts(campaign_id: UUID, slug: str | None) -> list[str]:
-    """What a donation write changes: its campaign (by id and, for public pages, by
-    slug) and the tenant-wide lists."""
+def campaign_parts(campaign_id: UUID, slug: str | None) -> list[str]:
+    """What a write confined to one campaign changes: the campaign (by id and, for
+    public pages, by slug) and the tenant-wide lists."""
     parts = [campaign_part(campaign_id), LISTS]
     if slug is not None:
         parts.append(slug_part(slug))
     return parts
+
+
+@dataclass(frozen=True)
+class Stale:
+    """What a kind of write makes stale: only its campaign's parts (`campaign`) or
+    the whole tenant, and the organization's public directory or not."""
+
+    campaign: bool
+    directory: bool
+
+
+WriteKind = Literal[
+    "campaign.created",
+    "campaign.updated",
+    "campaign.renamed",
+    "campaign.deleted",
+    "item.created",
+    "item.updated",
+    "item.deleted",
+    "donation.pledged",
+    "donation.recorded",
+    "donation.confirmed",
+    "donation.delivered",
+    "donation.cancelled",
+    "donation.anonymized",
+]
+
+WRITES: Mapping[WriteKind, Stale] = {
+    # A new or deleted campaign shows in every list and page of the tenant.
+    "campaign.created": Stale(campaign=False, directory=True),
+    # An edit: its reads by id and by slug, the lists, the directory. The tenant's
+    # other campaigns stay cached (partners' edits emptied every page of their tenant).
+    "campaign.updated": Stale(campaign=True, directory=True),
+    # A new slug drops the whole tenant: the old slug's pages must go too, and
+    # renames are rare.
+    "campaign.renamed": Stale(campaign=False, directory=True),
+    "campaign.deleted": Stale(campaign=False, directory=True),
+    "item.created": Stale(campaign=False, directory=True),
+    "item.updated": Stale(campaign=False, directory=True),
+    "item.deleted": Stale(campaign=False, directory=True),
+    # A pending donation (a public pledge, or a partner's): its campaign's pages and
+    # the lists, not the directory (its progress counts confirmed and delivered
+    # quantities only; in the load mix every pledge emptied each organization's
+    # directory pages, about 30 times a second).
+    "donation.pledged": Stale(campaign=True, directory=False),
+    # A partner's donation recorded as confirmed or delivered: contributed at once.
+    "donation.recorded": Stale(campaign=True, directory=True),
+    "donation.confirmed": Stale(campaign=True, directory=True),
+    # confirmed → delivered leaves contributed quantities (and the directory) alone.
+    "donation.delivered": Stale(campaign=True, directory=False),
+    "donation.cancelled": Stale(campaign=True, directory=True),
+    # Names and messages erased (the public donations list shows them); totals stay.
+    "donation.anonymized": Stale(campaign=True, directory=False),
+}
+
+
+def stale_parts(
+    kind: WriteKind, campaign_id: UUID | None = None, slug: str | None = None
+) -> tuple[bool, list[str] | None]:
+    """`kind`'s row of `WRITES` as (directory, parts) for `ResponseCache.invalidate`
+    (parts None: the whole tenant)."""
+    stale = WRITES[kind]
+    if not stale.campaign:
+        return stale.directory, None
+    if campaign_id is None:
+        raise ValueError(f"a {kind} write invalidates its campaign: pass campaign_id")
+    parts = campaign_parts(campaign_id, slug)
+    if stale.directory:
+        parts.append(DIRECTORY)
+    return stale.directory, parts
 
 
 def request_key(request: Request) -> str:
@@ -141,20 +211,21 @@ async def _build_and_store(
 
 async def invalidate_after_write(
     request: Request,
-    tenant_id: UUID | None,
+    tenant_id: UUID,
+    kind: WriteKind,
     *,
-    directory: bool,
-    parts: Collection[str] | None = None,
+    campaign_id: UUID | None = None,
+    slug: str | None = None,
 ) -> None:
-    """Make the tenant's cached reads (only those depending on `parts`, if given)
-    and the directory's unreachable; never raises.
+    """Make the tenant's cached reads that a `kind` write changed unreachable (see
+    `WRITES`; `campaign_id` and its `slug` for the kinds confined to a campaign);
+    never raises.
 
     Call after the commit. If Redis cannot be reached the invalidation is owed and
     replayed by this worker before it uses the cache again (see cache/response.py)."""
+    directory, parts = stale_parts(kind, campaign_id, slug)
     cache = response_cache(request)
     if cache is not None:
-        if directory and parts is not None:
-            parts = [*parts, DIRECTORY]
         await cache.invalidate(tenant_id, directory=directory, parts=parts)
 
 

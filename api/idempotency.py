@@ -21,6 +21,7 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -38,13 +39,33 @@ HEADER = "Idempotency-Key"
 # Anonymous pledges share one space per tenant, apart from every partner credential.
 PUBLIC_SCOPE = "public"
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Created(Generic[T]):
+    """What a write answered (`status`, `body`: stored for replays) and what its
+    caller needs of it afterwards (`value`: not stored)."""
+
+    status: int
+    body: bytes
+    value: T
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """The answer to send; `value` is the write's (None when `replayed`: nothing was
+    written this time)."""
+
     status: int
     body: bytes
     replayed: bool
+    value: T | None = None
+
+    @classmethod
+    def fresh(cls, created: Created[T]) -> Outcome[T]:
+        """The outcome of a write made without an idempotency key."""
+        return cls(created.status, created.body, replayed=False, value=created.value)
 
 
 def read_key(request: Request, *, required: bool) -> str | None:
@@ -98,9 +119,11 @@ async def run_once(
     key: str,
     fingerprint: bytes,
     ttl: float,
-    create: Callable[[], Awaitable[tuple[int, bytes]]],
+    create: Callable[[], Awaitable[Created[T]]],
     keyring: Keyring,
-) -> Outcome:
+) -> Outcome[T]:
+    """The stored answer of (tenant, scope, key) if there is one (`replayed`), else
+    `create()`'s, stored in the caller's transaction."""
     if not await q.try_lock(conn, _lock_id(tenant_id, scope, key)):
         raise IdempotencyInFlight(
             f"A request with this {HEADER} is still being processed; retry shortly."
@@ -115,16 +138,18 @@ async def run_once(
         if body[:1] == _SEALED:
             body = keyring.open_bytes(body, column=crypto.RESPONSE, **_place(tenant_id, scope, key))
         return Outcome(stored["status_code"], body, replayed=True)
-    status, body = await create()
-    sealed = keyring.seal_bytes(body, column=crypto.RESPONSE, **_place(tenant_id, scope, key))
+    created = await create()
+    sealed = keyring.seal_bytes(
+        created.body, column=crypto.RESPONSE, **_place(tenant_id, scope, key)
+    )
     await q.upsert_record(
         conn,
         tenant_id=tenant_id,
         key=key,
         scope=scope,
         fingerprint=fingerprint,
-        status_code=status,
+        status_code=created.status,
         body=sealed,
         ttl=ttl,
     )
-    return Outcome(status, body, replayed=False)
+    return Outcome.fresh(created)

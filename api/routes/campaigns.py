@@ -15,7 +15,7 @@ from slugify import slugify
 
 from api.auth import require
 from api.body import parse_body, validation_errors
-from api.cache import LISTS, cached_json, campaign_part, invalidate_after_write, slug_part
+from api.cache import LISTS, WriteKind, cached_json, campaign_part, invalidate_after_write
 from api.database import tenant_tx
 from api.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed, field_error
 from api.models.campaigns import (
@@ -194,7 +194,7 @@ async def create_campaign(request: Request, principal: Principal) -> HTTPRespons
             )
             data = campaign_out(row, items)
             await events.record(conn, "campaign.created", "campaign", row["id"], data)
-    await invalidate_after_write(request, tenant_id, directory=True)
+    await invalidate_after_write(request, tenant_id, "campaign.created")
     location = f"/api/v1/campaigns/{row['id']}"
     return json_response(data, 201, headers={"Location": location})
 
@@ -243,12 +243,8 @@ async def update_campaign(request: Request, campaign_id: str, principal: Princip
             )
             data = await campaign_with_items(conn, tenant_id, row)
             await events.record(conn, "campaign.updated", "campaign", cid, data)
-    # What shows this campaign: its reads by id and by slug, the lists, the
-    # directory. The tenant's other campaigns stay cached (partners' edits emptied
-    # every page of their tenant). A new slug drops the whole tenant: the old
-    # slug's pages must go too, and renames are rare.
-    parts = None if "slug" in changes else [campaign_part(cid), LISTS, slug_part(data["slug"])]
-    await invalidate_after_write(request, tenant_id, directory=True, parts=parts)
+    kind: WriteKind = "campaign.renamed" if "slug" in changes else "campaign.updated"
+    await invalidate_after_write(request, tenant_id, kind, campaign_id=cid, slug=data["slug"])
     return json_response(data)
 
 
@@ -267,5 +263,5 @@ async def delete_campaign(request: Request, campaign_id: str, principal: Princip
         raise Conflict(HAS_DONATIONS.format(id=cid)) from None
     if not deleted:
         raise NotFound()
-    await invalidate_after_write(request, principal.tenant_id, directory=True)
+    await invalidate_after_write(request, principal.tenant_id, "campaign.deleted")
     return no_content()

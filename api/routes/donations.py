@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from api import idempotency
 from api.auth import require
 from api.body import parse_body
-from api.cache import LISTS, cached_json, campaign_part, donation_parts, invalidate_after_write
+from api.cache import LISTS, WriteKind, cached_json, campaign_part, invalidate_after_write
 from api.database import keyring, tenant_tx
 from api.errors import IllegalTransition, NotFound, field_error
 from api.models.donations import (
@@ -45,6 +46,20 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "delivered": ("confirmed",),
     "cancelled": ("pending", "confirmed"),
 }
+# new status → the kind of write it is (api/cache.py: WRITES says what it makes stale)
+TRANSITION_WRITES: dict[str, WriteKind] = {
+    "confirmed": "donation.confirmed",
+    "delivered": "donation.delivered",
+    "cancelled": "donation.cancelled",
+}
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a donation's create leaves for the invalidation and the Location header."""
+
+    donation_id: uuid.UUID
+    slug: str | None
 
 
 def donation_out(row: asyncpg.Record, ring: Keyring) -> dict[str, Any]:
@@ -169,7 +184,7 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
 
     async with tenant_tx(request, tid) as conn:
 
-        async def create() -> tuple[int, bytes]:
+        async def create() -> idempotency.Created[Written]:
             row = await q.insert_donation(
                 conn,
                 keyring=ring,
@@ -192,11 +207,14 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
             await events.record(
                 conn, "donation.created", "donation", row["id"], donation_event(row)
             )
-            return 201, dumps(donation_out(row, ring))
+            # For the invalidation: the public pages address the campaign by slug.
+            slug = await q.campaign_slug(conn, tenant_id=tid, campaign_id=cid)
+            return idempotency.Created(
+                201, dumps(donation_out(row, ring)), Written(row["id"], slug)
+            )
 
         if key is None:
-            status, payload = await create()
-            replayed = False
+            outcome = idempotency.Outcome.fresh(await create())
         else:
             outcome = await idempotency.run_once(
                 conn,
@@ -208,21 +226,18 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
                 create=create,
                 keyring=ring,
             )
-            status, payload, replayed = outcome.status, outcome.body, outcome.replayed
-        # For the invalidation: the public pages address the campaign by slug.
-        slug = None if replayed else await q.campaign_slug(conn, tenant_id=tid, campaign_id=cid)
-    if not replayed:
-        # Totals changed: the campaign's and the tenant's list reads; the directory's
-        # progress only when the donation counts as contributed (not while pending).
-        await invalidate_after_write(
-            request, tid, directory=body.status != "pending", parts=donation_parts(cid, slug)
-        )
     headers = dict(PRIVATE)
-    if status == 201:
-        headers["Location"] = f"/api/v1/donations/{orjson.loads(payload)['id']}"
-    if replayed:
+    if outcome.value is not None:  # written now, not a replay
+        # The directory's progress changes only when the donation counts as
+        # contributed (not while pending).
+        kind: WriteKind = "donation.pledged" if body.status == "pending" else "donation.recorded"
+        await invalidate_after_write(request, tid, kind, campaign_id=cid, slug=outcome.value.slug)
+        headers["Location"] = f"/api/v1/donations/{outcome.value.donation_id}"
+    else:
         headers["Idempotent-Replayed"] = "true"
-    return raw_json_response(payload, status, headers=headers)
+        if outcome.status == 201:  # the stored answer is all a replay has of the donation
+            headers["Location"] = f"/api/v1/donations/{orjson.loads(outcome.body)['id']}"
+    return raw_json_response(outcome.body, outcome.status, headers=headers)
 
 
 @bp.get("/donations")
@@ -280,12 +295,8 @@ async def invalidate_transition(
     request: Request, tenant_id: uuid.UUID, row: asyncpg.Record, slug: str | None, to_status: str
 ) -> None:
     """After the commit of `apply_transition`: what its change made stale."""
-    # confirmed → delivered leaves contributed quantities (and the directory) alone.
     await invalidate_after_write(
-        request,
-        tenant_id,
-        directory=to_status != "delivered",
-        parts=donation_parts(row["campaign_id"], slug),
+        request, tenant_id, TRANSITION_WRITES[to_status], campaign_id=row["campaign_id"], slug=slug
     )
 
 
@@ -343,7 +354,5 @@ async def anonymize_donation(
             raise NotFound("No such donation.")
         cid = row["campaign_id"]
         slug = await q.campaign_slug(conn, tenant_id=tid, campaign_id=cid)
-    # Its campaign's pages (the public donations list shows names and messages) and
-    # the tenant's lists; totals did not change, so the directory stays.
-    await invalidate_after_write(request, tid, directory=False, parts=donation_parts(cid, slug))
+    await invalidate_after_write(request, tid, "donation.anonymized", campaign_id=cid, slug=slug)
     return json_response(donation_out(row, keyring(request)))

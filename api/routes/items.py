@@ -57,7 +57,7 @@ async def create_item(request: Request, campaign_id: str, principal: Principal) 
             conn, tenant_id=tenant_id, campaign_id=cid, items=[body.model_dump()]
         )
         await campaign_changed(conn, tenant_id, cid)
-    await invalidate_after_write(request, tenant_id, directory=True)
+    await invalidate_after_write(request, tenant_id, "item.created")
     item = item_out(rows[0])
     location = f"/api/v1/campaigns/{cid}/items/{item['id']}"
     return json_response(item, 201, headers={"Location": location})
@@ -92,7 +92,7 @@ async def update_item(
         rows = await q.select_items(conn, tenant_id=tenant_id, campaign_ids=[cid], item_id=iid)
         item = {**item_out(rows[0]), "campaign_id": str(cid)}
         await events.record(conn, "item.updated", "item", iid, item)
-    await invalidate_after_write(request, tenant_id, directory=True)
+    await invalidate_after_write(request, tenant_id, "item.updated")
     return json_response(item_out(rows[0]))
 
 
@@ -114,5 +114,5 @@ async def delete_item(
             await campaign_changed(conn, tenant_id, cid)
     except asyncpg.ForeignKeyViolationError:
         raise Conflict(ITEM_HAS_DONATIONS) from None
-    await invalidate_after_write(request, tenant_id, directory=True)
+    await invalidate_after_write(request, tenant_id, "item.deleted")
     return no_content()

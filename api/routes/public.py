@@ -20,11 +20,11 @@ import asyncpg
 from sanic import Blueprint, HTTPResponse, Request
 
 from api.body import parse_body
-from api.cache import DIRECTORY, cached_json, donation_parts, invalidate_after_write, slug_part
+from api.cache import DIRECTORY, cached_json, invalidate_after_write, slug_part
 from api.context import app_context
 from api.database import connection, keyring, tenant_tx
 from api.errors import BadRequest, Conflict, NotFound, field_error
-from api.idempotency import PUBLIC_SCOPE, Outcome, fingerprint, read_key, run_once
+from api.idempotency import PUBLIC_SCOPE, Created, Outcome, fingerprint, read_key, run_once
 from api.models.common import NO_NUL
 from api.models.events import donation_event
 from api.models.public import (
@@ -413,21 +413,20 @@ async def pledge_once(
     *,
     key: str,
     ttl: float,
-) -> Outcome:
+) -> Outcome[UUID]:
     """Record `body` as a pending pledge once per (public scope, `key`) within `ttl`
     seconds, then invalidate what it changed. A replay returns the first answer."""
     tenant_id: UUID = org["id"]
     ring = keyring(request)
-    written: list[UUID] = []  # the campaign the pledge went to (not set on a replay)
 
     async with tenant_tx(request, tenant_id) as conn:
 
-        async def create() -> tuple[int, bytes]:
+        async def create() -> Created[UUID]:
+            """The pledge's answer, and the campaign it went to."""
             campaign = await pq.select_campaign(conn, tenant_id=tenant_id, slug=slug)
             # A draft is not public: the same 404 as a slug that does not exist.
             if campaign is None or campaign["status"] == "draft":
                 raise NotFound("No such campaign.")
-            written.append(campaign["id"])
             if not campaign["accepting"]:
                 raise Conflict(
                     "This campaign is not accepting pledges "
@@ -460,7 +459,7 @@ async def pledge_once(
                 "quantity": row["quantity"],
                 "created_at": row["created_at"],
             }
-            return 201, dumps(pledge)
+            return Created(201, dumps(pledge), campaign["id"])
 
         outcome = await run_once(
             conn,
@@ -472,11 +471,9 @@ async def pledge_once(
             create=create,
             keyring=ring,
         )
-    if not outcome.replayed and written:
-        # A pending pledge changes its campaign's pages and the organization's lists,
-        # not the directory (its progress counts confirmed and delivered quantities only).
+    if outcome.value is not None:  # written now, not a replay
         await invalidate_after_write(
-            request, tenant_id, directory=False, parts=donation_parts(written[0], slug)
+            request, tenant_id, "donation.pledged", campaign_id=outcome.value, slug=slug
         )
     return outcome
 

@@ -55,8 +55,8 @@ async def get_things(request: Request, tenant: str) -> HTTPResponse:
 
 @probe.post("/<tenant>/write")
 async def write_things(request: Request, tenant: str) -> HTTPResponse:
-    """A write: invalidate after the (imaginary) commit."""
-    await invalidate_after_write(request, _tenant(tenant), directory=True)
+    """A write (of the whole tenant and its directory): invalidate after the (imaginary) commit."""
+    await invalidate_after_write(request, _tenant(tenant), "campaign.created")
     return HTTPResponse(status=204)
 
 
