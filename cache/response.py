@@ -29,17 +29,12 @@ from uuid import UUID
 
 from redis.asyncio import Redis
 
+from cache.breaker import CircuitBreaker, Unavailable
 from cache.keys import BUMP_LUA, EPOCH_KEY, LOOKUP_LUA, PREFIX, digest, scope_of, ttl_for
 from cache.memo import SingleFlight
 from cache.metrics import lookup_counter
-from cache.redisio import (
-    BoundedRedis,
-    CircuitBreaker,
-    Executor,
-    Unavailable,
-    create_client,
-    register_script,
-)
+from cache.pipe import Executor
+from cache.redisio import BoundedRedis, create_client, register_script
 
 MAX_PENDING_TENANTS = 256
 LOOKUP_SHA = register_script(LOOKUP_LUA)

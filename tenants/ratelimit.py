@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from uuid import UUID
 
-from cache.redisio import BoundedRedis, Unavailable
+from cache.breaker import Unavailable
+from cache.redisio import BoundedRedis
 
 log = logging.getLogger("conectades.ratelimit")
 
