@@ -1,4 +1,4 @@
-"""Email settings, from `CONECTADES_*` environment variables (as worker/config.py).
+"""Email settings, from `CONECTADES_*` environment variables (db/envconfig.py).
 
 - `SMTP_HOST` (empty: email is off; jobs wait in `email_job`, nothing is lost),
   `SMTP_PORT` (587), `SMTP_FROM` (e.g. `Conectades <nao-responda@example.org>`),
@@ -17,15 +17,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from email.headerregistry import Address
 from email.utils import parseaddr
 
+from db.envconfig import ENV_PREFIX, EnvValueError, read_env
 from notify.links import MIN_SECRET_BYTES
 
-ENV_PREFIX = "CONECTADES_"
 TLS_MODES = ("none", "starttls", "tls")
 
 
@@ -69,25 +68,10 @@ class EmailSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EmailSettings:
         """The settings, checked; EmailConfigError names what is wrong."""
-        env = os.environ if env is None else env
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name)
-            if raw is None:
-                continue
-            default = getattr(cls, f.name)
-            try:
-                if isinstance(default, bool):
-                    values[f.name] = raw.strip().lower() not in ("0", "false", "no", "off", "")
-                elif isinstance(default, int):
-                    values[f.name] = int(raw)
-                elif isinstance(default, float):
-                    values[f.name] = float(raw)
-                else:
-                    values[f.name] = raw.strip()
-            except ValueError:
-                raise EmailConfigError(f"{ENV_PREFIX}{f.name}: not a valid value") from None
-        settings = cls(**values)  # type: ignore[arg-type]
+        try:
+            settings = read_env(cls, env)
+        except EnvValueError as exc:
+            raise EmailConfigError(str(exc)) from None
         settings.check()
         return settings
 

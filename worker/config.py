@@ -1,11 +1,11 @@
-"""The worker's settings, from `CONECTADES_*` environment variables like the API's."""
+"""The worker's settings, from `CONECTADES_*` environment variables (db/envconfig.py)."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-ENV_PREFIX = "CONECTADES_"
+from db.envconfig import ENV_PREFIX, EnvValueError, read_env
 
 # Seconds before attempt 2, 3, ...: about 27.6 hours in all, then the delivery is dead.
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -39,26 +39,11 @@ class WorkerConfig:
     WEBHOOK_DISABLE_AFTER_DEAD: int = 5
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> WorkerConfig:
-        env = dict(os.environ) if env is None else env
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name)
-            if raw is None:
-                continue
-            default = getattr(cls, f.name)
-            try:
-                if isinstance(default, tuple):
-                    values[f.name] = tuple(float(x) for x in raw.split(",") if x.strip())
-                elif isinstance(default, int):
-                    values[f.name] = int(raw)
-                elif isinstance(default, float):
-                    values[f.name] = float(raw)
-                else:
-                    values[f.name] = raw
-            except ValueError:
-                raise SystemExit(f"{ENV_PREFIX}{f.name}: not a valid value: {raw!r}") from None
-        cfg = cls(**values)  # type: ignore[arg-type]
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
+        try:
+            cfg = read_env(cls, env)
+        except EnvValueError as exc:
+            raise SystemExit(f"{exc}: {exc.raw!r}") from None
         if not cfg.DATABASE_URL:
             raise SystemExit(f"missing required configuration: {ENV_PREFIX}DATABASE_URL")
         return cfg
