@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal, get_args
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from api.models.common import Quantity, Strict, Timestamp, text
+from api.models.common import Quantity, Strict, text
+from api.query import Instant, UuidArg, one_of
 
 DonationStatus = Literal["pending", "confirmed", "delivered", "cancelled"]
 # Partners may record goods already promised or received; cancelled is a transition.
@@ -53,10 +54,12 @@ class DonationList(BaseModel):
 
 
 class CampaignDonationFilters(BaseModel):
-    """Query filters of a campaign's donation list (api/routes/donations.py parses them)."""
+    """Query filters of a campaign's donation list (api/query.py: parse_query)."""
 
-    status: DonationStatus | None = Field(None, description="Only donations in this status.")
-    since: Timestamp | None = Field(
+    status: Annotated[DonationStatus | None, one_of(get_args(DonationStatus))] = Field(
+        None, description="Only donations in this status."
+    )
+    since: Instant = Field(
         None, description="Only donations created at or after this time (with a UTC offset)."
     )
 
@@ -64,10 +67,12 @@ class CampaignDonationFilters(BaseModel):
 class DonationFilters(CampaignDonationFilters):
     """Query filters of the list across campaigns."""
 
-    campaign_id: UUID | None = Field(None, description="Only this campaign's donations.")
+    campaign_id: UuidArg = Field(None, description="Only this campaign's donations.")
 
 
 class DonationExportFilters(DonationFilters):
     """The export's query: the list's filters and the format."""
 
-    format: Literal["csv"] = Field("csv", description="The file format.")
+    format: Annotated[Literal["csv"], one_of(["csv"])] = Field(
+        "csv", description="The file format."
+    )

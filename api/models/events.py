@@ -24,12 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from api.models.common import Timestamp
+from api.query import Instant, comma_separated
 from db.queries.events import FEED_TYPES
 
 EventType = Literal[
@@ -46,14 +46,20 @@ EventType = Literal[
 assert set(get_args(EventType)) == set(FEED_TYPES), "EventType and FEED_TYPES differ"
 
 
-class EventFilters(BaseModel):
-    """Query filters of the feed, as documented (api/routes/events.py parses them)."""
+def _unknown_type(name: str) -> str:
+    return f"unknown event type {name!r}; one of {', '.join(FEED_TYPES)}"
 
-    type: list[EventType] | None = Field(
-        None,
-        description="Only these types (repeat the parameter, or separate them with commas).",
+
+class EventFilters(BaseModel):
+    """Query filters of the feed (api/query.py: parse_query)."""
+
+    type: Annotated[list[EventType] | None, comma_separated(get_args(EventType), _unknown_type)] = (
+        Field(
+            None,
+            description="Only these types (repeat the parameter, or separate them with commas).",
+        )
     )
-    after: Timestamp | None = Field(
+    after: Instant = Field(
         None,
         description="Only events that occurred after this instant (with a UTC offset). A "
         "filter, not a position: to resume, pass `poll_cursor` as `cursor`.",

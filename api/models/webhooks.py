@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from api.models.common import HTTP_URL, Strict, drop_null, text
+from api.query import one_of
 from db.queries.events import EVENT_TYPES
 
 # What an endpoint can subscribe to: every event of the feed, and the notice that an
@@ -79,7 +80,9 @@ class WebhookUpdate(Strict):
 class DeliveryFilters(BaseModel):
     """Query filters of an endpoint's deliveries."""
 
-    status: DeliveryStatus | None = Field(None, description="Only deliveries in this status.")
+    status: Annotated[DeliveryStatus | None, one_of(get_args(DeliveryStatus))] = Field(
+        None, description="Only deliveries in this status."
+    )
 
 
 class WebhookRotate(Strict):

@@ -13,11 +13,11 @@ from sanic import Blueprint, HTTPResponse, Request
 
 from api.auth import require
 from api.database import tenant_tx
-from api.errors import field_error
-from api.models.audit import AuditPage
-from api.openapi import UUID_SCHEMA, doc, query_params
+from api.models.audit import AuditFilters, AuditPage
+from api.openapi import doc
 from api.pagination import Page, page_of
 from api.params import recency_after
+from api.query import parse_query
 from api.responses import json_response
 from db.queries import audit as q
 from tenants.principal import Principal
@@ -25,17 +25,6 @@ from tenants.principal import Principal
 bp = Blueprint("audit", url_prefix="/api/v1")
 
 TAG = "audit"
-
-
-def filters_of(request: Request) -> q.Filters:
-    try:
-        return q.Filters.parse(
-            actor=request.args.get("actor"),
-            resource=request.args.get("resource"),
-            action=request.args.get("action"),
-        )
-    except q.FilterError as exc:
-        raise field_error(exc.field, exc.message) from None
 
 
 def entry_out(row: asyncpg.Record) -> dict[str, Any]:
@@ -48,31 +37,11 @@ def entry_out(row: asyncpg.Record) -> dict[str, Any]:
 
 
 @bp.get("/audit")
-@doc(tag=TAG, response=AuditPage, errors=(400, 401, 403, 422))
-@query_params(
-    {
-        "name": "actor",
-        "in": "query",
-        "description": "An actor id (API key or staff user) or name (key prefix or username).",
-        "schema": {"anyOf": [UUID_SCHEMA, {"type": "string", "pattern": q.ACTOR_NAME.pattern}]},
-    },
-    {
-        "name": "resource",
-        "in": "query",
-        "description": "A resource id, or a resource type such as `campaign`.",
-        "schema": {"anyOf": [UUID_SCHEMA, {"type": "string", "pattern": q.RESOURCE_TYPE.pattern}]},
-    },
-    {
-        "name": "action",
-        "in": "query",
-        "description": "One action, e.g. `campaign.create`.",
-        "schema": {"type": "string", "pattern": q.ACTION.pattern},
-    },
-)
+@doc(tag=TAG, response=AuditPage, errors=(400, 401, 403, 422), query=AuditFilters)
 async def list_audit(request: Request, principal: Principal, page: Page) -> HTTPResponse:
     """List this organization's audit log, newest first (owners and `keys` keys only)."""
     require(principal, "keys")
-    filters = filters_of(request)
+    filters = parse_query(request, AuditFilters).filters()
     after = recency_after(page.cursor)
     tid = principal.tenant_id
     async with tenant_tx(request, tid) as conn:

@@ -5,19 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import asyncpg
-import pydantic
 from sanic import Blueprint, HTTPResponse, Request
 from slugify import slugify
 
 from api.auth import require
-from api.body import parse_body, validation_errors
+from api.body import parse_body
 from api.cache import LISTS, WriteKind, cached_json, campaign_part, invalidate_after_write
 from api.database import tenant_tx
-from api.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed, field_error
+from api.errors import Conflict, NotFound, ServiceUnavailable, field_error
 from api.models.campaigns import (
     Campaign,
     CampaignCreate,
@@ -29,6 +28,7 @@ from api.models.campaigns import (
 from api.openapi import doc
 from api.pagination import Page, page_of
 from api.params import path_id, recency_after
+from api.query import parse_query
 from api.responses import dumps, json_response, no_content
 from db.queries import campaigns as q
 from db.queries import events
@@ -37,7 +37,6 @@ from tenants.principal import Principal
 
 bp = Blueprint("campaigns", url_prefix="/api/v1")
 
-M = TypeVar("M", bound=pydantic.BaseModel)
 TAG = "campaigns"
 RESOURCE = "campaigns"  # the response cache's resource (TTL 1 h)
 HAS_DONATIONS = (
@@ -48,16 +47,6 @@ BAD_CURSOR = "cursor: not a cursor returned by this API"
 # A derived slug's base leaves room for a `-<n>` suffix within the 100 characters.
 SLUG_BASE_LENGTH = 90
 SLUG_ATTEMPTS = 5
-
-
-def parse_query(request: Request, model: type[M]) -> M:
-    given = {name: request.args.get(name) for name in model.model_fields if name in request.args}
-    try:
-        return model.model_validate(given)
-    except pydantic.ValidationError as exc:
-        errors = validation_errors(exc)
-        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        raise ValidationFailed(summary, errors=errors) from None
 
 
 def check_period(starts_at: datetime | None, ends_at: datetime | None) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -28,7 +27,8 @@ from api.models.donations import (
 from api.models.events import STATUS_EVENTS, donation_event
 from api.openapi import doc
 from api.pagination import Page, page_of
-from api.params import instant_arg, path_id, recency_after
+from api.params import path_id, recency_after
+from api.query import parse_query
 from api.responses import PRIVATE, dumps, json_response, raw_json_response
 from db.crypto import Keyring
 from db.queries import donations as q
@@ -84,29 +84,6 @@ def donation_out(row: asyncpg.Record, ring: Keyring) -> dict[str, Any]:
     }
 
 
-def status_filter(request: Request) -> str | None:
-    raw = request.args.get("status")
-    if raw is None or raw == "":
-        return None
-    if raw not in STATUSES:
-        raise field_error("status", f"must be one of {', '.join(STATUSES)}", "enum")
-    return str(raw)
-
-
-def since_filter(request: Request) -> datetime | None:
-    return instant_arg(request, "since")
-
-
-def campaign_filter(request: Request) -> uuid.UUID | None:
-    raw = request.args.get("campaign_id")
-    if raw is None or raw == "":
-        return None
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise field_error("campaign_id", "must be a UUID", "uuid_parsing") from None
-
-
 def _page_body(rows: list[asyncpg.Record], page: Page, ring: Keyring) -> bytes:
     rows, cursor = page_of(rows, page.limit, lambda r: [r["created_at"].isoformat(), str(r["id"])])
     return dumps({"data": [donation_out(r, ring) for r in rows], "next_cursor": cursor})
@@ -122,14 +99,16 @@ async def _cached(
 
 
 async def _list(
-    request: Request, principal: Principal, page: Page, cid: uuid.UUID | None, *, scoped: bool
+    request: Request,
+    principal: Principal,
+    page: Page,
+    filters: CampaignDonationFilters,
+    cid: uuid.UUID | None,
+    *,
+    scoped: bool,
 ) -> HTTPResponse:
     """A page of donations, newest first; `scoped`: under /campaigns/{id} (404 if unknown)."""
-    status, since, after = (
-        status_filter(request),
-        since_filter(request),
-        recency_after(page.cursor),
-    )
+    after = recency_after(page.cursor)
     tid = principal.tenant_id
 
     async def build() -> bytes:
@@ -138,8 +117,8 @@ async def _list(
                 conn,
                 tenant_id=tid,
                 campaign_id=cid,
-                status=status,
-                since=since,
+                status=filters.status,
+                since=filters.since,
                 after=after,
                 limit=page.limit + 1,
             )
@@ -161,7 +140,9 @@ async def list_campaign_donations(
 ) -> HTTPResponse:
     """List a campaign's donations, newest first (filters: status, since)."""
     require(principal, "read")
-    return await _list(request, principal, page, path_id(campaign_id, "campaign"), scoped=True)
+    cid = path_id(campaign_id, "campaign")
+    filters = parse_query(request, CampaignDonationFilters)
+    return await _list(request, principal, page, filters, cid, scoped=True)
 
 
 @bp.post("/campaigns/<campaign_id:str>/donations")
@@ -245,7 +226,8 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
 async def list_donations(request: Request, principal: Principal, page: Page) -> HTTPResponse:
     """List donations across campaigns, newest first (filters: campaign_id, status, since)."""
     require(principal, "read")
-    return await _list(request, principal, page, campaign_filter(request), scoped=False)
+    filters = parse_query(request, DonationFilters)
+    return await _list(request, principal, page, filters, filters.campaign_id, scoped=False)
 
 
 @bp.get("/donations/<donation_id:str>")

@@ -15,11 +15,12 @@ from sanic import Blueprint, HTTPResponse, Request
 
 from api.auth import require
 from api.database import tenant_tx
-from api.errors import BadRequest, field_error
+from api.errors import BadRequest
 from api.models.events import EventFilters, EventList
 from api.openapi import doc
 from api.pagination import Page, encode_cursor
-from api.params import BAD_CURSOR, instant_arg
+from api.params import BAD_CURSOR
+from api.query import parse_query
 from api.responses import json_response
 from db.queries import events as q
 from tenants.principal import Principal
@@ -29,18 +30,6 @@ bp = Blueprint("events", url_prefix="/api/v1")
 TAG = "events"
 START = (0, 0)  # before every event
 MAX_XID = (1 << 64) - 1
-
-
-def type_filter(request: Request) -> list[str] | None:
-    """`type` repeated and/or comma-separated, each one of the known types."""
-    given = [t.strip() for raw in request.args.getlist("type", []) for t in raw.split(",")]
-    types = sorted({t for t in given if t})
-    unknown = [t for t in types if t not in q.FEED_TYPES]
-    if unknown:
-        raise field_error(
-            "type", f"unknown event type {unknown[0]!r}; one of {', '.join(q.FEED_TYPES)}", "enum"
-        )
-    return types or None
 
 
 def position(cursor: list[Any] | None) -> tuple[int, int]:
@@ -68,11 +57,7 @@ def _cursor(pos: tuple[int, int]) -> str:
 async def list_events(request: Request, principal: Principal, page: Page) -> HTTPResponse:
     """List the tenant's events, oldest first (a feed to poll with `poll_cursor`)."""
     require(principal, "read")
-    types, occurred_after, start = (
-        type_filter(request),
-        instant_arg(request, "after"),
-        position(page.cursor),
-    )
+    filters, start = parse_query(request, EventFilters), position(page.cursor)
     tid = principal.tenant_id
     async with tenant_tx(request, tid) as conn:
         # First the horizon, then the rows below it: every transaction below it had
@@ -84,8 +69,8 @@ async def list_events(request: Request, principal: Principal, page: Page) -> HTT
             tenant_id=tid,
             after=start,
             below=horizon,
-            types=types,
-            occurred_after=occurred_after,
+            types=filters.type,
+            occurred_after=filters.after,
             limit=page.limit + 1,
         )
     more = len(rows) > page.limit

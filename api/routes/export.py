@@ -30,10 +30,11 @@ from sanic import Blueprint, HTTPResponse, Request
 from api.auth import require
 from api.context import app_context
 from api.database import keyring, tenant_tx
-from api.errors import NotFound, ServiceUnavailable, field_error
+from api.errors import NotFound, ServiceUnavailable
 from api.models.donations import DonationExportFilters
 from api.openapi import doc
-from api.routes.donations import campaign_filter, donation_out, since_filter, status_filter
+from api.query import parse_query
+from api.routes.donations import donation_out
 from db.crypto import Keyring
 from db.queries import donations as dq
 from db.queries import export as q
@@ -42,7 +43,6 @@ from tenants.principal import Principal
 bp = Blueprint("export", url_prefix="/api/v1")
 
 TAG = "donations"
-FORMATS = ("csv",)
 CSV_TYPE = "text/csv; charset=utf-8; header=present"
 BOM = "\ufeff"
 CHUNK = 64 * 1024  # characters buffered before a send
@@ -105,15 +105,6 @@ def slots(request: Request) -> asyncio.Semaphore:
     return ctx.export_slots
 
 
-def format_arg(request: Request) -> str:
-    raw = request.args.get("format")
-    if raw is None or raw == "":
-        return "csv"
-    if raw not in FORMATS:
-        raise field_error("format", f"must be one of {', '.join(FORMATS)}", "enum")
-    return str(raw)
-
-
 @bp.get("/donations/export")
 @doc(
     tag=TAG,
@@ -125,22 +116,16 @@ def format_arg(request: Request) -> str:
 async def export_donations(request: Request, principal: Principal) -> None:
     """Export donations as CSV, newest first, streamed (filters as the donations list)."""
     require(principal, "read")
-    format_arg(request)
-    status, since, cid = status_filter(request), since_filter(request), campaign_filter(request)
+    filters = parse_query(request, DonationExportFilters)  # the format: csv, the only one
     export_slots = slots(request)
     if export_slots.locked():
         raise ServiceUnavailable("This server is busy with other exports; retry shortly.")
     async with export_slots:
-        await _stream_csv(request, principal.tenant_id, cid, status, since)
+        await _stream_csv(request, principal.tenant_id, filters)
 
 
-async def _stream_csv(
-    request: Request,
-    tid: UUID,
-    cid: UUID | None,
-    status: str | None,
-    since: datetime | None,
-) -> None:
+async def _stream_csv(request: Request, tid: UUID, filters: DonationExportFilters) -> None:
+    cid = filters.campaign_id
     ring = keyring(request)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     headers = {
@@ -157,7 +142,9 @@ async def _stream_csv(
         writer = csv.writer(buffer)  # excel dialect: minimal quoting, CRLF
         buffer.write(BOM)
         writer.writerow(COLUMNS)
-        rows = q.export_donations(conn, tenant_id=tid, campaign_id=cid, status=status, since=since)
+        rows = q.export_donations(
+            conn, tenant_id=tid, campaign_id=cid, status=filters.status, since=filters.since
+        )
         async for row in rows:
             writer.writerow(csv_row(row, ring))
             if buffer.tell() >= CHUNK:

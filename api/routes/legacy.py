@@ -25,17 +25,11 @@ from sanic import Blueprint, HTTPResponse, Request
 
 from api.cache import PUBLIC, cached_json
 from api.database import connection
-from api.errors import field_error
 from api.models.legacy import CampanhaLegadaList
 from api.openapi import doc
+from api.query import parse_query
 from api.responses import dumps
-from api.routes.public import (
-    DEADLINE_BOUND_TTL,
-    RESOURCE,
-    DirectoryParams,
-    directory_filter,
-    document_params,
-)
+from api.routes.public import DEADLINE_BOUND_TTL, RESOURCE, DirectoryParams
 from db.queries import legacy as lq
 from db.queries import public as pq
 
@@ -55,19 +49,6 @@ LEGACY_PARAMS = DirectoryParams(
     orders={"recente": "recent", "antiga": "oldest", "prazo": "deadline", "progresso": "progress"},
     integer_ids=True,
 )
-
-
-def _int_arg(request: Request, name: str) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw.strip() == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise field_error(name, "must be an integer id", "int_parsing") from None
-    if not 1 <= value <= 2**31 - 1:
-        raise field_error(name, "must be an id from 1 to 2147483647", "greater_than")
-    return value
 
 
 def _percent(part: float, whole: float) -> float:
@@ -150,14 +131,19 @@ async def _build(request: Request, f: pq.DirectoryFilter) -> bytes:
 
 
 @bp.get("/api/campanhas/listar/", strict_slashes=False)
-@doc(tag="legacy", response=CampanhaLegadaList, errors=(422,), secured=False)
-@document_params(LEGACY_PARAMS)
+@doc(
+    tag="legacy",
+    response=CampanhaLegadaList,
+    errors=(422,),
+    secured=False,
+    query=LEGACY_PARAMS.model,
+)
 async def list_campanhas(request: Request) -> HTTPResponse:
     """The old system's listing: a bare array of campaigns with its Portuguese fields."""
-    f = directory_filter(request, LEGACY_PARAMS)
-    category_id = _int_arg(request, LEGACY_PARAMS.category)
-    location_id = _int_arg(request, LEGACY_PARAMS.location)
-    f = replace(f, category=None, location=None)
+    query = parse_query(request, LEGACY_PARAMS.model)
+    f = query.filter()  # without category and location: they are ids, looked up here
+    category_id: int | None = query.category
+    location_id: int | None = query.location
     if category_id is not None or location_id is not None:
         async with connection(request) as conn:
             if category_id is not None:

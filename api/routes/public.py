@@ -13,10 +13,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 from uuid import UUID
 
 import asyncpg
+import pydantic
+from pydantic import BaseModel, Field
 from sanic import Blueprint, HTTPResponse, Request
 
 from api.body import parse_body
@@ -25,7 +27,6 @@ from api.context import app_context
 from api.database import connection, keyring, tenant_tx
 from api.errors import BadRequest, Conflict, NotFound, field_error
 from api.idempotency import PUBLIC_SCOPE, Created, Outcome, fingerprint, read_key, run_once
-from api.models.common import NO_NUL
 from api.models.events import donation_event
 from api.models.public import (
     CampaignPublicDetail,
@@ -34,16 +35,16 @@ from api.models.public import (
     Pledge,
     PledgeCreate,
 )
-from api.openapi import doc, query_params
+from api.openapi import doc
 from api.pagination import Page, page_of
 from api.params import recency_after
+from api.query import choice, integer_id, parse_query, search_text
 from api.responses import JSON, dumps, raw_json_response
 from db.queries import donations as dq
 from db.queries import events
 from db.queries import public as pq
 
 bp = Blueprint("public")
-F = TypeVar("F", bound=Callable[..., Any])
 
 RESOURCE = "campaigns"  # the response cache's resource of campaign pages and the directory
 NO_STORE = {"Cache-Control": "private, no-store"}
@@ -60,9 +61,34 @@ _NO_DEADLINE = datetime.max
 DEADLINE_BOUND_TTL = 60
 
 
+class DirectoryQuery(BaseModel):
+    """The directory's query string (api/query.py); each DirectoryParams builds its
+    own subclass, which gives these fields their parameter names and types."""
+
+    q: Any = None
+    category: Any = None
+    location: Any = None
+    status: Any = None
+    order: Any = None
+
+    def filter(self, *, tenant_id: UUID | None = None) -> pq.DirectoryFilter:
+        """The query's filters; ids (the legacy route's category and location) are left
+        for the caller to look up."""
+        by_id = isinstance(self.category, int) or isinstance(self.location, int)
+        return pq.DirectoryFilter(
+            order=self.order,
+            status=self.status,
+            q=self.q,
+            category=None if by_id else self.category,
+            location=None if by_id else self.location,
+            tenant_id=tenant_id,
+        )
+
+
 @dataclass(frozen=True)
 class DirectoryParams:
-    """Query parameter names and accepted values (the legacy route renames them)."""
+    """Query parameter names and accepted values (the legacy route and the donor
+    pages rename them); `model` parses and documents them (`doc(query=...)`)."""
 
     q: str = "q"
     category: str = "category"
@@ -82,74 +108,52 @@ class DirectoryParams:
             "progress": "progress",
         }
     )
+    model: type[DirectoryQuery] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model", _directory_model(self))
+
+
+def _directory_model(params: DirectoryParams) -> type[DirectoryQuery]:
+    if params.integer_ids:
+        category = (integer_id(MAX_FILTER), "A category id")
+        location = (integer_id(MAX_FILTER), "A location id")
+    else:
+        category = (search_text(MAX_FILTER), "An exact category")
+        location = (search_text(MAX_FILTER), "Location prefix (accent/case-insensitive)")
+    fields: dict[str, Any] = {
+        "q": (
+            search_text(MAX_Q),
+            Field(
+                None,
+                alias=params.q,
+                description="Search title and description (accent/case-insensitive)",
+            ),
+        ),
+        "category": (category[0], Field(None, alias=params.category, description=category[1])),
+        "location": (location[0], Field(None, alias=params.location, description=location[1])),
+        # The first choice is the default (parsed as any other: validate_default).
+        "status": (
+            choice(params.statuses),
+            Field(next(iter(params.statuses)), alias=params.status, validate_default=True),
+        ),
+        "order": (
+            choice(params.orders),
+            Field(next(iter(params.orders)), alias=params.order, validate_default=True),
+        ),
+    }
+    # limit and cursor: every paged route gets them from api/openapi.py doc()
+    return pydantic.create_model("DirectoryQuery", __base__=DirectoryQuery, **fields)
 
 
 PARAMS = DirectoryParams()
-
-
-def document_params(params: DirectoryParams) -> Callable[[F], F]:
-    """The directory's query parameters in the OpenAPI description."""
-
-    def text(name: str, max_length: int, description: str) -> dict[str, Any]:
-        schema = {"type": "string", "maxLength": max_length, "pattern": NO_NUL}
-        return {"name": name, "in": "query", "description": description, "schema": schema}
-
-    def choice(name: str, values: Mapping[str, Any]) -> dict[str, Any]:
-        schema = {"type": "string", "enum": list(values), "default": next(iter(values))}
-        return {"name": name, "in": "query", "schema": schema}
-
-    def integer_id(name: str, what: str) -> dict[str, Any]:
-        schema = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
-        return {"name": name, "in": "query", "description": f"A {what} id", "schema": schema}
-
-    filters = (
-        [integer_id(params.category, "category"), integer_id(params.location, "location")]
-        if params.integer_ids
-        else [
-            text(params.category, MAX_FILTER, "An exact category"),
-            text(params.location, MAX_FILTER, "Location prefix (accent/case-insensitive)"),
-        ]
-    )
-    # limit and cursor: every paged route gets them from api/openapi.py doc()
-    return query_params(
-        text(params.q, MAX_Q, "Search title and description (accent/case-insensitive)"),
-        *filters,
-        choice(params.status, params.statuses),
-        choice(params.order, params.orders),
-    )
-
-
-def _text_arg(request: Request, name: str, max_length: int) -> str | None:
-    raw: str | None = request.args.get(name)
-    if raw is None:
-        return None
-    if len(raw) > max_length:
-        raise field_error(name, f"at most {max_length} characters", "string_too_long")
-    if "\x00" in raw:
-        raise field_error(name, "must not contain NUL characters", "string_type")
-    return raw.strip() or None
-
-
-def _choice(request: Request, name: str, choices: Mapping[str, Any], default: str) -> Any:
-    raw = request.args.get(name, default)
-    if raw not in choices:
-        allowed = ", ".join(choices)
-        raise field_error(name, f"must be one of: {allowed}", "enum")
-    return choices[raw]
 
 
 def directory_filter(
     request: Request, params: DirectoryParams = PARAMS, *, tenant_id: UUID | None = None
 ) -> pq.DirectoryFilter:
     """The directory filters from the query string; 422 names the bad parameter."""
-    return pq.DirectoryFilter(
-        order=_choice(request, params.order, params.orders, next(iter(params.orders))),
-        status=_choice(request, params.status, params.statuses, next(iter(params.statuses))),
-        q=_text_arg(request, params.q, MAX_Q),
-        category=_text_arg(request, params.category, MAX_FILTER),
-        location=_text_arg(request, params.location, MAX_FILTER),
-        tenant_id=tenant_id,
-    )
+    return parse_query(request, params.model).filter(tenant_id=tenant_id)
 
 
 def _cursor_key(order: pq.Order, row: asyncpg.Record) -> list[Any]:
@@ -308,16 +312,22 @@ def _item(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @bp.get("/api/public/campaigns")
-@doc(tag="public", response=CampaignPublicList, errors=(400, 422), secured=False)
-@document_params(PARAMS)
+@doc(
+    tag="public", response=CampaignPublicList, errors=(400, 422), secured=False, query=PARAMS.model
+)
 async def list_public_campaigns(request: Request, page: Page) -> HTTPResponse:
     """Directory of published campaigns of all active organizations."""
     return await directory_response(request, page, directory_filter(request))
 
 
 @bp.get("/api/public/<tenant>/campaigns")
-@doc(tag="public", response=CampaignPublicList, errors=(400, 404, 422), secured=False)
-@document_params(PARAMS)
+@doc(
+    tag="public",
+    response=CampaignPublicList,
+    errors=(400, 404, 422),
+    secured=False,
+    query=PARAMS.model,
+)
 async def list_tenant_public_campaigns(request: Request, tenant: str, page: Page) -> HTTPResponse:
     """Directory of one organization's published campaigns."""
     f = directory_filter(request)

@@ -30,6 +30,7 @@ from api.models.webhooks import (
 from api.openapi import doc
 from api.pagination import Page, page_of
 from api.params import BAD_CURSOR, path_id, recency_after
+from api.query import parse_query
 from api.responses import json_response, no_content
 from db.queries import webhooks as q
 from tenants.principal import Principal
@@ -39,7 +40,6 @@ from worker.signing import format_secret, new_secret
 bp = Blueprint("webhooks", url_prefix="/api/v1")
 
 TAG = "webhooks"
-DELIVERY_STATUSES = ("pending", "succeeded", "dead")
 
 
 def _check_url(request: Request, url: str) -> str:
@@ -195,15 +195,6 @@ async def rotate_webhook(request: Request, principal: Principal, webhook_id: str
     return json_response(out)
 
 
-def _status_filter(request: Request) -> str | None:
-    raw = request.args.get("status")
-    if raw is None or raw == "":
-        return None
-    if raw not in DELIVERY_STATUSES:
-        raise field_error("status", f"must be one of {', '.join(DELIVERY_STATUSES)}", "enum")
-    return str(raw)
-
-
 def _seq_after(cursor: list[Any] | None) -> int | None:
     if cursor is None:
         return None
@@ -220,7 +211,7 @@ async def list_webhook_deliveries(
     """List an endpoint's deliveries, newest first: status, attempts, response code, latency."""
     require(principal, "keys")
     wid = path_id(webhook_id, "webhook")
-    status = _status_filter(request)
+    status = parse_query(request, DeliveryFilters).status
     before = _seq_after(page.cursor)
     async with tenant_tx(request, principal.tenant_id) as conn:
         if await q.select_endpoint(conn, tenant_id=principal.tenant_id, endpoint_id=wid) is None:
