@@ -12,6 +12,8 @@ from uuid import UUID
 
 import asyncpg
 
+from db.queries import fetch_all, fetch_one
+
 ENDPOINT_COLUMNS = (
     "id, url, description, event_types, enabled, created_at, updated_at, "
     "failing_since, consecutive_dead, disabled_at, disabled_reason, "
@@ -162,17 +164,13 @@ async def select_endpoints(
     limit: int,
 ) -> list[asyncpg.Record]:
     created, endpoint_id = after if after else (None, None)
-    rows: list[asyncpg.Record] = await conn.fetch(
-        SELECT_ENDPOINTS, tenant_id, created, endpoint_id, limit
-    )
-    return rows
+    return await fetch_all(conn, SELECT_ENDPOINTS, tenant_id, created, endpoint_id, limit)
 
 
 async def select_endpoint(
     conn: asyncpg.Connection, *, tenant_id: UUID, endpoint_id: UUID
 ) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(SELECT_ENDPOINT, tenant_id, endpoint_id)
-    return row
+    return await fetch_one(conn, SELECT_ENDPOINT, tenant_id, endpoint_id)
 
 
 async def update_endpoint(
@@ -185,10 +183,9 @@ async def update_endpoint(
     event_types: list[str] | None,
     enabled: bool | None,
 ) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        UPDATE_ENDPOINT, tenant_id, endpoint_id, url, description, event_types, enabled
+    return await fetch_one(
+        conn, UPDATE_ENDPOINT, tenant_id, endpoint_id, url, description, event_types, enabled
     )
-    return row
 
 
 async def delete_endpoint(conn: asyncpg.Connection, *, tenant_id: UUID, endpoint_id: UUID) -> bool:
@@ -203,10 +200,7 @@ async def rotate_secret(
     secret: bytes,
     overlap_seconds: float,
 ) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        ROTATE_SECRET, tenant_id, endpoint_id, secret, overlap_seconds
-    )
-    return row
+    return await fetch_one(conn, ROTATE_SECRET, tenant_id, endpoint_id, secret, overlap_seconds)
 
 
 async def select_deliveries(
@@ -218,27 +212,21 @@ async def select_deliveries(
     before_seq: int | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
-        SELECT_DELIVERIES, tenant_id, endpoint_id, status, before_seq, limit
+    return await fetch_all(
+        conn, SELECT_DELIVERIES, tenant_id, endpoint_id, status, before_seq, limit
     )
-    return rows
 
 
 async def select_delivery(
     conn: asyncpg.Connection, *, tenant_id: UUID, endpoint_id: UUID, delivery_id: UUID
 ) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        SELECT_DELIVERY, tenant_id, endpoint_id, delivery_id
-    )
-    return row
+    return await fetch_one(conn, SELECT_DELIVERY, tenant_id, endpoint_id, delivery_id)
 
 
 async def retry_delivery(
     conn: asyncpg.Connection, *, tenant_id: UUID, endpoint_id: UUID, delivery_id: UUID
 ) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        RETRY_DELIVERY, tenant_id, endpoint_id, delivery_id
-    )
+    row = await fetch_one(conn, RETRY_DELIVERY, tenant_id, endpoint_id, delivery_id)
     if row is not None:
         await conn.execute(NOTIFY_WORKER)  # sent at commit: the worker wakes at once
     return row
@@ -246,8 +234,7 @@ async def retry_delivery(
 
 async def claim(conn: asyncpg.Connection, *, limit: int, lease: float) -> list[asyncpg.Record]:
     """Due deliveries of every tenant, leased to the caller (webhook_claim)."""
-    rows: list[asyncpg.Record] = await conn.fetch(CLAIM, limit, lease)
-    return rows
+    return await fetch_all(conn, CLAIM, limit, lease)
 
 
 async def succeed_many(
@@ -300,10 +287,7 @@ async def fail(
 async def disable_endpoint(
     conn: asyncpg.Connection, *, tenant_id: UUID, endpoint_id: UUID, reason: str
 ) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        DISABLE_ENDPOINT, tenant_id, endpoint_id, reason
-    )
-    return row
+    return await fetch_one(conn, DISABLE_ENDPOINT, tenant_id, endpoint_id, reason)
 
 
 def endpoint_json(row: asyncpg.Record) -> dict[str, Any]:
