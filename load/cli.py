@@ -10,6 +10,7 @@ reconcile and re-print a run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
 import sys
@@ -24,7 +25,7 @@ from rich.table import Table
 
 from load import fixture as fx
 from load import report
-from load.reconcile import read_events, reconcile_sync
+from load.reconcile import read_events, reconcile
 from load.run import RESULTS, SCENARIOS, K6Live, RunConfig, run
 from load.stack import MemoryMonitor, StackError, StackTarget, env_keyring, local_stack
 
@@ -341,12 +342,14 @@ def reconcile_command(
     if ring is None:
         err.print("[bold red]error:[/] set CONECTADES_CONTACT_KEYS and CONECTADES_CONTACT_HMAC_KEY")
         raise typer.Exit(2)
-    rec = reconcile_sync(
-        dsn,
-        summary["run_id"],
-        read_events(run_dir / "donations.jsonl"),
-        keyring=ring,
-        all_items=all_items,
+    rec = asyncio.run(
+        reconcile(
+            dsn,
+            summary["run_id"],
+            read_events(run_dir / "donations.jsonl"),
+            keyring=ring,
+            all_items=all_items,
+        )
     )
     out.print(
         f"{rec.sent} keys sent, {rec.acknowledged} acknowledged, {rec.stored} stored "

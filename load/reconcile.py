@@ -25,7 +25,6 @@ connection) is allowed: it was sent, and a client would retry it with its key.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections import defaultdict
@@ -263,14 +262,3 @@ def _totals_problems(totals: Iterable[asyncpg.Record]) -> list[Problem]:
         if diffs:
             problems.append(Problem("totals", f"item {t['item_id']}: {'; '.join(diffs)}"))
     return problems
-
-
-def reconcile_sync(
-    admin_dsn: str,
-    run_id: str,
-    events: Iterable[dict[str, str]],
-    *,
-    keyring: Keyring,
-    all_items: bool = False,
-) -> Reconciliation:
-    return asyncio.run(reconcile(admin_dsn, run_id, events, keyring=keyring, all_items=all_items))

@@ -18,6 +18,7 @@ counters from k6's REST API once a second.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -41,7 +42,7 @@ import psutil
 from load import report
 from load.cpu import CpuMeter
 from load.fixture import Fixture, build_targets
-from load.reconcile import read_events, reconcile_sync
+from load.reconcile import read_events, reconcile
 from load.stack import MemoryMonitor, StackTarget, check_up
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -332,7 +333,6 @@ def run(
     run_id = new_run_id(cfg.scenario)
     run_dir = cfg.results / run_id
     run_dir.mkdir(parents=True)
-    import asyncio
 
     targets_data = asyncio.run(build_targets(target.admin_dsn, fixture))
     targets_path = run_dir / "targets.json"
@@ -376,12 +376,14 @@ def run(
     events = read_events(run_dir / "donations.jsonl")
     rec = None
     if cfg.reconcile and (cfg.scenario in WRITES or events):
-        rec = reconcile_sync(
-            target.admin_dsn,
-            run_id,
-            events,
-            keyring=target.contact_keys(),
-            all_items=cfg.all_items,
+        rec = asyncio.run(
+            reconcile(
+                target.admin_dsn,
+                run_id,
+                events,
+                keyring=target.contact_keys(),
+                all_items=cfg.all_items,
+            )
         ).as_dict()
     memory = {
         "peak_pss": monitor.peak.pss,

@@ -4,13 +4,14 @@ throwaway tenant per test)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import pytest
 
 from db import crypto
-from load.reconcile import reconcile_sync, run_contact
+from load.reconcile import reconcile, run_contact
 from tests.services import CONTACT_KEYS, Database
 
 RING = crypto.Keyring.from_env(CONTACT_KEYS)
@@ -92,7 +93,7 @@ class Run:
         return did
 
     def check(self) -> Any:
-        return reconcile_sync(self.db.admin_dsn, self.id, self.events, keyring=RING)
+        return asyncio.run(reconcile(self.db.admin_dsn, self.id, self.events, keyring=RING))
 
 
 @pytest.fixture
