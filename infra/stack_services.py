@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -127,32 +128,24 @@ def _wait(ready: Callable[[], bool], what: str, timeout: float, log: Path) -> No
     raise SystemExit(f"{what} not ready after {timeout:g} s; see {log}")
 
 
+@dataclass
 class Supervised:
     """A program of the stack's supervisor: prepared, started in order, then waited
     for; stopped with the whole supervisor (`cmd_down`)."""
 
-    def __init__(
-        self,
-        name: str,
-        sup: Supervisor,
-        *,
-        prepare: Callable[[], None],
-        ready: Callable[[], bool],
-        describe: Callable[[], str],
-        timeout: float = 30,
-    ) -> None:
-        self.name = name
-        self.sup = sup
-        self._prepare = prepare
-        self._ready = ready
-        self._describe = describe
-        self.timeout = timeout
+    name: str
+    sup: Supervisor
+    _: KW_ONLY
+    prepare: Callable[[], None]
+    ready: Callable[[], bool]
+    describe: Callable[[], str]
+    timeout: float = 30
 
     def start(self) -> None:
         if self.sup.info().get(self.name, {}).get("statename") != "RUNNING":
-            self._prepare()
+            self.prepare()
             self.sup.start(self.name)
-        _wait(self._ready, self.name, self.timeout, VAR / "log" / f"{self.name}.log")
+        _wait(self.ready, self.name, self.timeout, VAR / "log" / f"{self.name}.log")
 
     def stop(self) -> None:
         pass  # supervisord stops every program, in reverse order (cmd_down)
@@ -166,14 +159,13 @@ class Supervised:
         supervised = f"supervised: {state.lower()}, {restarts} restarts"
         if state != "RUNNING":
             return f"stopped ({supervised}; see var/log/{self.name}.log)"
-        return f"{self._describe()} (pid {info['pid']}; {supervised})"
+        return f"{self.describe()} (pid {info['pid']}; {supervised})"
 
 
+@dataclass
 class External:
     name: str
-
-    def __init__(self, name: str, where: str) -> None:
-        self.name, self.where = name, where
+    where: str
 
     def start(self) -> None:
         pass
