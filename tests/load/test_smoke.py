@@ -11,7 +11,8 @@ import pytest
 
 from load import fixture as fx
 from load import report
-from load.run import CONSOLE, K6Live, RunConfig, run
+from load.k6 import K6Live
+from load.run import CONSOLE, RunConfig, run
 from load.stack import MemoryMonitor, StackTarget
 
 # The smoke mix writes more than the full one so that 10 s produce enough
