@@ -35,6 +35,10 @@ Usage (from the repository root; venv with asyncpg):
     python -m load.experiments.totals --schemas plain --rounds 3 --duration 10 --concurrency 64
 
 --dsn must be a superuser (it creates databases and a role).
+
+Why one module of ~500 lines: a finished experiment (its figures are in
+docs/decisions.md) kept whole so that it can be run again as it ran; nothing else
+imports it, and a split would only spread one measurement over files.
 """
 
 from __future__ import annotations
