@@ -5,25 +5,46 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 from sanic import Request
 
-from api.errors import BadRequest, field_error
+from api.errors import BadRequest
+from api.query import parse_query
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 MAX_CURSOR_LENGTH = 512
+LIMIT_MESSAGE = f"must be an integer from 1 to {MAX_LIMIT}"
 
 
-class PageQuery(BaseModel):
-    """The paging parameters as documented (parsed by `Page.from_request`)."""
+def _limit(raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        value = int(raw)
+    except ValueError:
+        raise PydanticCustomError("int_parsing", LIMIT_MESSAGE) from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise PydanticCustomError("range", LIMIT_MESSAGE)
+    return value
 
-    limit: int = Field(
+
+class PageLimit(BaseModel):
+    """The page size, parsed by api/query.py like every other query parameter."""
+
+    limit: Annotated[int, BeforeValidator(_limit)] = Field(
         DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"Page size (default {DEFAULT_LIMIT})."
     )
+
+
+class PageQuery(PageLimit):
+    """The paging parameters as documented. The cursor is not parsed as a filter: it is
+    an opaque token, and one this API did not make is a 400 (`decode_cursor`)."""
+
     cursor: str | None = Field(
         None,
         max_length=MAX_CURSOR_LENGTH,
@@ -39,20 +60,8 @@ class Page:
 
     @classmethod
     def from_request(cls, request: Request) -> Page:
-        return cls(limit=_limit(request), cursor=decode_cursor(request.args.get("cursor")))
-
-
-def _limit(request: Request) -> int:
-    raw = request.args.get("limit")
-    if raw is None:
-        return DEFAULT_LIMIT
-    try:
-        value = int(raw)
-    except ValueError:
-        raise field_error("limit", "must be an integer from 1 to 100", "int_parsing") from None
-    if not 1 <= value <= MAX_LIMIT:
-        raise field_error("limit", "must be an integer from 1 to 100", "range")
-    return value
+        limit = parse_query(request, PageLimit).limit
+        return cls(limit=limit, cursor=decode_cursor(request.args.get("cursor")))
 
 
 def encode_cursor(values: list[Any]) -> str:

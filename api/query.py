@@ -14,6 +14,7 @@ set, a bounded search text, a positive integer id, a repeatable list.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -41,18 +42,25 @@ def parse_query(request: Request, model: type[M]) -> M:
     """`model` from the request's query string: each field from the parameter of its
     alias (or name); a list field from every value of a repeated parameter. Blank
     values are absent (Sanic drops them). 422 naming each bad parameter."""
+    args = request.args
     given: dict[str, Any] = {}
-    for name, info in model.model_fields.items():
-        key = info.alias or name
-        if key in request.args:
-            many = _is_list(info.annotation)
-            given[key] = request.args.getlist(key) if many else request.args.get(key)
+    for key, many in _parameters(model):
+        if key in args:
+            given[key] = args.getlist(key) if many else args.get(key)
     try:
         return model.model_validate(given)
     except pydantic.ValidationError as exc:
         errors = validation_errors(exc)
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         raise ValidationFailed(summary, errors=errors) from None
+
+
+@functools.cache
+def _parameters(model: type[pydantic.BaseModel]) -> tuple[tuple[str, bool], ...]:
+    """Each field's parameter name and whether it takes every value of a repeated one."""
+    return tuple(
+        (info.alias or name, _is_list(info.annotation)) for name, info in model.model_fields.items()
+    )
 
 
 def _is_list(annotation: Any) -> bool:
@@ -138,8 +146,10 @@ def integer_id(max_length: int) -> Any:
     """A positive 32-bit id (as text of at most `max_length` characters); blank is absent."""
 
     def check(raw: Any) -> Any:
-        if not isinstance(raw, str) or _text(raw, max_length) is None:
-            return None if isinstance(raw, str) else raw
+        if not isinstance(raw, str):
+            return raw
+        if _text(raw, max_length) is None:  # the text's checks first; blank is absent
+            return None
         try:
             value = int(raw)
         except ValueError:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 from uuid import UUID
 
 import asyncpg
@@ -65,6 +65,8 @@ class DirectoryQuery(BaseModel):
     """The directory's query string (api/query.py); each DirectoryParams builds its
     own subclass, which gives these fields their parameter names and types."""
 
+    # The legacy route's category and location are ids, looked up by the route.
+    integer_ids: ClassVar[bool] = False
     q: Any = None
     category: Any = None
     location: Any = None
@@ -72,15 +74,13 @@ class DirectoryQuery(BaseModel):
     order: Any = None
 
     def filter(self, *, tenant_id: UUID | None = None) -> pq.DirectoryFilter:
-        """The query's filters; ids (the legacy route's category and location) are left
-        for the caller to look up."""
-        by_id = isinstance(self.category, int) or isinstance(self.location, int)
+        """The query's filters (without category and location when they are ids)."""
         return pq.DirectoryFilter(
             order=self.order,
             status=self.status,
             q=self.q,
-            category=None if by_id else self.category,
-            location=None if by_id else self.location,
+            category=None if self.integer_ids else self.category,
+            location=None if self.integer_ids else self.location,
             tenant_id=tenant_id,
         )
 
@@ -143,7 +143,9 @@ def _directory_model(params: DirectoryParams) -> type[DirectoryQuery]:
         ),
     }
     # limit and cursor: every paged route gets them from api/openapi.py doc()
-    return pydantic.create_model("DirectoryQuery", __base__=DirectoryQuery, **fields)
+    model = pydantic.create_model("DirectoryQuery", __base__=DirectoryQuery, **fields)
+    model.integer_ids = params.integer_ids
+    return model
 
 
 PARAMS = DirectoryParams()

@@ -17,6 +17,7 @@ from api.errors import ValidationFailed
 from api.models.audit import AuditFilters
 from api.models.donations import DonationExportFilters, DonationFilters
 from api.models.events import EventFilters
+from api.pagination import PageLimit
 from api.query import parse_query
 from api.routes.legacy import LEGACY_PARAMS
 from api.routes.pages import PARAMS as PAGE_PARAMS
@@ -120,3 +121,11 @@ def test_legacy_ids_are_positive_integers_named_in_portuguese(query: str, expect
     assert (parsed.category, parsed.location) == expected
     f = parsed.filter()
     assert (f.category, f.location, f.status, f.order) == (None, None, "active", "recent")
+
+
+def test_page_size_is_parsed_here_too() -> None:
+    assert parse_query(request("limit=%207%20"), PageLimit).limit == 7
+    assert parse_query(request(""), PageLimit).limit == 20
+    message = "must be an integer from 1 to 100"
+    assert problems(PageLimit, "limit=0") == [("limit", "range", message)]
+    assert problems(PageLimit, "limit=ten") == [("limit", "int_parsing", message)]
