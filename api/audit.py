@@ -40,6 +40,7 @@ from prometheus_client import Counter
 from sanic import Request
 from sanic.response import BaseHTTPResponse
 
+from api.context import app_context
 from api.request_context import client_ip
 from db.queries import audit as q
 from db.tenancy import tenant_transaction
@@ -217,7 +218,7 @@ async def record_write(request: Request, response: BaseHTTPResponse) -> None:
         timeout = float(request.app.config.DB_ACQUIRE_TIMEOUT)
         if response.status == 503:
             timeout = min(timeout, UNAVAILABLE_ACQUIRE_TIMEOUT)
-        pool = request.app.ctx.pool
+        pool = app_context(request).pool
         async with tenant_transaction(pool, tenant_id, acquire_timeout=timeout) as conn:
             await q.insert_entry(conn, entry)
     except Exception as exc:  # the answer stands whatever happens here

@@ -9,6 +9,7 @@ import asyncpg
 from sanic import Request
 from sanic.response import BaseHTTPResponse
 
+from api.context import app_context
 from api.database import connection
 from api.errors import Forbidden, TooManyRequests, Unauthorized
 from api.request_context import client_ip
@@ -26,7 +27,7 @@ async def principal_from_request(request: Request) -> Principal:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized()
-    failures = request.app.ctx.auth_failures
+    failures = app_context(request).auth_failures
     client = client_ip(request)
     if failures is not None and failures.retry_after(client) > 0:
         raise TooManyRequests(
@@ -52,7 +53,7 @@ async def _from_api_key(request: Request, token: str) -> Principal:
     prefix = keys.parse_prefix(token)
     if prefix is None:
         raise Unauthorized()
-    ctx = request.app.ctx
+    ctx = app_context(request)
     # The row may be up to the memo's TTL (5 s) old in this worker: that bounds how
     # long a key revoked elsewhere (another worker, the CLI) or a tenant suspended
     # keeps working here. Every check below still runs on every request.
@@ -89,7 +90,7 @@ async def _load_api_key(request: Request, prefix: str) -> asyncpg.Record | None:
 def forget_api_key(request: Request, prefix: str) -> None:
     """Drop a key from THIS worker's memo (right after revoking it here); other
     workers notice within the memo's TTL."""
-    request.app.ctx.api_keys.discard(prefix)
+    app_context(request).api_keys.discard(prefix)
 
 
 async def _from_access_token(request: Request, token: str) -> Principal:
@@ -112,7 +113,7 @@ async def _from_access_token(request: Request, token: str) -> Principal:
 
 async def _rate_limit(request: Request, principal: Principal) -> None:
     """Per API key or staff user; fails open when Redis cannot answer."""
-    limiter = request.app.ctx.ratelimit
+    limiter = app_context(request).ratelimit
     if limiter is None:
         return
     decision = await limiter.check(principal.subject_id)
