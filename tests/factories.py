@@ -12,6 +12,10 @@ import httpx
 from tenants import keys, provisioning
 from tests.services import Database
 
+# An id no row has: fixed, not uuid4(), because test ids are built from parameters and
+# must be the same in every collection (pytest-xdist compares its workers' lists).
+UNKNOWN_ID = "5b0c3a4e-9d1f-4c2a-8e7b-3f6d2a1c0e9f"
+
 
 @dataclass
 class TenantCtx:

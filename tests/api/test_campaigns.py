@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import Factory, TenantCtx, bearer
+from tests.factories import UNKNOWN_ID, Factory, TenantCtx, bearer
 from tests.services import Database
 
 URL = "/api/v1/campaigns"
@@ -364,9 +364,7 @@ def test_get_campaign_has_items_totals_and_progress(
     assert got["progress"] == pytest.approx(0.75)  # mean of 0.5 and min(1, 2.0)
 
 
-@pytest.mark.parametrize(
-    "bad_id", [str(uuid.uuid4()), "not-a-uuid", "1", "' OR 1=1 --", "%00", "0" * 33]
-)
+@pytest.mark.parametrize("bad_id", [UNKNOWN_ID, "not-a-uuid", "1", "' OR 1=1 --", "%00", "0" * 33])
 def test_get_campaign_with_unknown_or_malformed_id_is_404(
     client: httpx.Client, tenant: TenantCtx, bad_id: str
 ) -> None:
@@ -477,12 +475,12 @@ def _cursor(value: Any) -> str:
         _cursor({"a": 1}),
         _cursor([]),
         _cursor(["2026-01-01T00:00:00+00:00"]),
-        _cursor(["not a date", str(uuid.uuid4())]),
-        _cursor(["2026-01-01T00:00:00", str(uuid.uuid4())]),  # naive
+        _cursor(["not a date", UNKNOWN_ID]),
+        _cursor(["2026-01-01T00:00:00", UNKNOWN_ID]),  # naive
         _cursor(["2026-01-01T00:00:00+00:00", "not-a-uuid"]),
         _cursor([1, 2]),
         _cursor([None, None]),
-        _cursor(["2026-01-01T00:00:00+00:00", str(uuid.uuid4()), 3]),
+        _cursor(["2026-01-01T00:00:00+00:00", UNKNOWN_ID, 3]),
     ],
 )
 def test_list_campaigns_with_bad_cursor_is_400(
@@ -637,7 +635,7 @@ def test_update_campaign_with_1mb_body_is_413(
     assert campaign_row(db, c["id"]) == before
 
 
-@pytest.mark.parametrize("bad_id", [str(uuid.uuid4()), "not-a-uuid", "' OR 1=1 --"])
+@pytest.mark.parametrize("bad_id", [UNKNOWN_ID, "not-a-uuid", "' OR 1=1 --"])
 def test_update_campaign_with_unknown_or_malformed_id_is_404(
     client: httpx.Client, tenant: TenantCtx, bad_id: str
 ) -> None:
@@ -682,7 +680,7 @@ def test_delete_campaign_with_donations_is_409_and_says_close_it(
     assert r.status_code == 200 and r.json()["status"] == "closed"
 
 
-@pytest.mark.parametrize("bad_id", [str(uuid.uuid4()), "not-a-uuid", "' OR 1=1 --"])
+@pytest.mark.parametrize("bad_id", [UNKNOWN_ID, "not-a-uuid", "' OR 1=1 --"])
 def test_delete_campaign_with_unknown_or_malformed_id_is_404(
     client: httpx.Client, tenant: TenantCtx, bad_id: str
 ) -> None:

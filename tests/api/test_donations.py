@@ -11,7 +11,7 @@ import pytest
 
 from api.pagination import encode_cursor
 from db.crypto import Keyring
-from tests.factories import Factory, TenantCtx
+from tests.factories import UNKNOWN_ID, Factory, TenantCtx
 from tests.services import CONTACT_KEYS, Database
 
 RING = Keyring.from_env(CONTACT_KEYS)
@@ -322,7 +322,7 @@ def test_create_donation_with_1mb_body_is_413(
 
 
 @pytest.mark.parametrize(
-    "campaign_id", [str(uuid.uuid4()), "not-a-uuid", "1' OR '1'='1", "%00", "0" * 300]
+    "campaign_id", [UNKNOWN_ID, "not-a-uuid", "1' OR '1'='1", "%00", "0" * 300]
 )
 def test_create_donation_for_unknown_or_malformed_campaign_is_404(
     client: httpx.Client,
@@ -431,7 +431,7 @@ def test_get_donation_with_read_only_key_works(
     assert r.status_code == 200 and r.json()["id"] == made["id"]
 
 
-@pytest.mark.parametrize("donation_id", [str(uuid.uuid4()), "nope", "1' OR '1'='1", "0" * 300])
+@pytest.mark.parametrize("donation_id", [UNKNOWN_ID, "nope", "1' OR '1'='1", "0" * 300])
 def test_get_unknown_or_malformed_donation_is_404(
     client: httpx.Client, tenant: TenantCtx, donation_id: str
 ) -> None:
@@ -531,7 +531,7 @@ def test_illegal_transition_is_409_naming_the_current_status(
 
 
 @pytest.mark.parametrize("action", ["confirm", "deliver", "cancel"])
-@pytest.mark.parametrize("donation_id", [str(uuid.uuid4()), "nope", "1' OR '1'='1"])
+@pytest.mark.parametrize("donation_id", [UNKNOWN_ID, "nope", "1' OR '1'='1"])
 def test_transition_of_unknown_or_malformed_donation_is_404(
     client: httpx.Client, tenant: TenantCtx, action: str, donation_id: str
 ) -> None:
@@ -733,8 +733,8 @@ def test_list_donations_with_bad_filter_is_422(
         "garbage!",
         "x" * 600,
         encode_cursor(["2026-01-01T00:00:00+00:00"]),
-        encode_cursor(["2026-01-01T00:00:00", str(uuid.uuid4())]),
-        encode_cursor(["not a time", str(uuid.uuid4())]),
+        encode_cursor(["2026-01-01T00:00:00", UNKNOWN_ID]),
+        encode_cursor(["not a time", UNKNOWN_ID]),
         encode_cursor(["2026-01-01T00:00:00+00:00", "not a uuid"]),
         encode_cursor([1, 2]),
         encode_cursor([None, None]),
@@ -757,7 +757,7 @@ def test_list_donations_of_other_tenants_campaign_is_404(
     assert_problem(client.get(donations_url(theirs), headers=tenant.headers), 404)
 
 
-@pytest.mark.parametrize("campaign_id", [str(uuid.uuid4()), "nope"])
+@pytest.mark.parametrize("campaign_id", [UNKNOWN_ID, "nope"])
 def test_list_donations_of_unknown_campaign_is_404(
     client: httpx.Client, tenant: TenantCtx, campaign_id: str
 ) -> None:

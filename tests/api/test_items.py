@@ -19,7 +19,7 @@ from tests.api.test_campaigns import (
     campaign_row,
     count_items,
 )
-from tests.factories import Factory, TenantCtx, bearer
+from tests.factories import UNKNOWN_ID, Factory, TenantCtx, bearer
 from tests.services import Database
 
 
@@ -197,7 +197,7 @@ def test_create_item_with_1mb_body_is_413(
     assert count_items(db, tenant) == 2
 
 
-@pytest.mark.parametrize("bad_id", [str(uuid.uuid4()), "not-a-uuid", "' OR 1=1 --"])
+@pytest.mark.parametrize("bad_id", [UNKNOWN_ID, "not-a-uuid", "' OR 1=1 --"])
 def test_create_item_on_unknown_or_malformed_campaign_is_404(
     client: httpx.Client, db: Database, tenant: TenantCtx, bad_id: str
 ) -> None:
