@@ -25,11 +25,11 @@ from sanic import Blueprint, HTTPResponse, Request
 
 from api.cache import PUBLIC, cached_json
 from api.database import connection
+from api.directory import DEADLINE_BOUND_TTL, RESOURCE, DirectoryParams
 from api.models.legacy import CampanhaLegadaList
 from api.openapi import doc
 from api.query import parse_query
 from api.responses import dumps
-from api.routes.public import DEADLINE_BOUND_TTL, RESOURCE, DirectoryParams
 from db.queries import legacy as lq
 from db.queries import public as pq
 

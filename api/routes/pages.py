@@ -1,7 +1,8 @@
 """Donor pages in pt-BR: the directory, an organization, a campaign with its pledge
 form, the thank-you page, and Portuguese error pages.
 
-Same data and rules as the public API (its functions in api/routes/public.py).
+Same data and rules as the public API (its functions in api/routes/public.py and
+api/directory.py).
 GETs are public: the same for every visitor, cached in Redis (resource "pages",
 under the same scopes and parts as the JSON they show) and by the edge for a
 second; a 404 is as public as the page was. The form posts back to the campaign
@@ -25,6 +26,13 @@ from sanic.exceptions import SanicException
 from sanic_ext import openapi
 
 from api.cache import DIRECTORY, PUBLIC_CACHE_CONTROL, cached_json
+from api.directory import (
+    DEADLINE_BOUND_TTL,
+    DirectoryParams,
+    directory_after,
+    directory_filter,
+    directory_rows,
+)
 from api.errors import (
     ApiError,
     Conflict,
@@ -38,15 +46,10 @@ from api.pagination import Page, decode_cursor
 from api.pledge_form import REPEAT_WINDOW, PledgeForm, form_secret, pledge_key
 from api.request_context import client_ip
 from api.routes.public import (
-    DEADLINE_BOUND_TTL,
-    DirectoryParams,
     cached_campaign,
     campaign_detail,
     campaign_with_recent,
     check_slug,
-    directory_after,
-    directory_filter,
-    directory_rows,
     pledge_once,
     public_tenant,
 )

@@ -13,6 +13,7 @@ import pytest
 from sanic import Request
 from sanic.request import RequestParameters
 
+from api.directory import PARAMS
 from api.errors import ValidationFailed
 from api.models.audit import AuditFilters
 from api.models.donations import DonationExportFilters, DonationFilters
@@ -21,7 +22,6 @@ from api.pagination import PageLimit
 from api.query import parse_query
 from api.routes.legacy import LEGACY_PARAMS
 from api.routes.pages import PARAMS as PAGE_PARAMS
-from api.routes.public import PARAMS
 
 
 def request(query: str) -> Request:
