@@ -6,6 +6,9 @@ point it at existing servers instead of the local ones.
 Every service has `start()`, `stop()` and `status()`; `up` starts them in order,
 `down` stops them in reverse order. Secrets are generated once into
 `var/stack.env` (mode 0600) and reused, so running `up` again is harmless.
+Stacks started at the same time on one machine (two clones) take turns: `up` holds
+a machine-wide lock from choosing its ports until its servers listen on them, so
+the second sees the first's ports taken and picks free ones (`starting_lock`).
 
 The parts: settings, paths and secrets (infra/stack_settings.py), the services
 under supervisord (infra/stack_services.py), the demo tenant and data
@@ -15,15 +18,42 @@ under supervisord (infra/stack_services.py), the demo tenant and data
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import shlex
 import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 from infra.nginx import stack_edge
 from infra.process import wait_gone
 from infra.stack_demo import demo, seed_demo
 from infra.stack_services import services, supervisor
 from infra.stack_settings import MAIL_DIR, VAR, Settings, load_env
+
+# Machine-wide (not under var/): every clone on this machine competes for 8080 & co.
+START_LOCK = Path(tempfile.gettempdir()) / "conectades-start.lock"
+
+
+@contextlib.contextmanager
+def starting_lock(path: Path = START_LOCK) -> Iterator[None]:
+    """Held while a stack picks its ports and starts: without it two clones started
+    at once both found 8080 free, one edge failed to bind, and its readiness check
+    was answered by the other stack's edge (the printed key then got 401)."""
+    # Read-only: flock needs no write access, so a lock file another user created
+    # (mode 0644 in the shared /tmp) serves every user.
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("== waiting for another ./start.sh on this machine to finish starting")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def cmd_up(settings: Settings) -> None:
@@ -133,10 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         help="API worker processes (default: one per core, or CONECTADES_WORKERS)",
     )
     args = parser.parse_args(argv)
-    settings = Settings(env=load_env(), workers=args.workers)
     if args.command == "up":
-        cmd_up(settings)
-    elif args.command == "stop":
+        with starting_lock():
+            cmd_up(Settings(env=load_env(), workers=args.workers))
+        return 0
+    with starting_lock():  # a first `status` or `env` also picks the ports
+        settings = Settings(env=load_env(), workers=args.workers)
+    if args.command == "stop":
         cmd_down(settings)
     elif args.command == "status":
         return cmd_status(settings)
