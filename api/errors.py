@@ -280,5 +280,5 @@ def _reason(status: int) -> str:
         return "Error"
 
 
-def setup_errors(app: Sanic) -> None:  # type: ignore[type-arg]
+def setup_errors(app: Sanic[Any, Any]) -> None:
     app.error_handler = ProblemErrorHandler()

@@ -268,7 +268,7 @@ def query_params(*params: dict[str, Any]) -> Callable[[F], F]:
     return decorate
 
 
-def _complete(spec: dict[str, Any], app: Sanic) -> dict[str, Any]:  # type: ignore[type-arg]
+def _complete(spec: dict[str, Any], app: Sanic[Any, Any]) -> dict[str, Any]:
     """The document as served: sanic-ext's paths and components, completed with what
     `doc()` recorded per handler, the description and the security schemes."""
     spec["openapi"] = "3.1.0"
@@ -317,7 +317,7 @@ def _complete_operation(op: dict[str, Any], extra: dict[str, Any] | None) -> Non
         op.pop("security", None)
 
 
-def _batch_auto_routes(app: Sanic) -> None:  # type: ignore[type-arg]
+def _batch_auto_routes(app: Sanic[Any, Any]) -> None:
     """Let sanic-ext add its HEAD/OPTIONS routes with the signal router finalized once.
 
     sanic-ext adds them one by one in a before_server_start listener, after Sanic
@@ -328,10 +328,10 @@ def _batch_auto_routes(app: Sanic) -> None:  # type: ignore[type-arg]
     (they all run at its PRIORITY; ours run before them). The listener being
     dispatched holds its own list of handlers, as it does for every per-route reset."""
 
-    async def reset_signals(app: Sanic) -> None:  # type: ignore[type-arg]
+    async def reset_signals(app: Sanic[Any, Any]) -> None:
         app.signal_router.reset()  # type: ignore[no-untyped-call]
 
-    async def finalize_signals(app: Sanic) -> None:  # type: ignore[type-arg]
+    async def finalize_signals(app: Sanic[Any, Any]) -> None:
         app.signalize(bool(app.config.TOUCHUP))
 
     app.register_listener(reset_signals, "before_server_start", priority=SANIC_EXT_PRIORITY + 1)

@@ -12,7 +12,7 @@ from typing import Any
 from sanic import HTTPResponse, Request, Sanic
 
 
-def create_bare_app(_: object = None) -> Sanic:  # type: ignore[type-arg]
+def create_bare_app(_: object = None) -> Sanic[Any, Any]:
     """`sanic load.ceiling:create_bare_app --factory`: the ceilings of a Sanic route.
 
     BENCH_BODY_FILE's bytes on any GET under /api/v1/campaigns/ (a bare route), and,
@@ -41,11 +41,11 @@ def create_bare_app(_: object = None) -> Sanic:  # type: ignore[type-arg]
         return app
 
     @app.before_server_start
-    async def open_pool(app: Sanic, _: Any) -> None:  # type: ignore[type-arg]
+    async def open_pool(app: Sanic[Any, Any], _: Any) -> None:
         app.ctx.pool = await asyncpg.create_pool(dsn, min_size=2, max_size=pool_max)
 
     @app.after_server_stop
-    async def close_pool(app: Sanic, _: Any) -> None:  # type: ignore[type-arg]
+    async def close_pool(app: Sanic[Any, Any], _: Any) -> None:
         await app.ctx.pool.close()
 
     @app.post("/bench/insert")
