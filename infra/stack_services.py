@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from db.contact_keys import reseal
 from infra.nginx import LocalNginx, stack_edge
 from infra.postgres import LocalPostgres
-from infra.stack_settings import API_ROLE, MAIL_DIR, ROOT, VAR, Settings
+from infra.stack_settings import API_ROLE, ENV_FILE, MAIL_DIR, ROOT, VAR, Settings
 from infra.supervisor import Program, Supervisor
 
 
@@ -140,12 +140,28 @@ class Supervised:
     ready: Callable[[], bool]
     describe: Callable[[], str]
     timeout: float = 30
+    # The var/stack.env setting and value of the port it listens on, if any.
+    port: tuple[str, int] | None = None
 
     def start(self) -> None:
-        if self.sup.info().get(self.name, {}).get("statename") != "RUNNING":
+        state = self.sup.info().get(self.name, {}).get("statename")
+        if state != "RUNNING":
+            if state != "STARTING":
+                self._check_port_free()
             self.prepare()
             self.sup.start(self.name)
         _wait(self.ready, self.name, self.timeout, VAR / "log" / f"{self.name}.log")
+
+    def _check_port_free(self) -> None:
+        """Another process on our port would answer the readiness check in our
+        server's place (the edge of another clone, its PostgreSQL): say so instead."""
+        if self.port is not None and port_open(self.port[1]):
+            key, number = self.port
+            raise SystemExit(
+                f"{self.name}: port {number} ({key} in {ENV_FILE}) is taken by another"
+                f" process (another clone's stack?). Stop it, or delete the {key} line"
+                " from that file to have a free port picked."
+            )
 
     def stop(self) -> None:
         pass  # supervisord stops every program, in reverse order (cmd_down)
@@ -271,6 +287,7 @@ def services(settings: Settings, sup: Supervisor | None = None) -> list[Service]
                 prepare=pg.init,
                 ready=lambda: pg_ready(pg),
                 describe=lambda: f"running on 127.0.0.1:{pg.port}",
+                port=("PG_PORT", pg.port),
             )
         )
     if settings.external_redis:
@@ -284,6 +301,7 @@ def services(settings: Settings, sup: Supervisor | None = None) -> list[Service]
                 prepare=redis.prepare,
                 ready=redis.ping,
                 describe=lambda: f"running on 127.0.0.1:{redis.port}",
+                port=("REDIS_PORT", redis.port),
             )
         )
     if settings.external_smtp:
@@ -297,6 +315,7 @@ def services(settings: Settings, sup: Supervisor | None = None) -> list[Service]
                 prepare=lambda: MAIL_DIR.mkdir(parents=True, exist_ok=True),
                 ready=lambda: port_open(mail_port),
                 describe=lambda: f"SMTP sink on 127.0.0.1:{mail_port}, writing {MAIL_DIR}/",
+                port=("SMTP_PORT", mail_port),
             )
         )
     found.append(Migrations(settings))
@@ -307,6 +326,7 @@ def services(settings: Settings, sup: Supervisor | None = None) -> list[Service]
             prepare=_prepare_api,
             ready=lambda: _api_ready(settings),
             describe=lambda: _describe_api(settings),
+            port=("API_PORT", int(settings.env["API_PORT"])),
         )
     )
     found.append(
@@ -326,6 +346,7 @@ def services(settings: Settings, sup: Supervisor | None = None) -> list[Service]
             prepare=nginx.prepare,
             ready=nginx.running,
             describe=lambda: f"running on {nginx.url}",
+            port=("EDGE_PORT", int(settings.env["EDGE_PORT"])),
         )
     )
     return found

@@ -266,3 +266,24 @@ def test_a_killed_service_is_started_again_and_status_says_so(
     # and exit, so the supervisor starts it twice (seen in a clean-clone run).
     now = int(re.search(r"(\d+) restarts", line)[1])  # type: ignore[index]
     assert now >= restarts + 1, status.stdout
+
+
+def test_a_port_another_process_holds_is_named_not_silently_shared(workdir: Path) -> None:
+    """A stack whose var/stack.env names a port some other process now listens on
+    (another clone's stack started meanwhile) stops with the setting's name: its
+    readiness check would otherwise be answered by the other server."""
+    var = workdir / "stack-port-taken"
+    var.mkdir()
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        taken = other.getsockname()[1]
+        (var / "stack.env").write_text(f"PG_PORT={taken}\n")
+        try:
+            up = stack(var, "up")
+            assert up.returncode != 0, up.stdout
+            assert f"postgres: port {taken} (PG_PORT in " in up.stderr, up.stderr
+            assert "is taken by another process" in up.stderr
+            assert "Conectades is up" not in up.stdout
+        finally:
+            stack(var, "stop")
