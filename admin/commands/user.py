@@ -53,6 +53,18 @@ def _password(given: str | None) -> tuple[str, bool]:
     return given, False
 
 
+def _report(data: dict[str, str], message: str, generated: str | None, as_json: bool) -> None:
+    """A created or changed login: JSON, or `message`; a generated password is shown
+    this once, in both."""
+    if as_json:
+        emit_json(data if generated is None else {**data, "password": generated})
+        return
+    err.print(message)
+    if generated is not None:
+        err.print("generated password (shown once):")
+        echo(generated)
+
+
 PasswordOpt = Annotated[
     str | None,
     typer.Option(help="The password; without it one is generated and printed once."),
@@ -90,14 +102,12 @@ def user_create(
 
     row = run(go())
     _audit_user("staff_user.create", row, role=row["role"])
-    if as_json:
-        data = {"id": str(row["id"]), "username": row["username"], "role": row["role"]}
-        emit_json({**data, "password": secret} if generated else data)
-        return
-    err.print(f"created {row['role']} {row['username']} in {tenant}")
-    if generated:
-        err.print("generated password (shown once):")
-        echo(secret)
+    _report(
+        {"id": str(row["id"]), "username": row["username"], "role": row["role"]},
+        f"created {row['role']} {row['username']} in {tenant}",
+        secret if generated else None,
+        as_json,
+    )
 
 
 @user_app.command("passwd")
@@ -124,14 +134,12 @@ def user_passwd(
 
     row = run(go())
     _audit_user("staff_user.passwd", row)  # never the password
-    if as_json:
-        data = {"id": str(row["id"]), "username": row["username"]}
-        emit_json({**data, "password": secret} if generated else data)
-        return
-    err.print(f"password of {row['username']} in {tenant} changed; its sessions ended")
-    if generated:
-        err.print("generated password (shown once):")
-        echo(secret)
+    _report(
+        {"id": str(row["id"]), "username": row["username"]},
+        f"password of {row['username']} in {tenant} changed; its sessions ended",
+        secret if generated else None,
+        as_json,
+    )
 
 
 @user_app.command("list")
