@@ -31,14 +31,14 @@ from infra.nginx import stack_edge
 from infra.process import wait_gone
 from infra.stack_demo import demo, seed_demo
 from infra.stack_services import services, supervisor
-from infra.stack_settings import MAIL_DIR, VAR, Settings, load_env
+from infra.stack_settings import ENV_FILE, MAIL_DIR, VAR, Settings, load_env
 
 # Machine-wide (not under var/): every clone on this machine competes for 8080 & co.
 START_LOCK = Path(tempfile.gettempdir()) / "conectades-start.lock"
 
 
 @contextlib.contextmanager
-def starting_lock(path: Path = START_LOCK) -> Iterator[None]:
+def starting_lock(path: Path = START_LOCK, *, quiet: bool = False) -> Iterator[None]:
     """Held while a stack picks its ports and starts: without it two clones started
     at once both found 8080 free, one edge failed to bind, and its readiness check
     was answered by the other stack's edge (the printed key then got 401)."""
@@ -49,7 +49,8 @@ def starting_lock(path: Path = START_LOCK) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print("== waiting for another ./start.sh on this machine to finish starting")
+            if not quiet:
+                print("== waiting for another ./start.sh on this machine to finish starting")
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -167,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         with starting_lock():
             cmd_up(Settings(env=load_env(), workers=args.workers))
         return 0
-    with starting_lock():  # a first `status` or `env` also picks the ports
+    # Only a first `status` or `env` picks ports; and quietly: `eval "$(./start.sh env)"`
+    # reads what `env` prints.
+    picks_ports = not ENV_FILE.exists()
+    with starting_lock(quiet=True) if picks_ports else contextlib.nullcontext():
         settings = Settings(env=load_env(), workers=args.workers)
     if args.command == "stop":
         cmd_down(settings)
