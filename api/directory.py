@@ -20,7 +20,7 @@ import pydantic
 from pydantic import BaseModel, Field
 from sanic import HTTPResponse, Request
 
-from api.cache import DIRECTORY, cached_json
+from api.cache import DIRECTORY, DIRECTORY_TTL, cached_json
 from api.database import connection
 from api.errors import BadRequest
 from api.pagination import Page, page_of
@@ -38,6 +38,12 @@ _NO_DEADLINE = datetime.max
 # deadline passing moves a campaign from "active" to "ended" and stops pledges.
 # Public pages are therefore kept at most a minute, however long the resource TTL.
 DEADLINE_BOUND_TTL = 60
+
+
+def directory_ttl(tenant_id: UUID | None) -> int:
+    """Seconds a directory page lives in Redis: an organization's, DEADLINE_BOUND_TTL
+    (its donations drop it); the cross-tenant one's, DIRECTORY_TTL (they do not)."""
+    return DEADLINE_BOUND_TTL if tenant_id is not None else DIRECTORY_TTL
 
 
 class DirectoryQuery(BaseModel):
@@ -249,6 +255,6 @@ async def directory_response(request: Request, page: Page, f: pq.DirectoryFilter
         resource=RESOURCE,
         build=build,
         private=False,
-        ttl=DEADLINE_BOUND_TTL,
+        ttl=directory_ttl(f.tenant_id),
         part=DIRECTORY,  # only for an organization's directory (f.tenant_id set)
     )

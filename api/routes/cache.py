@@ -31,6 +31,6 @@ async def purge_cache(request: Request, principal: Principal) -> HTTPResponse:
     cache = response_cache(request)
     # Only the tenant's own entries: the cross-tenant directory is shared by every
     # tenant (a purge there let any tenant keep its costliest pages cold). It follows
-    # the tenant's writes, or within DEADLINE_BOUND_TTL, or an operator's purge.
+    # changes to campaigns, or within DIRECTORY_TTL, or an operator's purge.
     purged = await cache.invalidate_tenant(principal.tenant_id) if cache is not None else True
     return json_response({"purged": purged}, status=202)

@@ -23,9 +23,9 @@ from typing import Any
 import asyncpg
 from sanic import Blueprint, HTTPResponse, Request
 
-from api.cache import PUBLIC, cached_json
+from api.cache import DIRECTORY_TTL, PUBLIC, cached_json
 from api.database import connection
-from api.directory import DEADLINE_BOUND_TTL, RESOURCE, DirectoryParams
+from api.directory import RESOURCE, DirectoryParams
 from api.models.legacy import CampanhaLegadaList
 from api.openapi import doc
 from api.query import parse_query
@@ -166,7 +166,7 @@ async def list_campanhas(request: Request) -> HTTPResponse:
         resource=RESOURCE,
         build=build,
         private=False,
-        ttl=DEADLINE_BOUND_TTL,
+        ttl=DIRECTORY_TTL,
     )
     # Each campaign object has this key once (in a string value its quotes would be
     # escaped), so counting it counts campaigns, cached or not, without parsing.

@@ -27,11 +27,11 @@ from sanic_ext import openapi
 
 from api.cache import DIRECTORY, PUBLIC_CACHE_CONTROL, cached_json
 from api.directory import (
-    DEADLINE_BOUND_TTL,
     DirectoryParams,
     directory_after,
     directory_filter,
     directory_rows,
+    directory_ttl,
 )
 from api.errors import (
     ApiError,
@@ -124,7 +124,7 @@ async def _listing(
         resource=RESOURCE,
         build=build,
         private=False,
-        ttl=DEADLINE_BOUND_TTL,
+        ttl=directory_ttl(f.tenant_id),
         part=DIRECTORY,
         content_type=HTML,
     )
