@@ -98,6 +98,24 @@ def test_request_with_authorization_never_hit_nor_other_keys_body(
     assert other.status_code == 404
 
 
+def test_old_listing_is_cached_with_or_without_a_token(
+    factory: Factory, edge_client: httpx.Client
+) -> None:
+    """The old client always sends its token; the listing ignores it, so the edge
+    serves one cached answer to everyone (and a partner read still bypasses)."""
+    tenant = factory.tenant()
+    factory.campaign(tenant)
+    path = f"/api/campanhas/listar/?busca={uuid.uuid4().hex[:12]}"
+    first = edge_client.get(path, headers=tenant.headers)
+    assert first.status_code == 200 and cache_status(first) == "MISS"
+    for headers in (tenant.headers, {"Authorization": "Bearer not-a-token"}, {}):
+        again = edge_client.get(path, headers=headers)
+        assert cache_status(again) == "HIT", headers
+        assert again.content == first.content
+    partner = edge_client.get("/api/v1/campaigns", headers=tenant.headers)
+    assert cache_status(partner) == "BYPASS"
+
+
 def test_stale_served_while_all_api_workers_are_stopped(
     db: Database, factory: Factory, workdir: Path
 ) -> None:
