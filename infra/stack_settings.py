@@ -133,7 +133,15 @@ class Settings:
 
     @property
     def external_smtp(self) -> str | None:
-        return os.environ.get("CONECTADES_SMTP_HOST") or None
+        """The SMTP server named by CONECTADES_SMTP_HOST, or None for the local sink.
+        `./start.sh env` exports the sink's own host and port under those names, so
+        they name no external server: a `./start.sh` run after `eval "$(./start.sh
+        env)"` used to start without its sink, and every email failed to connect."""
+        host = os.environ.get("CONECTADES_SMTP_HOST") or None
+        own_port = os.environ.get("CONECTADES_SMTP_PORT") == self.env.get("SMTP_PORT")
+        if host in ("127.0.0.1", "localhost") and own_port:
+            return None
+        return host
 
     @property
     def edge_url(self) -> str:

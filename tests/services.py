@@ -203,16 +203,19 @@ def run_cli(
 
 
 def run_stack(
-    *args: str, project: Path = ROOT, var: Path | None = None
+    *args: str,
+    project: Path = ROOT,
+    var: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`./start.sh ARGS` after its installs (`python -m infra.stack`) in `project`,
     with one API worker, its var/ at `var` (default the project's own), and no
-    pointer at existing servers."""
+    pointer at existing servers (but `extra_env`'s)."""
     env = clean_env()
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
     # The project's own code, everywhere (the venv's editable install points at ROOT).
-    env.update({"CONECTADES_WORKERS": "1", "PYTHONPATH": str(project)})
+    env.update({"CONECTADES_WORKERS": "1", "PYTHONPATH": str(project), **(extra_env or {})})
     if var is not None:
         env["CONECTADES_VAR"] = str(var)
     return subprocess.run(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import socket
 import subprocess
 import time
@@ -180,6 +181,27 @@ def test_start_again_is_harmless_and_status_reports(started: tuple[Path, str]) -
     assert status.returncode == 0
     assert "ready" in status.stdout
     assert re.search(r"^redis\s+running on 127\.0\.0\.1:\d+", status.stdout, re.M)
+
+
+def test_start_again_in_a_shell_that_ran_start_env_keeps_the_mail_sink(
+    started: tuple[Path, str],
+) -> None:
+    """The README's `eval "$(./start.sh env)"` exports the local sink's host and
+    port as CONECTADES_SMTP_*; a `./start.sh` run later in that shell took them for
+    an external server, started no sink, and every email failed to connect."""
+    var, _ = started
+    exported = dict(
+        shlex.split(line.removeprefix("export "))[0].split("=", 1)
+        for line in stack(var, "env").stdout.splitlines()
+    )
+    assert exported["CONECTADES_SMTP_HOST"] == "127.0.0.1"
+    assert stack(var, "stop").returncode == 0
+    up = run_stack("up", var=var, extra_env=exported)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "(CONECTADES_SMTP_HOST)" not in up.stdout  # not "via 127.0.0.1 (...)"
+    status = stack(var, "status").stdout
+    assert re.search(r"^mail\s+SMTP sink on 127\.0\.0\.1:\d+", status, re.M), status
+    assert port_open(int(exported["CONECTADES_SMTP_PORT"]))
 
 
 def supervised(var: Path) -> Supervisor:
