@@ -32,6 +32,16 @@ from scratch each time) took 14 % of the API's CPU. Donations therefore leave it
 progress bars are at most that old in Redis, plus the edge's 2 s (max-age 1,
 stale-while-revalidate 1). A change to a campaign or its items still drops it at
 once, so a deleted or unpublished campaign leaves it as fast as before.
+
+An organization's public reads (its directory, a campaign's page and donations,
+the donor pages) lag the same way, by a mark instead of a TTL: a donation
+(`Stale.lag`) drops the partner API's reads of its campaign and the lists at
+once, and only marks its public parts due; a public read rebuilds once the
+oldest mark is `PUBLIC_LAG` seconds old (cache/keys.py, "Lagging parts"). A hot
+campaign's page was rebuilt at each pledge, so at each of the edge's refreshes;
+now at most every PUBLIC_LAG seconds, and a page nobody pledges to keeps its entry.
+So a donation shows in every public read within PUBLIC_LAG (or DIRECTORY_TTL)
+here, plus the edge's 2 s; the partner API reads its own writes at once.
 """
 
 from __future__ import annotations
@@ -54,9 +64,11 @@ PUBLIC_CACHE_CONTROL = "public, max-age=1, stale-while-revalidate=1"
 PUBLIC = {"Cache-Control": PUBLIC_CACHE_CONTROL}
 # Anonymous reads under these prefixes are the same for everyone, a 404 included.
 PUBLIC_PREFIXES = ("/api/public/",)
-# Seconds an entry of the cross-tenant directory lives: how late a donation may
-# show in it (see the module's docstring).
+# Seconds an entry of the cross-tenant directory lives, and seconds an
+# organization's public read may miss a donation: how late a donation may show in
+# public reads (see the module's docstring).
 DIRECTORY_TTL = 2
+PUBLIC_LAG = 2.0
 
 # The tenant-wide reads that show donations or totals: campaign lists, donation
 # lists, one donation.
@@ -74,25 +86,30 @@ def slug_part(slug: str) -> str:
     return f"s:{slug}"
 
 
-def campaign_parts(campaign_id: UUID, slug: str | None) -> list[str]:
-    """What a write confined to one campaign changes: the campaign (by id and, for
-    public pages, by slug) and the tenant-wide lists."""
-    parts = [campaign_part(campaign_id), LISTS]
-    if slug is not None:
-        parts.append(slug_part(slug))
-    return parts
-
-
 @dataclass(frozen=True)
 class Stale:
     """What a kind of write makes stale: only its campaign's parts (`campaign`) or
     the whole tenant; the organization's public directory or not (`directory`);
     and with it the cross-tenant directory, unless `cross_tenant` is False (then
-    that follows within DIRECTORY_TTL)."""
+    that follows within DIRECTORY_TTL). With `lag`, the campaign's public parts
+    (its slug's, the organization's directory) are only marked: they follow
+    within PUBLIC_LAG."""
 
     campaign: bool
     directory: bool
     cross_tenant: bool = True
+    lag: bool = False
+
+
+@dataclass(frozen=True)
+class Invalidation:
+    """A write's row of `WRITES` as `ResponseCache.invalidate` takes it: the
+    cross-tenant directory or not, the tenant's parts dropped now (None: the whole
+    tenant) and the parts marked to follow within PUBLIC_LAG."""
+
+    directory: bool
+    parts: list[str] | None
+    lagging: list[str]
 
 
 WriteKind = Literal[
@@ -128,14 +145,14 @@ WRITES: Mapping[WriteKind, Stale] = {
     # the lists, not the directory (its progress counts confirmed and delivered
     # quantities only; in the load mix every pledge emptied each organization's
     # directory pages, about 30 times a second).
-    "donation.pledged": Stale(campaign=True, directory=False),
+    "donation.pledged": Stale(campaign=True, directory=False, lag=True),
     # A partner's donation recorded as confirmed or delivered: contributed at once,
     # in the organization's directory; in the cross-tenant one within DIRECTORY_TTL.
-    "donation.recorded": Stale(campaign=True, directory=True, cross_tenant=False),
-    "donation.confirmed": Stale(campaign=True, directory=True, cross_tenant=False),
+    "donation.recorded": Stale(campaign=True, directory=True, cross_tenant=False, lag=True),
+    "donation.confirmed": Stale(campaign=True, directory=True, cross_tenant=False, lag=True),
     # confirmed → delivered leaves contributed quantities (and the directory) alone.
-    "donation.delivered": Stale(campaign=True, directory=False),
-    "donation.cancelled": Stale(campaign=True, directory=True, cross_tenant=False),
+    "donation.delivered": Stale(campaign=True, directory=False, lag=True),
+    "donation.cancelled": Stale(campaign=True, directory=True, cross_tenant=False, lag=True),
     # Names and messages erased (the public donations list shows them); totals stay.
     "donation.anonymized": Stale(campaign=True, directory=False),
 }
@@ -143,19 +160,23 @@ WRITES: Mapping[WriteKind, Stale] = {
 
 def stale_parts(
     kind: WriteKind, campaign_id: UUID | None = None, slug: str | None = None
-) -> tuple[bool, list[str] | None]:
-    """`kind`'s row of `WRITES` as (cross-tenant directory, parts) for
-    `ResponseCache.invalidate` (parts None: the whole tenant)."""
+) -> Invalidation:
+    """`kind`'s row of `WRITES` for `ResponseCache.invalidate`: a write confined to
+    one campaign changes the campaign (by id and, for public pages, by slug), the
+    tenant-wide lists and perhaps the organization's directory."""
     stale = WRITES[kind]
     cross_tenant = stale.directory and stale.cross_tenant
     if not stale.campaign:
-        return cross_tenant, None
+        return Invalidation(cross_tenant, None, [])
     if campaign_id is None:
         raise ValueError(f"a {kind} write invalidates its campaign: pass campaign_id")
-    parts = campaign_parts(campaign_id, slug)
-    if stale.directory:
-        parts.append(DIRECTORY)
-    return cross_tenant, parts
+    public = ([slug_part(slug)] if slug is not None else []) + (
+        [DIRECTORY] if stale.directory else []
+    )
+    parts = [campaign_part(campaign_id), LISTS]
+    if stale.lag:
+        return Invalidation(cross_tenant, parts, public)
+    return Invalidation(cross_tenant, parts + public, [])
 
 
 def request_key(request: Request) -> str:
@@ -208,7 +229,9 @@ async def cached_json(
     if cache is None:
         count_disabled(tenant_id, resource)
         return _respond(await build(), "BYPASS", private=private, content_type=content_type)
-    found = await cache.lookup(tenant_id, resource, request_key(request), part)
+    # An organization's public reads may lag its donations (see the module's docstring).
+    lag = PUBLIC_LAG if not private and tenant_id is not None else 0.0
+    found = await cache.lookup(tenant_id, resource, request_key(request), part, lag=lag)
     if found.body is not None:
         return _respond(found.body, found.header, private=private, content_type=content_type)
     if found.slot is None:
@@ -242,10 +265,12 @@ async def invalidate_after_write(
 
     Call after the commit. If Redis cannot be reached the invalidation is owed and
     replayed by this worker before it uses the cache again (see cache/response.py)."""
-    directory, parts = stale_parts(kind, campaign_id, slug)
+    stale = stale_parts(kind, campaign_id, slug)
     cache = response_cache(request)
     if cache is not None:
-        await cache.invalidate(tenant_id, directory=directory, parts=parts)
+        await cache.invalidate(
+            tenant_id, directory=stale.directory, parts=stale.parts, lagging=stale.lagging
+        )
 
 
 async def public_gone_is_public(request: Request, response: BaseHTTPResponse) -> None:

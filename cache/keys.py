@@ -30,6 +30,16 @@ Entries are stored under the generation read *before* the body was built, so a
 write that commits while a body is being built makes that body unreachable: a
 read after one's own write never finds the previous value — as long as the
 write's invalidation reached Redis.
+
+Lagging parts. A write may instead *mark* a part due (`<generation key>:due` :=
+the Redis clock in µs, unless a mark is already there): nothing is dropped yet.
+A lookup that names a lag for its part (ARGV[3], µs) and finds a mark at least
+that old bumps the part's generation then, in the same script, and removes the
+mark, so its own read already misses. A read therefore never answers a body that
+misses a marked write for longer than the lag after that write (the oldest
+unapplied mark), however many writes keep coming, and a part nobody marks keeps
+its entries for their whole TTL. The public pages use this for donations (their
+totals may lag a moment); everything else is bumped at once.
 """
 
 from __future__ import annotations
@@ -44,9 +54,9 @@ PREFIX = "cx"
 EPOCH_KEY = f"{PREFIX}:epoch"
 
 # KEYS[1] epoch, KEYS[2] scope generation, KEYS[3] (optional) part generation;
-# ARGV[1] entry prefix, ARGV[2] digest. The entry key is the prefix, every counter
-# and the digest. A missing counter starts at the server clock in µs (never an
-# earlier value).
+# ARGV[1] entry prefix, ARGV[2] digest, ARGV[3] (optional) the part's lag in µs.
+# The entry key is the prefix, every counter and the digest. A missing counter
+# starts at the server clock in µs (never an earlier value).
 LOOKUP_LUA = """
 local function counter(key)
   local v = redis.call('GET', key)
@@ -57,6 +67,20 @@ local function counter(key)
   end
   return v
 end
+local lag = tonumber(ARGV[3] or '0')
+if lag > 0 and #KEYS > 2 then
+  local part = KEYS[#KEYS]
+  local due = redis.call('GET', part .. ':due')
+  if due then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    if now - tonumber(due) >= lag then
+      local cur = tonumber(redis.call('GET', part) or '0') or 0
+      redis.call('SET', part, string.format('%d', math.max(cur + 1, now)))
+      redis.call('DEL', part .. ':due')
+    end
+  end
+end
 local slot = ARGV[1]
 for _, key in ipairs(KEYS) do
   slot = slot .. counter(key) .. ':'
@@ -65,14 +89,22 @@ slot = slot .. ARGV[2]
 return {slot, redis.call('GET', slot)}
 """
 
-# Every KEYS[i] := max(current + 1, server clock in µs): strictly increasing, and
-# beyond any value it had before an eviction.
-BUMP_LUA = """
+# The first ARGV[1] keys (all without it) := max(current + 1, server clock in µs):
+# strictly increasing, and beyond any value it had before an eviction. The others
+# are marked due (see "Lagging parts"), keeping an older mark; a mark outlives
+# every entry it concerns (the longest TTL).
+MARK_TTL = 3600
+BUMP_LUA = f"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-for _, key in ipairs(KEYS) do
-  local cur = tonumber(redis.call('GET', key) or '0') or 0
-  redis.call('SET', key, string.format('%d', math.max(cur + 1, now)))
+local bump = tonumber(ARGV[1] or #KEYS)
+for i, key in ipairs(KEYS) do
+  if i <= bump then
+    local cur = tonumber(redis.call('GET', key) or '0') or 0
+    redis.call('SET', key, string.format('%d', math.max(cur + 1, now)))
+  else
+    redis.call('SET', key .. ':due', string.format('%d', now), 'NX', 'EX', {MARK_TTL})
+  end
 end
 return #KEYS
 """

@@ -102,11 +102,19 @@ class ResponseCache:
     # -- reads ---------------------------------------------------------------
 
     async def lookup(
-        self, tenant_id: UUID | None, resource: str, key: str, part: str | None = None
+        self,
+        tenant_id: UUID | None,
+        resource: str,
+        key: str,
+        part: str | None = None,
+        *,
+        lag: float = 0.0,
     ) -> Lookup:
         """The cached body (HIT) or where to store it (MISS); BYPASS/ERROR fail open.
 
-        `part`: the part of the tenant the body depends on (see the module doc)."""
+        `part`: the part of the tenant the body depends on (see the module doc);
+        `lag`: seconds the body may miss writes that only marked that part (see
+        `invalidate(lagging=...)` and cache/keys.py, "Lagging parts")."""
         try:
             if self._pending_epoch or self._pending_scopes:
                 await self._settle()
@@ -123,6 +131,7 @@ class ResponseCache:
                 *gens,
                 f"{PREFIX}:{scope}:{resource}:",
                 digest(key),
+                int(lag * 1_000_000),
             )
         except Unavailable as exc:
             result = Result.BYPASS if exc.reason == "open" else Result.ERROR
@@ -167,24 +176,35 @@ class ResponseCache:
         *,
         directory: bool = False,
         parts: Collection[str] | None = None,
+        lagging: Collection[str] = (),
     ) -> bool:
         """Make every entry of the tenant (and of the directory) unreachable, O(1);
         with `parts`, only the tenant's entries that depend on one of those parts.
+        `lagging` parts are only marked due: their entries go at the first lookup
+        that allows less lag than the mark's age (cache/keys.py, "Lagging parts").
 
         On failure the invalidation is owed: replayed before this worker touches
-        the cache again. Returns whether it reached Redis now."""
+        the cache again (lagging parts then dropped at once, to be safe). Returns
+        whether it reached Redis now."""
         scopes: builtins.set[str] = builtins.set()
+        marks: builtins.set[str] = builtins.set()
         if tenant_id is not None:
             if parts is None:
                 scopes.add(scope_of(tenant_id))
             else:
                 scopes.update(f"{scope_of(tenant_id)}:{part}" for part in parts)
+                marks.update(f"{scope_of(tenant_id)}:{part}" for part in lagging)
         if directory:
             scopes.add(scope_of(None))
-        if not scopes:
+        if not scopes and not marks:
             return True
         self._owe(scopes)
-        return await self._settle_quietly()
+        try:
+            await self._settle(marks - scopes)
+        except Unavailable:
+            self._owe(marks)
+            return False
+        return True
 
     async def invalidate_tenant(self, tenant_id: UUID) -> bool:
         return await self.invalidate(tenant_id)
@@ -246,15 +266,19 @@ class ResponseCache:
             self._pending_scopes.clear()
             self._pending_epoch = True
 
-    async def _settle(self) -> None:
-        """Replay owed invalidations; raise Unavailable if they cannot be (yet)."""
-        if not self._owes_invalidation():
+    async def _settle(self, marks: Collection[str] = ()) -> None:
+        """Replay owed invalidations, and mark `marks` due (in the same call);
+        raise Unavailable if they cannot be (yet)."""
+        if not self._owes_invalidation() and not marks:
             return
         epoch = self._pending_epoch
         scopes = builtins.set(self._pending_scopes)
         keys = [EPOCH_KEY] if epoch else [f"{PREFIX}:gen:{s}" for s in sorted(scopes)]
+        due = [f"{PREFIX}:gen:{s}" for s in sorted(marks)] if not epoch else []
         try:
-            await self.io.call("invalidate", "EVALSHA", BUMP_SHA, len(keys), *keys)
+            await self.io.call(
+                "invalidate", "EVALSHA", BUMP_SHA, len(keys) + len(due), *keys, *due, len(keys)
+            )
         except Unavailable:
             self._schedule_retry()
             raise

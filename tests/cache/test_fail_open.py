@@ -118,6 +118,27 @@ async def test_failed_invalidation_is_replayed_before_this_worker_reads(
     await wait_for(replayed)
 
 
+async def test_a_lagging_mark_that_fails_is_replayed_as_a_drop(
+    private_redis: LocalRedis, caches: Callable[..., ResponseCache]
+) -> None:
+    """A mark that cannot reach Redis is owed like any invalidation, and replayed as
+    a drop (a late mark could lag longer than promised)."""
+    worker = caches(private_redis, timeout=SHORT, threshold=1, cooldown=0.3, retry_interval=0.1)
+    tenant = uuid4()
+    found = await worker.lookup(tenant, "campaigns", KEY, "s:cestas", lag=60.0)
+    assert await worker.store(found, b"old", 60)
+
+    private_redis.pause(1.0)
+    assert await worker.invalidate(tenant, parts=[], lagging=["s:cestas"]) is False
+
+    async def dropped() -> bool:
+        again = await worker.lookup(tenant, "campaigns", KEY, "s:cestas", lag=60.0)
+        assert again.body != b"old"
+        return again.result is Result.MISS
+
+    await wait_for(dropped)
+
+
 async def test_failed_invalidation_is_replayed_in_the_background_for_other_workers(
     private_redis: LocalRedis, caches: Callable[..., ResponseCache]
 ) -> None:

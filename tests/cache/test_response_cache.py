@@ -156,6 +156,50 @@ async def test_write_invalidating_tenant_and_directory_together(cache: ResponseC
     assert await cache.get(tenant, "campaigns", key) is None
 
 
+async def lag_put(cache: ResponseCache, tenant: UUID, part: str, body: bytes) -> None:
+    found = await cache.lookup(tenant, "campaigns", KEY, part, lag=LAG)
+    assert found.result is Result.MISS
+    assert await cache.store(found, body, 60)
+
+
+LAG = 0.6
+
+
+async def test_a_lagging_mark_drops_the_part_only_once_it_is_lag_old(cache: ResponseCache) -> None:
+    """cache/keys.py, "Lagging parts": a marked part keeps its entries until a lookup
+    finds the mark LAG old; that lookup misses, and the rebuilt entry stays."""
+    tenant = uuid4()
+    await lag_put(cache, tenant, "s:cestas", b"before")
+    assert await cache.invalidate(tenant, parts=["c:1"], lagging=["s:cestas"])
+    marked = asyncio.get_running_loop().time()
+    hit = await cache.lookup(tenant, "campaigns", KEY, "s:cestas", lag=LAG)
+    assert hit.result is Result.HIT and hit.body == b"before"
+    # Later marks never push the drop back: the oldest mark counts.
+    await asyncio.sleep(LAG / 2)
+    assert await cache.invalidate(tenant, parts=[], lagging=["s:cestas"])
+    await asyncio.sleep(max(0.0, marked + LAG + 0.05 - asyncio.get_running_loop().time()))
+    await lag_put(cache, tenant, "s:cestas", b"after")
+    again = await cache.lookup(tenant, "campaigns", KEY, "s:cestas", lag=LAG)
+    assert again.result is Result.HIT and again.body == b"after"
+
+
+async def test_a_lagging_mark_leaves_other_parts_and_bumps_its_own_parts_now(
+    cache: ResponseCache,
+) -> None:
+    tenant = uuid4()
+    await lag_put(cache, tenant, "s:cestas", b"page")
+    await lag_put(cache, tenant, "s:outra", b"other page")
+    await put(cache, tenant, b"partner", KEY + "&x")
+    found = await cache.lookup(tenant, "campaigns", KEY, "c:1")
+    await cache.store(found, b"partner read", 60)
+    assert await cache.invalidate(tenant, parts=["c:1"], lagging=["s:cestas"])
+    assert (await cache.lookup(tenant, "campaigns", KEY, "c:1")).result is Result.MISS
+    await asyncio.sleep(LAG + 0.05)
+    assert (await cache.lookup(tenant, "campaigns", KEY, "s:outra", lag=LAG)).body == b"other page"
+    assert (await cache.lookup(tenant, "campaigns", KEY, "s:cestas", lag=LAG)).body is None
+    assert await cache.get(tenant, "campaigns", KEY + "&x") == b"partner"
+
+
 async def test_body_built_before_a_concurrent_write_is_never_served(cache: ResponseCache) -> None:
     tenant = uuid4()
     found = await cache.lookup(tenant, "campaigns", KEY)  # generation N

@@ -1,6 +1,7 @@
 """api/cache.py's WRITES: every kind of write has one row, and each row gives the
 invalidation its handler made before the table existed, except that donations no
-longer drop the cross-tenant directory (it follows within DIRECTORY_TTL)."""
+longer drop public reads: the cross-tenant directory follows within DIRECTORY_TTL,
+the organization's public parts are marked and follow within PUBLIC_LAG."""
 
 from __future__ import annotations
 
@@ -9,10 +10,21 @@ from typing import get_args
 
 import pytest
 
-from api.cache import DIRECTORY, LISTS, WRITES, WriteKind, campaign_part, slug_part, stale_parts
+from api.cache import (
+    DIRECTORY,
+    LISTS,
+    WRITES,
+    Invalidation,
+    WriteKind,
+    campaign_part,
+    slug_part,
+    stale_parts,
+)
 
 CID = uuid.UUID("00000000-0000-4000-8000-000000000001")
-CAMPAIGN = [campaign_part(CID), LISTS, slug_part("cestas")]
+OWN = [campaign_part(CID), LISTS]
+SLUG = slug_part("cestas")
+CAMPAIGN = [*OWN, SLUG]
 
 
 def test_every_kind_of_write_has_a_row() -> None:
@@ -20,27 +32,27 @@ def test_every_kind_of_write_has_a_row() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "directory", "parts"),
+    ("kind", "expected"),
     [
-        ("campaign.created", True, None),
-        ("campaign.updated", True, [*CAMPAIGN, DIRECTORY]),
-        ("campaign.renamed", True, None),
-        ("campaign.deleted", True, None),
-        ("item.created", True, None),
-        ("item.updated", True, None),
-        ("item.deleted", True, None),
-        ("donation.pledged", False, CAMPAIGN),
-        ("donation.recorded", False, [*CAMPAIGN, DIRECTORY]),
-        ("donation.confirmed", False, [*CAMPAIGN, DIRECTORY]),
-        ("donation.delivered", False, CAMPAIGN),
-        ("donation.cancelled", False, [*CAMPAIGN, DIRECTORY]),
-        ("donation.anonymized", False, CAMPAIGN),
+        ("campaign.created", Invalidation(True, None, [])),
+        ("campaign.updated", Invalidation(True, [*CAMPAIGN, DIRECTORY], [])),
+        ("campaign.renamed", Invalidation(True, None, [])),
+        ("campaign.deleted", Invalidation(True, None, [])),
+        ("item.created", Invalidation(True, None, [])),
+        ("item.updated", Invalidation(True, None, [])),
+        ("item.deleted", Invalidation(True, None, [])),
+        ("donation.pledged", Invalidation(False, OWN, [SLUG])),
+        ("donation.recorded", Invalidation(False, OWN, [SLUG, DIRECTORY])),
+        ("donation.confirmed", Invalidation(False, OWN, [SLUG, DIRECTORY])),
+        ("donation.delivered", Invalidation(False, OWN, [SLUG])),
+        ("donation.cancelled", Invalidation(False, OWN, [SLUG, DIRECTORY])),
+        ("donation.anonymized", Invalidation(False, CAMPAIGN, [])),
     ],
 )
 def test_each_kind_invalidates_what_its_handler_did(
-    kind: WriteKind, directory: bool, parts: list[str] | None
+    kind: WriteKind, expected: Invalidation
 ) -> None:
-    assert stale_parts(kind, CID, "cestas") == (directory, parts)
+    assert stale_parts(kind, CID, "cestas") == expected
 
 
 def test_a_campaign_write_without_its_campaign_is_refused() -> None:
@@ -49,4 +61,5 @@ def test_a_campaign_write_without_its_campaign_is_refused() -> None:
 
 
 def test_a_campaign_without_a_slug_leaves_the_slug_part_out() -> None:
-    assert stale_parts("donation.pledged", CID, None) == (False, [campaign_part(CID), LISTS])
+    assert stale_parts("donation.pledged", CID, None) == Invalidation(False, OWN, [])
+    assert stale_parts("campaign.updated", CID, None) == Invalidation(True, [*OWN, DIRECTORY], [])
