@@ -1,6 +1,6 @@
 """The worker's email job: `drain_email_batch` claims due email jobs
 (db/queries/email.py), sends each one and settles it; `EmailJob` is its place in
-the worker's loop (worker/loop.py), woken by the `email` channel.
+the worker's loop (worker/loop.py), which polls it (no NOTIFY: migration 0021).
 
 At least once: a claim leases the job (EMAIL_LEASE s), the message is sent outside
 any transaction, and only then is the job marked sent; a worker that dies between
@@ -30,7 +30,6 @@ from notify.smtp import SendFailed, send
 
 log = logging.getLogger("conectades.email")
 ACQUIRE_TIMEOUT = 5.0
-CHANNEL = "email"  # NOTIFY'd by migration 0019's trigger when a pledge queues jobs
 
 
 class Keyring(Protocol):

@@ -11,7 +11,7 @@ A job is a `Job(name, drain, channels, close)`:
 To add a job (e.g. email): write a class with `async def drain(self) -> int` (claim
 with FOR UPDATE SKIP LOCKED or a lease, so a killed worker loses nothing), build it
 in `worker/main.py: jobs()` with the shared pool and `wake`, and return
-`Job("email", job.drain, channels=("email",), close=job.close)` beside the webhook one.
+`Job("email", job.drain, close=job.close)` beside the webhook one (no channels: polled).
 A drain that raises is logged and retried at the next turn; it never stops the loop.
 """
 

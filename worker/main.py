@@ -17,7 +17,6 @@ import asyncpg
 
 from db.crypto import KeyConfigError, Keyring
 from db.pool import RoleGuard, create_pool
-from notify.jobs import CHANNEL as EMAIL_CHANNEL
 from notify.jobs import EmailJob
 from notify.settings import EmailConfigError, EmailSettings
 from worker.config import WorkerConfig
@@ -50,7 +49,8 @@ def email_job(pool: asyncpg.Pool) -> Job | None:
     except (EmailConfigError, KeyConfigError) as exc:
         raise SystemExit(f"worker: {exc}") from None
     email = EmailJob(pool, settings, keyring)
-    return Job("email", email.drain, channels=(EMAIL_CHANNEL,), close=email.close)
+    # Polled, not woken: a NOTIFY from each pledge serialized their commits (0021).
+    return Job("email", email.drain, close=email.close)
 
 
 async def serve(cfg: WorkerConfig) -> None:

@@ -5,6 +5,7 @@ page on GET and confirms once on POST, through the partner API's status change."
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -106,6 +108,30 @@ def test_pledge_queues_both_jobs_in_its_own_transaction(
     assert sorted(found) == ["notice", "receipt"]
     assert {j["status"] for j in found.values()} == {"pending"}
     assert all(j["tenant_id"] == org.id for j in found.values())
+
+
+def test_a_pledge_commits_without_notifying_the_worker(
+    client: httpx.Client, db: Database, org: TenantCtx, campaign: dict[str, Any]
+) -> None:
+    """No NOTIFY from the pledge's transaction (migration 0021): it takes one lock for
+    the whole database at commit, so each pledge's commit waited for the previous
+    one's. The worker polls for its jobs instead."""
+
+    async def notifications_during_a_pledge() -> tuple[list[str], str]:
+        conn = await asyncpg.connect(db.admin_dsn)
+        heard: list[str] = []
+        try:
+            await conn.add_listener("email", lambda _c, _pid, channel, _p: heard.append(channel))
+            body = await asyncio.to_thread(pledge, client, org, campaign, contact=unique("n"))
+            await conn.execute("SELECT 1")  # notifications arrive before this answer
+            await asyncio.sleep(0.3)
+        finally:
+            await conn.close()
+        return heard, body["id"]
+
+    heard, donation_id = asyncio.run(notifications_during_a_pledge())
+    assert heard == []
+    assert sorted(jobs(db, donation_id)) == ["notice", "receipt"]
 
 
 def test_a_pledge_through_the_donor_pages_form_queues_both_jobs(
