@@ -189,7 +189,7 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
                 conn, "donation.created", "donation", row["id"], donation_event(row)
             )
             # For the invalidation: the public pages address the campaign by slug.
-            slug = await q.campaign_slug(conn, tenant_id=tid, campaign_id=cid)
+            slug: str = row["campaign_slug"]
             return idempotency.Created(
                 201, dumps(donation_out(row, ring)), Written(row["id"], slug)
             )
@@ -269,7 +269,7 @@ async def apply_transition(
             f"{' or '.join(allowed)}."
         )
     await events.record(conn, STATUS_EVENTS[to_status], "donation", row["id"], donation_event(row))
-    slug = await q.campaign_slug(conn, tenant_id=tenant_id, campaign_id=row["campaign_id"])
+    slug: str = row["campaign_slug"]
     return row, slug
 
 
