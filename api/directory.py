@@ -8,7 +8,7 @@ a page is cached in the directory's scope, or the organization's for one tenant.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -25,7 +25,7 @@ from api.database import connection
 from api.errors import BadRequest
 from api.pagination import Page, page_of
 from api.query import choice, integer_id, parse_query, search_text
-from api.responses import dumps
+from api.responses import JSON, dumps
 from db.queries import public as pq
 
 RESOURCE = "campaigns"  # the response cache's resource of campaign pages and the directory
@@ -40,10 +40,28 @@ _NO_DEADLINE = datetime.max
 DEADLINE_BOUND_TTL = 60
 
 
-def directory_ttl(tenant_id: UUID | None) -> int:
-    """Seconds a directory page lives in Redis: an organization's, DEADLINE_BOUND_TTL
-    (its donations drop it); the cross-tenant one's, DIRECTORY_TTL (they do not)."""
-    return DEADLINE_BOUND_TTL if tenant_id is not None else DIRECTORY_TTL
+async def cached_directory(
+    request: Request,
+    f: pq.DirectoryFilter,
+    build: Callable[[], Awaitable[bytes]],
+    *,
+    resource: str = RESOURCE,
+    content_type: str = JSON,
+) -> HTTPResponse:
+    """A directory page for `f` from the response cache (JSON, a donor page, the old
+    listing; `resource` names it in the cache and its metrics): an organization's
+    under its DIRECTORY part for DEADLINE_BOUND_TTL (its donations mark it), the
+    cross-tenant one for DIRECTORY_TTL (they leave it)."""
+    return await cached_json(
+        request,
+        tenant_id=f.tenant_id,
+        resource=resource,
+        build=build,
+        private=False,
+        ttl=DEADLINE_BOUND_TTL if f.tenant_id is not None else DIRECTORY_TTL,
+        part=DIRECTORY,  # only for an organization's directory (f.tenant_id set)
+        content_type=content_type,
+    )
 
 
 class DirectoryQuery(BaseModel):
@@ -249,12 +267,4 @@ async def directory_response(request: Request, page: Page, f: pq.DirectoryFilter
         data, next_cursor = await directory_rows(request, f, after=after, limit=page.limit)
         return dumps({"data": data, "next_cursor": next_cursor})
 
-    return await cached_json(
-        request,
-        tenant_id=f.tenant_id,
-        resource=RESOURCE,
-        build=build,
-        private=False,
-        ttl=directory_ttl(f.tenant_id),
-        part=DIRECTORY,  # only for an organization's directory (f.tenant_id set)
-    )
+    return await cached_directory(request, f, build)

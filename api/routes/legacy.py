@@ -23,9 +23,9 @@ from typing import Any
 import asyncpg
 from sanic import Blueprint, HTTPResponse, Request
 
-from api.cache import DIRECTORY_TTL, PUBLIC, cached_json
+from api.cache import PUBLIC
 from api.database import connection
-from api.directory import RESOURCE, DirectoryParams
+from api.directory import DirectoryParams, cached_directory
 from api.models.legacy import CampanhaLegadaList
 from api.openapi import doc
 from api.query import parse_query
@@ -160,14 +160,7 @@ async def list_campanhas(request: Request) -> HTTPResponse:
     async def build() -> bytes:
         return await _build(request, f)
 
-    response = await cached_json(
-        request,
-        tenant_id=None,
-        resource=RESOURCE,
-        build=build,
-        private=False,
-        ttl=DIRECTORY_TTL,
-    )
+    response = await cached_directory(request, f, build)  # f.tenant_id is None
     # Each campaign object has this key once (in a string value its quotes would be
     # escaped), so counting it counts campaigns, cached or not, without parsing.
     if response.body is not None and response.body.count(b'"itens_completos":') >= LEGACY_MAX:

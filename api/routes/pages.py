@@ -25,13 +25,13 @@ from sanic import Blueprint, HTTPResponse, Request
 from sanic.exceptions import SanicException
 from sanic_ext import openapi
 
-from api.cache import DIRECTORY, PUBLIC_CACHE_CONTROL, cached_json
+from api.cache import PUBLIC_CACHE_CONTROL
 from api.directory import (
     DirectoryParams,
+    cached_directory,
     directory_after,
     directory_filter,
     directory_rows,
-    directory_ttl,
 )
 from api.errors import (
     ApiError,
@@ -118,16 +118,7 @@ async def _listing(
             **context,
         )
 
-    return await cached_json(
-        request,
-        tenant_id=f.tenant_id,
-        resource=RESOURCE,
-        build=build,
-        private=False,
-        ttl=directory_ttl(f.tenant_id),
-        part=DIRECTORY,
-        content_type=HTML,
-    )
+    return await cached_directory(request, f, build, resource=RESOURCE, content_type=HTML)
 
 
 @bp.get("/")
