@@ -100,13 +100,18 @@ CLAIM = "SELECT * FROM webhook_claim($1, $2)"
 # The outcome of claimed attempts. `attempts` guards against a late answer from a
 # worker whose lease expired and whose delivery was claimed again meanwhile.
 # Successes: many of one tenant in one statement (the worker batches them).
+# `d.id = ANY($2)` gives the planner the primary key to look them up by: without
+# it, its estimate of the pending rows (stale while deliveries churn) made it scan
+# every pending delivery once per id (5.5 ms for 20 ids among 1,000 pending, 0.5 ms
+# with it; EXPLAIN ANALYZE, 2026-12-03).
 SUCCEED_DELIVERIES = """
 UPDATE webhook_delivery d SET
     status = 'succeeded', leased_until = NULL, delivered_at = now(),
     response_status = u.response_status, latency_ms = u.latency_ms, last_error = NULL
 FROM unnest($2::uuid[], $3::int[], $4::int[], $5::int[])
     AS u(id, attempts, response_status, latency_ms)
-WHERE d.tenant_id = $1 AND d.id = u.id AND d.attempts = u.attempts AND d.status = 'pending'
+WHERE d.tenant_id = $1 AND d.id = ANY($2::uuid[]) AND d.id = u.id
+  AND d.attempts = u.attempts AND d.status = 'pending'
 RETURNING d.endpoint_id
 """
 CLEAR_ENDPOINTS_FAILURE = """
