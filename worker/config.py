@@ -25,9 +25,8 @@ class WorkerConfig:
     WEBHOOK_ALLOWED_HOSTS: str = ""
     # Whole attempt: connect, send, read the answer (connect alone: half of it).
     WEBHOOK_TIMEOUT: float = 10.0
-    # Deliveries in flight per worker process. Not more: httpcore's pool scans every
-    # connection for each waiting request, and at 64 that bookkeeping was most of the
-    # worker's CPU (docs/decisions.md, 6). Run more workers to send more at once.
+    # Deliveries in flight per worker process (so at most as many connections). Run
+    # more workers to send more at once.
     WEBHOOK_CONCURRENCY: int = 16
     WEBHOOK_BATCH: int = 100
     # A claimed delivery whose worker died is claimed again after this long.

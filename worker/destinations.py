@@ -10,7 +10,8 @@ allows neither `127.0.0.2`, `[::1]`, `2130706433` nor `::ffff:127.0.0.1`.
 
 `check_url` is the API's check when an endpoint is created or changed (the URL's
 shape, and the host when it is an address literal in any spelling);
-`VettingBackend` is the worker's, at connect time, after DNS."""
+`resolve_vetted` is the worker's, at every connect, after DNS (worker/http.py
+connects to the addresses it returns)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Any
 from urllib.parse import SplitResult, urlsplit
-
-import httpcore
 
 MAX_URL_LENGTH = 2000
 
@@ -175,44 +173,3 @@ async def resolve_vetted(host: str, port: int, allowed: frozenset[str]) -> list[
         if not is_public(ip):
             raise DestinationRefused(f"{host}: resolves to {ip}, which is not a public address")
     return addresses
-
-
-class VettingBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, connecting only to vetted addresses: the pool
-    still sees the URL's host (TLS server name and certificate checks use it, and
-    connections are pooled per host), but the socket goes to the address checked."""
-
-    def __init__(self, allowed: frozenset[str]) -> None:
-        self.allowed = allowed
-        self.inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await resolve_vetted(host, port, self.allowed)
-        error: Exception | None = None
-        for address in addresses:
-            try:
-                return await self.inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                error = exc
-        assert error is not None
-        raise error
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise DestinationRefused("unix sockets are not webhook destinations")
-
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)

@@ -14,6 +14,7 @@ import logging
 import signal
 
 import asyncpg
+import uvloop
 
 from db.crypto import KeyConfigError, Keyring
 from db.pool import RoleGuard, create_pool
@@ -80,7 +81,9 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(serve(WorkerConfig.from_env()))
+    # uvloop, as the API runs on (Sanic): its socket and timer paths cost the worker
+    # about half of asyncio's CPU per delivery (docs/decisions.md, 7).
+    uvloop.run(serve(WorkerConfig.from_env()))
 
 
 if __name__ == "__main__":
