@@ -47,8 +47,26 @@ def paragraphs(text: str) -> Markup:
     return Markup("").join(Markup("<p>{}</p>").format(p) for p in parts)
 
 
+class _Environment(Environment):
+    """Jinja2's environment, with `x.name` on a dict read as the key first.
+
+    Jinja2 tries `getattr(x, "name")` first and the key only after the
+    AttributeError; the pages' data are dicts, so every `campaign.title` paid a
+    raised and caught exception (a page renders ~430 of them: 1.0 ms a page
+    before, measured in-process; see the commit). A key that is missing still
+    falls back to the attribute (`form.errors.items()` is the dict's method)."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
 def create_environment() -> Environment:
-    env = Environment(
+    env = _Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
