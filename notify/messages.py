@@ -14,9 +14,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime
+from email.charset import QP, Charset
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -34,6 +36,9 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 # server has the last word. A phone number never matches.
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[^@\s<>(),;:\"\[\]\\]+\.[^@\s<>(),;:\"\[\]\\]+$")
 MAX_ADDRESS = 254
+# UTF-8 bodies as quoted-printable (the stdlib's default for UTF-8 is base64).
+_UTF8 = Charset("utf-8")
+_UTF8.body_encoding = QP
 
 
 def email_address(contact: str | None) -> str | None:
@@ -62,10 +67,18 @@ def _environment() -> Environment:
 _ENV = _environment()
 
 
-def _address(value: str, name: str = "") -> Address:
-    user, _, domain = value.rpartition("@")
+def _address(value: str, name: str = "") -> str:
+    """`Name <value>`; a name that is not ASCII as one RFC 2047 word (split into
+    several, Python's own parser reads spaces into the name where they join)."""
     # One line: a name with line breaks must not become a header of its own.
-    return Address(display_name=" ".join(name.split()), username=user, domain=domain)
+    return formataddr((" ".join(name.split()), value), charset="utf-8")
+
+
+def _text_part(body: str, subtype: str) -> MIMENonMultipart:
+    part = MIMENonMultipart("text", subtype)
+    part.set_payload(body, _UTF8)
+    del part["MIME-Version"]  # once, on the message
+    return part
 
 
 def _render(kind: str, context: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -85,8 +98,15 @@ def build(
     row: Mapping[str, Any],
     donor_contact: str | None,
     donor_message: str = "",
-) -> EmailMessage | None:
-    """The message of a job, or None when there is no email address to send it to."""
+) -> MIMEMultipart | None:
+    """The message of a job, or None when there is no email address to send it to.
+
+    Built with the stdlib's MIME classes (the compat32 policy), not EmailMessage:
+    the default policy parses every header it is given (addresses, Content-Type
+    parameters), which took most of the worker's CPU per email (py-spy under
+    pledges: header parsing 27 % of the worker; building one message 1.7 ms).
+    Names and the subject are encoded as RFC 2047 words when not ASCII; bodies
+    are UTF-8, quoted-printable (readable in var/mail/)."""
     donor_email = email_address(donor_contact)
     org_email = email_address(row["campaign_contact"])
     recipient = donor_email if kind == "receipt" else org_email
@@ -113,10 +133,12 @@ def build(
         context["expires"] = created_at + timedelta(seconds=settings.CONFIRM_LINK_TTL)
     subject, text, html = _render(kind, context)
 
-    message = EmailMessage()
     sender = settings.sender
+    message = MIMEMultipart("alternative")
+    if not subject.isascii():  # encoded words that fit the header's lines
+        subject = Header(subject, "utf-8", header_name="Subject").encode()
     message["Subject"] = subject
-    message["From"] = sender
+    message["From"] = _address(sender.addr_spec, sender.display_name)
     if kind == "receipt":
         message["To"] = _address(recipient, row["donor_name"])
         if org_email:  # the donor's reply reaches the organization
@@ -128,8 +150,7 @@ def build(
     message["Date"] = format_datetime(created_at)
     message["Message-ID"] = f"<{job_id}@{sender.domain}>"
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
-    # After the content: set_content drops the Content-* headers set before it.
     message["Content-Language"] = "pt-BR"
+    message.attach(_text_part(text, "plain"))
+    message.attach(_text_part(html, "html"))
     return message

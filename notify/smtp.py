@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import ssl
-from email.message import EmailMessage
+from email.message import Message
 
 import aiosmtplib
 
@@ -33,7 +33,7 @@ def _tls_context(settings: EmailSettings) -> ssl.SSLContext:
     return context
 
 
-async def send(settings: EmailSettings, message: EmailMessage) -> None:
+async def send(settings: EmailSettings, message: Message) -> None:
     """Hand `message` to the SMTP server; SendFailed when it was not accepted."""
     tls = settings.SMTP_TLS
     try:
