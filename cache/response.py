@@ -199,12 +199,7 @@ class ResponseCache:
         if not scopes and not marks:
             return True
         self._owe(scopes)
-        try:
-            await self._settle(marks - scopes)
-        except Unavailable:
-            self._owe(marks)
-            return False
-        return True
+        return await self._settle_quietly(marks - scopes)
 
     async def invalidate_tenant(self, tenant_id: UUID) -> bool:
         return await self.invalidate(tenant_id)
@@ -289,10 +284,13 @@ class ResponseCache:
         else:
             self._pending_scopes -= scopes
 
-    async def _settle_quietly(self) -> bool:
+    async def _settle_quietly(self, marks: Collection[str] = ()) -> bool:
+        """`_settle`; False when Redis could not be reached (then the marks are owed
+        as drops, to be safe)."""
         try:
-            await self._settle()
+            await self._settle(marks)
         except Unavailable:
+            self._owe(builtins.set(marks))
             return False
         return True
 

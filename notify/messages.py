@@ -68,8 +68,9 @@ _ENV = _environment()
 
 
 def _address(value: str, name: str = "") -> str:
-    """`Name <value>`; a name that is not ASCII as one RFC 2047 word (split into
-    several, Python's own parser reads spaces into the name where they join)."""
+    """`Name <value>`; a name that is not ASCII as one RFC 2047 word. Not split into
+    several: where two words meet, Python's own parser reads an extra space into the
+    name."""
     # One line: a name with line breaks must not become a header of its own.
     return formataddr((" ".join(name.split()), value), charset="utf-8")
 

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import h11
 
-from worker.destinations import DestinationRefused, resolve_vetted
+from worker.destinations import resolve_vetted
 
 Origin = tuple[str, str, int]  # scheme, host, port
 
@@ -118,20 +118,19 @@ class DeliveryClient:
                 return await self._exchange(target.origin, conn, request, target.path, body)
             except StaleConnection:
                 pass  # closed by the server while idle: once more on a new connection
-        conn = await self._connect(target.origin, connect_timeout)
-        try:
-            return await self._exchange(target.origin, conn, request, target.path, body)
-        except StaleConnection:
-            raise ConnectionResetError("the connection closed before an answer") from None
+        conn = await self._connect(target.origin, connect_timeout)  # never stale
+        return await self._exchange(target.origin, conn, request, target.path, body)
 
     def _idle_connection(self, origin: Origin) -> _Connection | None:
         now = time.monotonic()
         if now - self.swept > self.keepalive:  # other origins' expired connections
             self.swept = now
             for key, conns in list(self.idle.items()):
-                keep = [c for c in conns if now - c.idle_since < self.keepalive]
+                keep = []
                 for c in conns:
-                    if c not in keep:
+                    if now - c.idle_since < self.keepalive:
+                        keep.append(c)
+                    else:
                         c.close()
                 if keep:
                     self.idle[key] = keep
@@ -229,4 +228,4 @@ class DeliveryClient:
         await asyncio.sleep(0)
 
 
-__all__ = ["DeliveryClient", "DestinationRefused", "UnsupportedURL", "parse_target"]
+__all__ = ["DeliveryClient", "UnsupportedURL", "parse_target"]
