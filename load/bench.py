@@ -5,7 +5,11 @@ var/bench/harness/ (PostgreSQL, Redis, the API, the Nginx edge rendered by
 edge/render.py) and loads it with wrk (the same binary, threads and connections
 for every row). Each row is measured once per round, rounds are interleaved and
 medians reported, because the machine is shared and noisy: what holds from run to
-run is a path's ratio to its ceiling, not its absolute rate.
+run is a path's ratio to its ceiling, not its absolute rate. After the warm-up and
+after every row that writes, the database is analyzed (outside the measurement), as
+autovacuum keeps a database in steady state: otherwise the first automatic analyze
+lands in some row's measurement, and until then the planner guesses (see
+`bench_stack.analyze`).
 
 Ceilings
   static-file       Nginx serving a static file with the public page's bytes
@@ -70,7 +74,7 @@ import typer
 
 from load.bench_report import ColdStart, Sample, render_table, report_markdown, summarize
 from load.bench_rows import COLD_START, NAMES, ROW_BY_NAME, select
-from load.bench_stack import run_wrk, stack
+from load.bench_stack import analyze, run_wrk, stack
 
 ROOT = Path(__file__).resolve().parent.parent
 # Each run gets its own directory below this one (runs may overlap: a test while a
@@ -157,6 +161,7 @@ def bench(opts: Options, log: Callable[[str], None] = print) -> dict[str, Any]:
         if opts.warmup > 0:
             for name in rows:
                 run_wrk(st.targets[name], opts.warmup, opts.threads, opts.connections)
+        analyze(st.admin_dsn)
         for rnd in range(1, opts.rounds + 1):
             for name in rows:  # interleaved: every row once per round
                 _truncate_logs(st.edges)
@@ -167,6 +172,8 @@ def bench(opts: Options, log: Callable[[str], None] = print) -> dict[str, Any]:
                 extra = target.check() if target.check is not None else {}
                 sample = Sample(**{**asdict(sample), "extra": extra, "cpu_ms": cpu_ms})
                 samples[name].append(sample)
+                if ROW_BY_NAME[name].writes:  # not measured: what autovacuum would do
+                    analyze(st.admin_dsn)
                 loads.append(os.getloadavg()[0])
                 log(
                     f"round {rnd} {name:17s} {sample.rps:9.0f} req/s  p50 {sample.p50_ms:6.2f} ms"

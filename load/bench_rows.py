@@ -21,6 +21,8 @@ class Row:
     # The most CPU per request this row may cost, as a multiple of its ceiling's
     # (then the goal is on cost, not on the rate; `goal` is None).
     cost_goal: float | None = None
+    # It writes rows: the bench refreshes the planner's statistics after it (bench.py).
+    writes: bool = False
 
 
 ROWS: tuple[Row, ...] = (
@@ -46,6 +48,7 @@ ROWS: tuple[Row, ...] = (
         None,
         "POST to a bare Sanic route doing one INSERT into a plain table (asyncpg, "
         "autocommit, synchronous_commit on), through the edge",
+        writes=True,
     ),
     Row(
         "static-html",
@@ -108,6 +111,7 @@ ROWS: tuple[Row, ...] = (
         None,
         f"POST /api/v1/campaigns/{{id}}/donations (API key), a random item of "
         f"{SPREAD_CAMPAIGNS * ITEMS_PER_CAMPAIGN} in {SPREAD_CAMPAIGNS} campaigns",
+        writes=True,
     ),
     Row(
         "donations-one",
@@ -115,6 +119,7 @@ ROWS: tuple[Row, ...] = (
         "donations-spread",
         0.8,
         "the same POST, every donation on one item (no hot-row penalty expected)",
+        writes=True,
     ),
 )
 ROW_BY_NAME = {row.name: row for row in ROWS}
