@@ -236,6 +236,26 @@ def test_filter_by_location_is_accent_insensitive_prefix(
     assert [r["id"] for r in rows] == [str(sp["id"])]
 
 
+def test_search_and_location_follow_an_edit(
+    client: httpx.Client, factory: Factory, org: TenantCtx
+) -> None:
+    """The search text and location key are stored columns (migration 0024): an edit
+    through the API must move the campaign from the old words to the new ones."""
+    old, new = token(), token()
+    c = factory.campaign_row(org, title=f"Campanha {old}", location="Recife")
+    path = f"/api/public/{org.slug}/campaigns"
+    assert [r["id"] for r in page_all(client, path, q=old)] == [str(c["id"])]
+
+    changes = {"title": "Mutirão", "description": f"Ação {new.upper()}", "location": "Olinda"}
+    r = client.patch(f"/api/v1/campaigns/{c['id']}", json=changes, headers=org.headers)
+    assert r.status_code == 200, r.text
+    assert page_all(client, path, q=old) == []
+    assert [r["id"] for r in page_all(client, path, q=f"acao {new}")] == [str(c["id"])]
+    assert [r["id"] for r in page_all(client, path, q="mutirao")] == [str(c["id"])]
+    assert [r["id"] for r in page_all(client, path, location="olinda")] == [str(c["id"])]
+    assert page_all(client, path, location="recife") == []
+
+
 def operator(db: Any, redis: Any, *args: str) -> None:
     """Run `conectades ARGS` as an operator would, against the test services."""
     done = run_cli(db, *args, redis_url=redis.url, timeout=120)
