@@ -456,3 +456,34 @@ def test_confirm_post_ignores_any_body_and_refuses_an_oversized_one(
     assert partner_status(client, org, sent["pledge"]["id"]) == "confirmed"
     r = client.put(path)
     assert r.status_code == 405
+
+
+def test_a_batch_across_tenants_sends_and_settles_every_job_once(
+    client: httpx.Client,
+    db: Database,
+    factory: Factory,
+    org: TenantCtx,
+    campaign: dict[str, Any],
+    sink: Sink,
+    deliver: Callable[..., int],
+) -> None:
+    """A turn claims up to 10 jobs of any tenants and sends them concurrently: each
+    is sent and settled once, a skipped one in the same batch included."""
+    other = factory.tenant()
+    other_campaign = factory.campaign(other, contact=unique("org2"))
+    donors = [unique("b") for _ in range(3)]
+    bodies = [pledge(client, org, campaign, contact=d) for d in donors]
+    bodies.append(pledge(client, other, other_campaign, contact=unique("b2")))
+    phone = pledge(client, org, campaign, contact="+55 11 97777-1234")
+    before = len(sink.messages())
+    deliver()
+    for body in bodies:
+        found = jobs(db, body["id"])
+        assert {k: j["status"] for k, j in found.items()} == {"receipt": "sent", "notice": "sent"}
+        assert all(j["sent_at"] is not None and j["attempts"] == 1 for j in found.values())
+    assert jobs(db, phone["id"])["receipt"]["status"] == "skipped"
+    assert jobs(db, phone["id"])["notice"]["status"] == "sent"
+    ids = [m["Message-ID"] for m in sink.messages()[before:]]
+    assert len(ids) == len(set(ids)) == 2 * len(bodies) + 1
+    for donor in donors:
+        assert len(sink.to(donor)) == 1
