@@ -150,6 +150,28 @@ def _cpu_headline(cpu: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def cache_lines(m: dict[str, Any]) -> list[str]:
+    """The report's cache figures: the clients' hit ratios, and (from the edge's log,
+    when it was read) how often the edge asked the API."""
+    lines = []
+    for label, key, n in (
+        ("combined (edge or Redis) / all GETs", "cache_hit_ratio", "cache_gets"),
+        ("edge microcache / public GETs", "edge_hit_ratio", "edge_gets"),
+        ("Redis / GETs that reached the API", "api_cache_hit_ratio", "api_gets"),
+    ):
+        value = m[key]
+        shown = "n/a" if value is None else f"{value * 100:.1f} %"
+        lines.append(f"- {label}: {shown} of {m[n]}")
+    edge_log = m.get("edge_log")
+    if edge_log and edge_log["upstream_ratio"] is not None:
+        lines.append(
+            f"- the edge asked the API (misses, expired, and the background refresh behind "
+            f"each stale answer; access log): {edge_log['upstream_ratio'] * 100:.1f} % of "
+            f"{edge_log['cacheable']}"
+        )
+    return lines
+
+
 def markdown(summary: dict[str, Any]) -> str:
     targets = [Target(**{k: v for k, v in t.items() if k != "passed"}) for t in summary["targets"]]
     m = summary["metrics"]
@@ -183,15 +205,7 @@ def markdown(summary: dict[str, Any]) -> str:
     if m.get("requests_by_name"):
         lines += ["", "## Requests by name", ""]
         lines += _by_name_table(m["requests_by_name"], m.get("latency_by_name", {}))
-    lines += ["", "## Cache", ""]
-    for label, key, n in (
-        ("combined (edge or Redis) / all GETs", "cache_hit_ratio", "cache_gets"),
-        ("edge microcache / public GETs", "edge_hit_ratio", "edge_gets"),
-        ("Redis / GETs that reached the API", "api_cache_hit_ratio", "api_gets"),
-    ):
-        value = m[key]
-        shown = "n/a" if value is None else f"{value * 100:.1f} %"
-        lines.append(f"- {label}: {shown} of {m[n]}")
+    lines += ["", "## Cache", "", *cache_lines(m)]
     mem = summary.get("memory")
     if mem:
         lines += [

@@ -28,6 +28,7 @@ import math
 import os
 import resource
 import secrets
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -221,6 +222,36 @@ def k6_env(cfg: RunConfig, target: StackTarget, run_id: str, run_dir: Path) -> d
     return env
 
 
+EDGE_LOG_FLUSH_S = 1.5
+
+
+def edge_log_size(path: Path | None) -> int | None:
+    """The edge log's size before a run (None: no log to read on this machine)."""
+    try:
+        return path.stat().st_size if path is not None else None
+    except OSError:
+        return None
+
+
+def edge_log_stats(path: Path | None, offset: int | None) -> dict[str, Any] | None:
+    """What the run's lines of the edge log say (edge/stats.py), or None."""
+    if path is None or offset is None:
+        return None
+    from edge import stats
+
+    try:
+        found = stats.read_log(path, offset)
+    except OSError:
+        return None
+    return {
+        "lines": found.requests,
+        "cacheable": found.cacheable,
+        "asked_upstream": found.asked_upstream,
+        "upstream_ratio": found.upstream_ratio if found.cacheable else None,
+        "cache": dict(sorted(found.cache.items())),
+    }
+
+
 def run(
     cfg: RunConfig,
     target: StackTarget,
@@ -252,11 +283,13 @@ def run(
     # k6's run lasts the duration, plus the first iteration's stagger and the
     # graceful stop; the bar fills over the duration.
     cpu_meter = CpuMeter.for_ports(target.ports())
+    log_offset = edge_log_size(target.edge_log)
     k6_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_meter.start()
     with MemoryMonitor(target.ports(), interval=MEMORY_INTERVAL_S) as monitor:
         rc = run_k6(cmd, env, run_dir, live, duration, monitor, progress)
     cpu_use = cpu_meter.stop()
+    k6_ended = time.monotonic()
     k6_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     k6_seconds = (k6_after.ru_utime + k6_after.ru_stime) - (k6_before.ru_utime + k6_before.ru_stime)
     k6_summary_path = run_dir / "k6-summary.json"
@@ -289,6 +322,9 @@ def run(
                 all_items=cfg.all_items,
             )
         ).as_dict()
+    # nginx writes its buffered log once a second (edge/render.py: flush=1s).
+    time.sleep(max(0.0, EDGE_LOG_FLUSH_S - (time.monotonic() - k6_ended)))
+    metrics["edge_log"] = edge_log_stats(target.edge_log, log_offset)
     memory = {
         "peak_pss": monitor.peak.pss,
         "peak_rss": monitor.peak.rss,
@@ -350,6 +386,13 @@ DEFINITIONS = {
     ),
     "edge_hit_ratio": "edge hits over GETs to the edge-cacheable public routes",
     "api_cache_hit_ratio": "X-Cache: HIT over GETs the API answered (not edge hits)",
+    "edge_log": (
+        "from the run's lines of the edge's access log (edge/stats.py): the requests "
+        "that made the edge ask the API (MISS, EXPIRED, REVALIDATED, and each STALE "
+        "answer, behind which nginx refreshes the page in the background) over those "
+        "its microcache looked at; what the API was asked for, where the hit ratios "
+        "say what the clients got"
+    ),
     "memory": (
         f"peak over {MEMORY_INTERVAL_S:.0f} s samples of the summed PSS (RSS: upper bound) "
         "of every process of PostgreSQL, Redis, Nginx and the API workers (found by "

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
@@ -37,6 +38,7 @@ class StackTarget:
     api_url: str | None = None  # the workers, for memory sampling
     redis_url: str | None = None
     extra_ports: list[int] = field(default_factory=list)
+    edge_log: Path | None = None  # the edge's JSON access log, when it is on this machine
     # The API's donor-contact keys: the seed seals with them, reconciliation finds a
     # run's rows by its donor contact's hash and reads their messages (db/crypto.py).
     keyring: Keyring | None = None
@@ -85,6 +87,7 @@ def local_stack(
         api_url=settings.api_url,
         redis_url=redis_url or settings.redis_url,
         keyring=env_keyring() if os.environ.get(KEYS_ENV) else settings.keyring(),
+        edge_log=stack.VAR / "edge" / "logs" / "access.log",
     )
 
 

@@ -323,6 +323,34 @@ def test_stats_counts_statuses_and_ignores_bypass() -> None:
     assert result.statuses == {"200": 4, "201": 1, "429": 1}
 
 
+def test_stats_count_what_made_the_edge_ask_the_api(tmp_path: Path) -> None:
+    """A STALE answer is served from the cache but makes nginx fetch the page again
+    behind it; UPDATING (another request is fetching it) and HIT ask nothing."""
+    lines = [
+        '{"status":"200","upstream_cache_status":"HIT"}',
+        '{"status":"200","upstream_cache_status":"STALE"}',
+        '{"status":"200","upstream_cache_status":"UPDATING"}',
+        '{"status":"200","upstream_cache_status":"EXPIRED"}',
+        '{"status":"200","upstream_cache_status":"MISS"}',
+        '{"status":"201","upstream_cache_status":""}',
+    ]
+    result = stats.compute(lines)
+    assert result.cacheable == 5 and result.asked_upstream == 3
+    assert result.hit_ratio == pytest.approx(0.6)
+    assert result.upstream_ratio == pytest.approx(0.6)
+    assert result.as_dict()["asked_upstream"] == 3
+
+    log = tmp_path / "access.log"
+    log.write_text("\n".join(lines[:2]) + "\n")
+    offset = log.stat().st_size
+    with log.open("a") as f:
+        f.write("\n".join(lines[2:]) + "\n")
+    after = stats.read_log(log, offset)  # only a run's lines: those written after it began
+    assert after.requests == 4 and after.asked_upstream == 2
+    log.write_text(lines[0] + "\n")  # rotated: shorter than the offset, read whole
+    assert stats.read_log(log, offset).requests == 1
+
+
 def test_render_function_signature_and_nginx_t(tmp_path: Path) -> None:
     text = render(
         free_port(),

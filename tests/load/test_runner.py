@@ -267,3 +267,24 @@ def test_memory_sampler_runs_at_idle_priority_and_samples_again_on_exit() -> Non
         assert os.sched_getscheduler(monitor._thread.native_id) == os.SCHED_IDLE
         assert monitor.samples == 1  # the next one is 60 s away
     assert monitor.samples == 2 and monitor.peak.pss > 0
+
+
+def test_a_runs_edge_log_lines_become_the_upstream_line(tmp_path: Path) -> None:
+    from load.run import edge_log_size, edge_log_stats
+
+    log = tmp_path / "access.log"
+    log.write_text('{"status":"200","upstream_cache_status":"MISS"}\n')
+    offset = edge_log_size(log)
+    with log.open("a") as f:
+        for status in ("HIT", "HIT", "STALE", "EXPIRED", ""):
+            f.write(f'{{"status":"200","upstream_cache_status":"{status}"}}\n')
+    found = edge_log_stats(log, offset)
+    assert found is not None
+    assert (found["cacheable"], found["asked_upstream"]) == (4, 2)
+    assert edge_log_stats(tmp_path / "none.log", edge_log_size(tmp_path / "none.log")) is None
+    assert edge_log_stats(None, None) is None
+    shown = report.cache_lines(
+        {**_metrics(), "edge_hit_ratio": None, "api_cache_hit_ratio": None, "edge_log": found}
+        | {"cache_gets": 9, "edge_gets": 8, "api_gets": 3}
+    )
+    assert shown[-1].startswith("- the edge asked the API") and shown[-1].endswith("50.0 % of 4")
