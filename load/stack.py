@@ -70,6 +70,7 @@ def local_stack(
 ) -> StackTarget:
     """The `./start.sh` stack from var/stack.env, with any value overridden."""
     from infra import stack_settings as stack
+    from infra.stack_services import edge
 
     if not stack.ENV_FILE.exists() and (base_url is None or database_url is None):
         raise StackError(
@@ -87,7 +88,7 @@ def local_stack(
         api_url=settings.api_url,
         redis_url=redis_url or settings.redis_url,
         keyring=env_keyring() if os.environ.get(KEYS_ENV) else settings.keyring(),
-        edge_log=stack.VAR / "edge" / "logs" / "access.log",
+        edge_log=edge(settings).access_log,  # where the stack's own edge writes it
     )
 
 

@@ -2,8 +2,8 @@
 
 Times the API's own statements (db/queries/public.py) on one connection as the API
 role: each statement is prepared, run 10 times, then run --calls times, and the
-backend's CPU time (user + system from /proc/<pid>/stat, so PostgreSQL must run on
-this machine) is divided by the calls. Planning counts when PostgreSQL plans again
+backend's CPU time (user + system, through psutil, so PostgreSQL must run on this
+machine) is divided by the calls. Planning counts when PostgreSQL plans again
 at a call; asyncpg's own CPU does not.
 
     directory   the cross-tenant directory with a few filters (`order=progress` sums
@@ -26,10 +26,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 
 from db.queries import public as pq
 
@@ -45,8 +45,8 @@ FILTERS: dict[str, pq.DirectoryFilter] = {
 
 
 def backend_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    times = psutil.Process(pid).cpu_times()  # as load/cpu.py reads the stack's parts
+    return float(times.user + times.system)
 
 
 async def per_call_ms(
