@@ -23,13 +23,17 @@ def connection(request: Request) -> AbstractAsyncContextManager[Any]:
     return acquire(request.app.ctx.pool, acquire_timeout=request.app.config.DB_ACQUIRE_TIMEOUT)
 
 
-def tenant_tx(request: Request, tenant_id: UUID) -> AbstractAsyncContextManager[Any]:
+def tenant_tx(
+    request: Request, tenant_id: UUID, *, lock: int | None = None
+) -> AbstractAsyncContextManager[Any]:
     """`async with tenant_tx(request, tenant_id) as conn:` (db/tenancy.py), with
-    `DB_ACQUIRE_TIMEOUT`: 12 of the 17 handlers that open one left it at 5 s."""
+    `DB_ACQUIRE_TIMEOUT`: 12 of the 17 handlers that open one left it at 5 s.
+    `lock`: see api/idempotency.py, `key_transaction`."""
     return tenant_transaction(
         request.app.ctx.pool,
         tenant_id,
         acquire_timeout=float(request.app.config.DB_ACQUIRE_TIMEOUT),
+        lock=lock,
     )
 
 

@@ -1,9 +1,10 @@
 """`Idempotency-Key` for POSTs that create donations.
 
-Runs inside the caller's tenant transaction: a transaction-scoped advisory lock
-on (tenant, key) makes a concurrent duplicate answer 409 at once instead of
-waiting; the record is written in the same transaction as the donation, so a
-response is stored if and only if the donation was committed. Same key + same
+Runs inside the caller's tenant transaction (`key_transaction`): a
+transaction-scoped advisory lock on (tenant, key), taken with BEGIN, makes a
+concurrent duplicate answer 409 at once instead of waiting; the record is written
+in the same transaction as the donation (and in the same statement as its event),
+so a response is stored if and only if the donation was committed. Same key + same
 body replays the stored response; same key + another body is 422; keys belong to
 one credential of one tenant (an API key, a staff user, or the public's pledges:
 `scope_of`), so nobody can pre-claim another's key, and are kept `IDEMPOTENCY_TTL`
@@ -19,7 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 from uuid import UUID
@@ -29,10 +31,13 @@ import orjson
 from pydantic import BaseModel
 from sanic import Request
 
+from api.database import tenant_tx
 from api.errors import BadRequest, IdempotencyInFlight, IdempotencyMismatch
 from db import crypto
 from db.crypto import Keyring
+from db.queries import events
 from db.queries import idempotency as q
+from db.queries.events import PendingEvent
 from tenants.principal import Principal
 
 HEADER = "Idempotency-Key"
@@ -44,12 +49,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Created(Generic[T]):
-    """What a write answered (`status`, `body`: stored for replays) and what its
-    caller needs of it afterwards (`value`: not stored)."""
+    """What a write answered (`status`, `body`: stored for replays), what its
+    caller needs of it afterwards (`value`: not stored), and the event it records
+    (written by `run_once` with the stored answer, in one statement)."""
 
     status: int
     body: bytes
     value: T
+    event: PendingEvent | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,7 @@ class Outcome(Generic[T]):
 
     @classmethod
     def fresh(cls, created: Created[T]) -> Outcome[T]:
-        """The outcome of a write made without an idempotency key."""
+        """The outcome of a write made now (not a replay)."""
         return cls(created.status, created.body, replayed=False, value=created.value)
 
 
@@ -105,10 +112,32 @@ def _place(tenant_id: UUID, scope: str, key: str) -> dict[str, UUID]:
     return {"tenant_id": tenant_id, "row_id": UUID(bytes=digest[:16])}
 
 
-def _lock_id(tenant_id: UUID, scope: str, key: str) -> int:
+def lock_id(tenant_id: UUID, scope: str, key: str) -> int:
+    """The advisory lock of (tenant, scope, key)."""
     material = tenant_id.bytes + scope.encode() + b"\n" + key.encode()
     digest = hashlib.blake2b(material, digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+@asynccontextmanager
+async def key_transaction(
+    request: Request, tenant_id: UUID, scope: str, key: str | None
+) -> AsyncIterator[asyncpg.Connection]:
+    """The tenant's transaction for a write under `key` (or none): the key's lock is
+    taken in the same round trip as BEGIN (db/tenancy.py), and a key whose lock
+    another transaction holds is 409 at once instead of a wait."""
+    lock = None if key is None else lock_id(tenant_id, scope, key)
+    entered = False
+    try:
+        async with tenant_tx(request, tenant_id, lock=lock) as conn:
+            entered = True
+            yield conn
+    except asyncpg.LockNotAvailableError:
+        if entered:  # not the key's lock: the block's own error
+            raise
+        raise IdempotencyInFlight(
+            f"A request with this {HEADER} is still being processed; retry shortly."
+        ) from None
 
 
 async def run_once(
@@ -116,18 +145,21 @@ async def run_once(
     *,
     tenant_id: UUID,
     scope: str,
-    key: str,
+    key: str | None,
     fingerprint: bytes,
     ttl: float,
     create: Callable[[], Awaitable[Created[T]]],
     keyring: Keyring,
 ) -> Outcome[T]:
     """The stored answer of (tenant, scope, key) if there is one (`replayed`), else
-    `create()`'s, stored in the caller's transaction."""
-    if not await q.try_lock(conn, _lock_id(tenant_id, scope, key)):
-        raise IdempotencyInFlight(
-            f"A request with this {HEADER} is still being processed; retry shortly."
-        )
+    `create()`'s, stored with its event. `conn` is the `key_transaction` of the same
+    tenant, scope and key, which holds the key's lock. Without a key, `create()`
+    runs and its event is written."""
+    if key is None:
+        created = await create()
+        if created.event is not None:
+            await events.write(conn, created.event)
+        return Outcome.fresh(created)
     stored = await q.select_record(conn, tenant_id=tenant_id, key=key, scope=scope, ttl=ttl)
     if stored is not None:
         if bytes(stored["fingerprint"]) != fingerprint:
@@ -151,5 +183,6 @@ async def run_once(
         status_code=created.status,
         body=sealed,
         ttl=ttl,
+        event=created.event,
     )
     return Outcome.fresh(created)

@@ -19,20 +19,34 @@ SET_TENANT = "SELECT set_config('app.tenant_id', $1, true)"
 # literal here because the simple protocol has no parameters: it is the canonical
 # text of a UUID object (hex digits and dashes), never caller text.
 BEGIN_AS_TENANT = "BEGIN; SELECT set_config('app.tenant_id', '{}', true)"
+# An idempotency key's transaction-scoped lock in the same message (migration 0025:
+# raises 55P03 lock_not_available when another transaction holds it).
+AND_LOCK = "; SELECT idempotency_lock({})"
 
 
-def begin_as_tenant(tenant_id: UUID) -> str:
+def begin_as_tenant(tenant_id: UUID, lock: int | None = None) -> str:
     if not isinstance(tenant_id, UUID):  # a str would be spliced into SQL
         raise TypeError(f"tenant_id must be a UUID, not {type(tenant_id).__name__}")
-    return BEGIN_AS_TENANT.format(tenant_id)
+    begin = BEGIN_AS_TENANT.format(tenant_id)
+    if lock is None:
+        return begin
+    if type(lock) is not int:  # likewise: only an int's own digits are spliced
+        raise TypeError(f"lock must be an int, not {type(lock).__name__}")
+    return begin + AND_LOCK.format(lock)
 
 
 @asynccontextmanager
 async def tenant_transaction(
-    pool: asyncpg.Pool, tenant_id: UUID, *, acquire_timeout: float = 5.0
+    pool: asyncpg.Pool,
+    tenant_id: UUID,
+    *,
+    acquire_timeout: float = 5.0,
+    lock: int | None = None,
 ) -> AsyncIterator[asyncpg.Connection]:
     """A connection inside a transaction as `tenant_id`; committed when the block
-    ends, rolled back when it raises.
+    ends, rolled back when it raises. With `lock`, the transaction also holds that
+    advisory lock from its first round trip, or the block is not entered: BEGIN
+    raises `asyncpg.LockNotAvailableError` (api/idempotency.py: `key_transaction`).
 
     Not asyncpg's `conn.transaction()` (its BEGIN is a round trip of its own); the
     code inside must not open one either (it would issue a second BEGIN and commit
@@ -44,7 +58,7 @@ async def tenant_transaction(
     connection with an active transaction" for it (hundreds a minute under load).
     The ROLLBACK, a simple query, also ends an extended-query sequence that a
     cancellation cut short (see db/pool.py: `resync`)."""
-    begin = begin_as_tenant(tenant_id)
+    begin = begin_as_tenant(tenant_id, lock)
     async with pool.acquire(timeout=acquire_timeout) as conn:
         try:
             await conn.execute(begin)

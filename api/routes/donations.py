@@ -33,6 +33,7 @@ from api.responses import PRIVATE, dumps, json_response, raw_json_response
 from db.crypto import Keyring
 from db.queries import donations as q
 from db.queries import events
+from db.queries.events import PendingEvent
 from tenants.principal import Principal
 
 bp = Blueprint("donations", url_prefix="/api/v1")
@@ -163,7 +164,8 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
     tid = principal.tenant_id
     ring = keyring(request)
 
-    async with tenant_tx(request, tid) as conn:
+    scope = idempotency.scope_of(principal)
+    async with idempotency.key_transaction(request, tid, scope, key) as conn:
 
         async def create() -> idempotency.Created[Written]:
             row = await q.insert_donation(
@@ -184,29 +186,26 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
                 if not await q.campaign_exists(conn, tenant_id=tid, campaign_id=cid):
                     raise NotFound("No such campaign.")
                 raise field_error("item_id", "is not an item of this campaign", "not_found")
-            # Not on a replay: run_once does not call create() again.
-            await events.record(
-                conn, "donation.created", "donation", row["id"], donation_event(row)
-            )
             # For the invalidation: the public pages address the campaign by slug.
             slug: str = row["campaign_slug"]
+            # Not on a replay: run_once does not call create() again.
             return idempotency.Created(
-                201, dumps(donation_out(row, ring)), Written(row["id"], slug)
+                201,
+                dumps(donation_out(row, ring)),
+                Written(row["id"], slug),
+                PendingEvent("donation.created", "donation", row["id"], donation_event(row)),
             )
 
-        if key is None:
-            outcome = idempotency.Outcome.fresh(await create())
-        else:
-            outcome = await idempotency.run_once(
-                conn,
-                tenant_id=tid,
-                scope=idempotency.scope_of(principal),
-                key=key,
-                fingerprint=idempotency.fingerprint(request.method, request.path, body),
-                ttl=request.app.config.IDEMPOTENCY_TTL,
-                create=create,
-                keyring=ring,
-            )
+        outcome = await idempotency.run_once(
+            conn,
+            tenant_id=tid,
+            scope=scope,
+            key=key,
+            fingerprint=idempotency.fingerprint(request.method, request.path, body),
+            ttl=request.app.config.IDEMPOTENCY_TTL,
+            create=create,
+            keyring=ring,
+        )
     headers = dict(PRIVATE)
     if outcome.value is not None:  # written now, not a replay
         # The directory's progress changes only when the donation counts as

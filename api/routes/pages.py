@@ -194,7 +194,7 @@ def _redirect(location: str) -> HTTPResponse:
 @bp.post("/o/<tenant>/<slug>")
 async def create_pledge_page(request: Request, tenant: str, slug: str) -> HTTPResponse:
     """The pledge form: 303 to the thank-you page, or the page again with the errors."""
-    org = await public_tenant(request, tenant, fresh=True)
+    org = await public_tenant(request, tenant)
     check_slug(slug)
     thanks = f"/o/{tenant}/{slug}/obrigado"
     form = PledgeForm.parse(dict(request.form or {}))

@@ -22,7 +22,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from api.body import parse_body
 from api.cache import cached_json, invalidate_after_write, slug_part
 from api.context import app_context
-from api.database import connection, keyring, tenant_tx
+from api.database import connection, keyring
 from api.directory import (
     DEADLINE_BOUND_TTL,
     PARAMS,
@@ -32,7 +32,15 @@ from api.directory import (
     directory_response,
 )
 from api.errors import Conflict, NotFound, field_error
-from api.idempotency import PUBLIC_SCOPE, Created, Outcome, fingerprint, read_key, run_once
+from api.idempotency import (
+    PUBLIC_SCOPE,
+    Created,
+    Outcome,
+    fingerprint,
+    key_transaction,
+    read_key,
+    run_once,
+)
 from api.models.events import donation_event
 from api.models.public import (
     CampaignPublicDetail,
@@ -46,8 +54,8 @@ from api.pagination import Page, page_of
 from api.params import recency_after
 from api.responses import JSON, dumps, raw_json_response
 from db.queries import donations as dq
-from db.queries import events
 from db.queries import public as pq
+from db.queries.events import PendingEvent
 
 bp = Blueprint("public")
 
@@ -56,11 +64,12 @@ ANONYMOUS = "Anonymous"
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
 
 
-async def public_tenant(request: Request, slug: str, *, fresh: bool = False) -> asyncpg.Record:
+async def public_tenant(request: Request, slug: str) -> asyncpg.Record:
     """An active tenant by slug; unknown and suspended ones are 404.
 
-    Reads use this worker's 1-second memo (one query fewer on every public page);
-    `fresh` (pledges) always asks the database, so a suspension stops writes at once."""
+    From this worker's 1-second memo (one query fewer on every public page and
+    pledge); a pledge's own statement checks again that the tenant is active
+    (db/queries/donations.py: INSERT_PLEDGE), so a suspension stops pledges at once."""
     if not _SLUG.match(slug) or len(slug) > 63:
         raise NotFound("No such organization.")
 
@@ -70,7 +79,7 @@ async def public_tenant(request: Request, slug: str, *, fresh: bool = False) -> 
             return found
 
     memo = app_context(request).public_tenants
-    row = await load() if fresh else await memo.get_or_load(slug, load)
+    row = await memo.get_or_load(slug, load)
     if row is None:
         raise NotFound("No such organization.")
     return row
@@ -216,39 +225,24 @@ async def pledge_once(
     tenant_id: UUID = org["id"]
     ring = keyring(request)
 
-    async with tenant_tx(request, tenant_id) as conn:
+    async with key_transaction(request, tenant_id, PUBLIC_SCOPE, key) as conn:
 
         async def create() -> Created[UUID]:
             """The pledge's answer, and the campaign it went to."""
-            campaign = await pq.select_campaign(conn, tenant_id=tenant_id, slug=slug)
-            # A draft is not public: the same 404 as a slug that does not exist.
-            if campaign is None or campaign["status"] == "draft":
-                raise NotFound("No such campaign.")
-            if not campaign["accepting"]:
-                raise Conflict(
-                    "This campaign is not accepting pledges "
-                    "(closed, not started yet, or past its deadline)."
-                )
-            row = await dq.insert_donation(
+            row = await dq.insert_pledge(
                 conn,
                 keyring=ring,
                 tenant_id=tenant_id,
-                campaign_id=campaign["id"],
+                slug=slug,
                 item_id=body.item_id,
                 quantity=body.quantity,
                 donor_name=body.donor_name,
                 donor_contact=body.donor_contact,
                 anonymous=body.anonymous or not body.show_name,
                 message=body.message,
-                status="pending",
-                source="public",
             )
             if row is None:
-                raise field_error("item_id", "not an item of this campaign", "not_found")
-            # The JSON API and the no-JS form both come here; a replay does not.
-            await events.record(
-                conn, "donation.created", "donation", row["id"], donation_event(row)
-            )
+                raise await pledge_refusal(conn, tenant_id, slug)
             pledge = {
                 "id": str(row["id"]),
                 "status": row["status"],
@@ -256,7 +250,9 @@ async def pledge_once(
                 "quantity": row["quantity"],
                 "created_at": row["created_at"],
             }
-            return Created(201, dumps(pledge), campaign["id"])
+            # The JSON API and the no-JS form both come here; a replay does not.
+            event = PendingEvent("donation.created", "donation", row["id"], donation_event(row))
+            return Created(201, dumps(pledge), row["campaign_id"], event)
 
         outcome = await run_once(
             conn,
@@ -273,6 +269,24 @@ async def pledge_once(
             request, tenant_id, "donation.pledged", campaign_id=outcome.value, slug=slug
         )
     return outcome
+
+
+async def pledge_refusal(conn: asyncpg.Connection, tenant_id: UUID, slug: str) -> Exception:
+    """Why a pledge wrote nothing (db/queries/donations.py: INSERT_PLEDGE): the
+    organization is no longer active (404), the campaign is not public (404: a
+    draft is answered like a slug that does not exist) or not accepting (409), or
+    the item is not one of its own (422)."""
+    if not await pq.tenant_is_public(conn, tenant_id):
+        return NotFound("No such organization.")
+    campaign = await pq.select_campaign(conn, tenant_id=tenant_id, slug=slug)
+    if campaign is None or campaign["status"] == "draft":
+        return NotFound("No such campaign.")
+    if not campaign["accepting"]:
+        return Conflict(
+            "This campaign is not accepting pledges "
+            "(closed, not started yet, or past its deadline)."
+        )
+    return field_error("item_id", "not an item of this campaign", "not_found")
 
 
 @bp.get("/api/public/<tenant>/campaigns/<slug>")
@@ -349,7 +363,7 @@ async def list_public_donations(
 )
 async def create_public_pledge(request: Request, tenant: str, slug: str) -> HTTPResponse:
     """Pledge a quantity of an item (status pending); `Idempotency-Key` required."""
-    org = await public_tenant(request, tenant, fresh=True)
+    org = await public_tenant(request, tenant)
     check_slug(slug)
     key = cast(str, read_key(request, required=True))
     body = parse_body(request, PledgeCreate)

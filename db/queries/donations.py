@@ -53,6 +53,30 @@ RETURNING {DONATION_COLUMNS}
 """
 INSERT_DONATION = with_campaign_slug(INSERT_DONATION)
 
+# A public pledge, in one statement that also proves what a pledge needs: the
+# organization still active (`public_tenant`: a suspension stops pledges at once,
+# whatever a worker's memo of the tenant holds), the campaign, by slug, accepting
+# (published, started, not past its deadline: as SELECT_CAMPAIGN's `accepting` in
+# db/queries/public.py), and the item one of its own. No row and nothing written
+# when one of them fails; `pledge_refusal` in api/routes/public.py says which. The
+# parameters are INSERT_DONATION's, with the slug as $2.
+INSERT_PLEDGE = f"""
+INSERT INTO donation (id, tenant_id, campaign_id, item_id, quantity, donor_name,
+                      donor_contact_enc, donor_contact_hmac, anonymous, message_enc,
+                      status, source, created_at)
+SELECT $11, i.tenant_id, i.campaign_id, i.id, $4, $5, $6, $12, $7, $8, $9::text, $10, n.ts
+FROM campaign c
+JOIN campaign_item i ON i.tenant_id = c.tenant_id AND i.campaign_id = c.id AND i.id = $3
+CROSS JOIN (SELECT clock_timestamp() AS ts) n
+WHERE c.tenant_id = $1 AND c.slug = $2
+  AND c.status = 'published'
+  AND (c.starts_at IS NULL OR c.starts_at <= now())
+  AND (c.ends_at IS NULL OR c.ends_at > now())
+  AND EXISTS (SELECT 1 FROM public_tenant t WHERE t.id = $1)
+RETURNING {DONATION_COLUMNS}
+"""
+INSERT_PLEDGE = with_campaign_slug(INSERT_PLEDGE)
+
 SELECT_DONATION = f"SELECT {DONATION_COLUMNS} FROM donation WHERE tenant_id = $1 AND id = $2"
 SELECT_DONATION_STATUS = "SELECT status FROM donation WHERE tenant_id = $1 AND id = $2"
 CAMPAIGN_EXISTS = "SELECT EXISTS (SELECT 1 FROM campaign WHERE tenant_id = $1 AND id = $2)"
@@ -121,12 +145,54 @@ async def insert_donation(
     """The new donation (with `campaign_slug`), or None when the item is not one of
     this campaign's. The contact and message are stored sealed (and the contact's
     lookup hash), never as text."""
+    return await _insert(
+        conn, INSERT_DONATION, keyring, tenant_id, campaign_id, item_id, quantity,
+        donor_name, donor_contact, anonymous, message, status, source,
+    )  # fmt: skip
+
+
+async def insert_pledge(
+    conn: asyncpg.Connection,
+    *,
+    keyring: Keyring,
+    tenant_id: UUID,
+    slug: str,
+    item_id: UUID,
+    quantity: int,
+    donor_name: str,
+    donor_contact: str,
+    anonymous: bool,
+    message: str,
+) -> asyncpg.Record | None:
+    """A pending public pledge to the campaign `slug` (INSERT_PLEDGE), or None when
+    the organization, the campaign or the item does not take it."""
+    return await _insert(
+        conn, INSERT_PLEDGE, keyring, tenant_id, slug, item_id, quantity,
+        donor_name, donor_contact, anonymous, message, "pending", "public",
+    )  # fmt: skip
+
+
+async def _insert(
+    conn: asyncpg.Connection,
+    statement: str,
+    keyring: Keyring,
+    tenant_id: UUID,
+    campaign: UUID | str,
+    item_id: UUID,
+    quantity: int,
+    donor_name: str,
+    donor_contact: str,
+    anonymous: bool,
+    message: str,
+    status: str,
+    source: str,
+) -> asyncpg.Record | None:
     donation_id = uuid4()
     place = {"tenant_id": tenant_id, "row_id": donation_id}
     row: asyncpg.Record | None = await conn.fetchrow(
-        INSERT_DONATION,
+        statement,
         tenant_id,
-        campaign_id,
+        campaign,
         item_id,
         quantity,
         donor_name,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -75,6 +75,22 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"cannot serialise {type(obj).__name__}")
 
 
+class PendingEvent(NamedTuple):
+    """An event to write later in the same transaction, together with another
+    statement (db/queries/idempotency.py: `upsert_record`), or alone (`write`)."""
+
+    type: str
+    resource_type: str
+    resource_id: UUID | None
+    data: Any
+
+
+def event_payload(event: PendingEvent) -> tuple[str, str, UUID | None, str]:
+    """INSERT_EVENT's parameters for `event`."""
+    payload = orjson.dumps(event.data, default=_default).decode()
+    return event.type, event.resource_type, event.resource_id, payload
+
+
 async def record(
     conn: asyncpg.Connection,
     event_type: str,
@@ -83,10 +99,12 @@ async def record(
     data: Any,
 ) -> asyncpg.Record:
     """One event, in the current tenant transaction (the tenant comes from it)."""
-    payload = orjson.dumps(data, default=_default).decode()
-    row: asyncpg.Record = await conn.fetchrow(
-        INSERT_EVENT, event_type, resource_type, resource_id, payload
-    )
+    return await write(conn, PendingEvent(event_type, resource_type, resource_id, data))
+
+
+async def write(conn: asyncpg.Connection, event: PendingEvent) -> asyncpg.Record:
+    """`event`, in the current tenant transaction."""
+    row: asyncpg.Record = await conn.fetchrow(INSERT_EVENT, *event_payload(event))
     return row
 
 

@@ -21,6 +21,7 @@ Order = Literal["recent", "oldest", "deadline", "progress"]
 Status = Literal["active", "ended", "all"]
 
 SELECT_PUBLIC_TENANT = "SELECT id, slug, name FROM public_tenant WHERE slug = $1"
+TENANT_IS_PUBLIC = "SELECT EXISTS (SELECT 1 FROM public_tenant WHERE id = $1)"
 
 _DIRECTORY_COLUMNS = """
 SELECT id, tenant_id, tenant_slug, tenant_name, slug, title, subtitle, description,
@@ -103,6 +104,11 @@ def directory_query(
 async def select_public_tenant(conn: asyncpg.Connection, slug: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(SELECT_PUBLIC_TENANT, slug)
     return row
+
+
+async def tenant_is_public(conn: asyncpg.Connection, tenant_id: UUID) -> bool:
+    found: bool = await conn.fetchval(TENANT_IS_PUBLIC, tenant_id)
+    return found
 
 
 # The progress order computes every candidate's progress; its plan cost crosses the

@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
-from api.idempotency import _lock_id
+from api.idempotency import lock_id
 from tests.api.test_donations import assert_problem, donation_count, seed_campaign
 from tests.factories import Factory, TenantCtx, bearer
 from tests.services import ApiServer, Database
@@ -118,7 +118,7 @@ def test_key_is_in_flight_while_its_lock_is_held_then_free(
 
     async def hold() -> asyncpg.Connection:
         conn = await asyncpg.connect(db.admin_dsn)
-        lock = _lock_id(tenant.id, f"key:{key_id}", key)
+        lock = lock_id(tenant.id, f"key:{key_id}", key)
         await conn.execute("SELECT pg_advisory_lock($1)", lock)
         return conn
 
