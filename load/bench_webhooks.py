@@ -10,6 +10,11 @@ request i starts at t0 + i/rate whatever the answers) in interleaved phases:
         finds no enabled endpoint)
   on    the endpoint enabled (donation.created): each donation also writes its
         delivery, NOTIFYs the worker, and the worker POSTs it, signed
+  queued  the endpoint enabled, the worker stopped: the write path alone
+
+and with `--controls` two more: `again` (off once more: how far two phases of the
+same work differ here) and `burn` (off while a spinning process spends the CPU the
+median `on` phase so far used beyond the median `off`, machine-wide from /proc/stat),
 
 and reports, per phase (median over rounds): the donation write's mean and p95
 latency and the rate reached; for `on`, the delivery lag (receiver's clock minus the
@@ -28,6 +33,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -134,6 +140,34 @@ async def _count(admin_dsn: str, query: str) -> int:
         await conn.close()
 
 
+# A stand-in for the deliveries' CPU (the `burn` control phase): spins `fraction` of
+# every 5 ms, sleeps the rest, until killed.
+BURN = """
+import sys, time
+fraction, period = float(sys.argv[1]), 0.005
+while True:
+    start = time.perf_counter()
+    while time.perf_counter() < start + fraction * period:
+        pass
+    time.sleep(max(0.0, period - (time.perf_counter() - start)))
+"""
+
+
+def busy_seconds() -> float:
+    """CPU time the whole machine spent busy so far (/proc/stat: all but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def burners(cores: float) -> list[subprocess.Popen[bytes]]:
+    """Processes that together keep `cores` of CPU busy (at most 0.9 of a core each)."""
+    count = max(1, int(cores / 0.9) + 1) if cores > 0 else 0
+    return [
+        subprocess.Popen([sys.executable, "-c", BURN, str(cores / count)]) for _ in range(count)
+    ]
+
+
 DONATIONS = "SELECT count(*) FROM donation"
 UNSETTLED = "SELECT count(*) FROM webhook_delivery WHERE status <> 'succeeded'"
 
@@ -148,6 +182,7 @@ def _phases(
     rounds: int,
     log: Any,
     worker_pid: int | None = None,
+    controls: bool = False,
 ) -> dict[str, Any]:
     import httpx  # a dev dependency: imported when the benchmark runs, not with the CLI
 
@@ -177,24 +212,50 @@ def _phases(
         # donations are written, so the writes pay the fan-out trigger and nothing of the
         # delivery work: what the write path itself costs, apart from sharing the cores
         # with the worker and the receiver.
-        phases = ("off", "on", "queued") if worker_pid is not None else ("off", "on")
+        phases: tuple[str, ...] = ("off", "on")
+        if worker_pid is not None:
+            phases = (*phases, "queued")
+        # Controls: "again" is `off` once more (what one phase against another of the
+        # same work gives on this machine: the bench's own noise); "burn" is `off` while
+        # other processes spend the CPU `on` spent beyond `off` (the medians over the
+        # rounds so far): whether the slowdown is the deliveries' CPU on shared cores,
+        # whoever spends it.
+        if controls:
+            phases = (*phases, "again", "burn")
         results: dict[str, list[dict[str, Any]]] = {phase: [] for phase in phases}
+        busy: dict[str, list[float]] = {phase: [] for phase in phases}
         for n in range(rounds):
             # Every other round in reverse order: whatever drifts within a round (the
             # tables growing, autovacuum, a checkpoint) falls on each phase alike.
             for phase in phases if n % 2 == 0 else phases[::-1]:
-                enabled = phase != "off"
+                enabled = phase in ("on", "queued")
                 r = client.patch(f"/api/v1/webhooks/{hook['id']}", json={"enabled": enabled})
                 r.raise_for_status()
                 receiver.take()
                 before = asyncio.run(_count(admin_dsn, DONATIONS))
                 if phase == "queued" and worker_pid is not None:
                     os.kill(worker_pid, signal.SIGSTOP)
+                # The median of each so far: one phase's machine-wide figure also holds
+                # whatever else the shared machine ran meanwhile.
+                extra = (
+                    max(0.0, statistics.median(busy["on"]) - statistics.median(busy["off"]))
+                    if busy["on"] and busy["off"]
+                    else 0.0
+                )
+                burning = burners(extra) if phase == "burn" else []
+                busy0, t0 = busy_seconds(), time.monotonic()
                 try:
                     result = drive(api_url, key, campaign, rate, duration)
                 finally:
+                    for proc in burning:
+                        proc.kill()
+                        proc.wait()
                     if phase == "queued" and worker_pid is not None:
                         os.kill(worker_pid, signal.SIGCONT)
+                result["busy_cores"] = (busy_seconds() - busy0) / (time.monotonic() - t0)
+                busy[phase].append(result["busy_cores"])
+                if phase == "burn":
+                    result["burned_cores"] = extra
                 written = asyncio.run(_count(admin_dsn, DONATIONS)) - before
                 result["written"] = written
                 if phase == "queued":  # let the worker catch up before the next phase
@@ -282,6 +343,7 @@ def run(
     workers: int,
     backlog_events: int = 5000,
     log: Any = print,
+    controls: bool = False,
 ) -> dict[str, Any]:
     from load import throwaway
 
@@ -310,7 +372,8 @@ def run(
             procs.append(worker)
             key = asyncio.run(_provision(urls["admin"]))
             log(
-                f"rate {rate:g}/s, {duration:g} s per phase, {rounds} rounds (off, on, queued), "
+                f"rate {rate:g}/s, {duration:g} s per phase, {rounds} rounds "
+                f"({'off, on, queued, again, burn' if controls else 'off, on, queued'}), "
                 f"{workers} API workers"
             )
             results = _phases(
@@ -323,6 +386,7 @@ def run(
                 rounds,
                 log,
                 worker_pid=worker.pid,
+                controls=controls,
             )
             summary = summarize(results, rate)
             summary["backlog"] = backlog(urls["admin"], receiver, worker.pid, backlog_events)
@@ -345,10 +409,18 @@ def bench_webhooks_command(
         int, typer.Option("--backlog", min=1, max=100_000, help="Events for the capacity run.")
     ] = 5000,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None,
+    controls: Annotated[
+        bool,
+        typer.Option(
+            "--controls",
+            help="Two more phases per round: 'again' (off once more: the bench's own "
+            "noise) and 'burn' (off while other processes spend the CPU 'on' added).",
+        ),
+    ] = False,
 ) -> None:
     """Webhook deliveries at a donation rate: delivery lag, and the write latency with
     an enabled endpoint vs without (load/bench_webhooks.py)."""
-    result = run(rate, duration, rounds, workers, backlog_events)
+    result = run(rate, duration, rounds, workers, backlog_events, controls=controls)
     s = result["summary"]
     print(render(s))
     print("JSON " + json.dumps(s))

@@ -62,6 +62,11 @@ def summarize(results: dict[str, list[dict[str, Any]]], rate: float) -> dict[str
         on["mean_ms"] / off["mean_ms"]
         for off, on in zip(results["off"], results["on"], strict=True)
     )
+    controls = {
+        phase: _against_off(results, phase) for phase in ("again", "burn") if results.get(phase)
+    }
+    if controls:
+        controls["on"] = _against_off(results, "on")
     lag_p95 = max(r["lag_p95_ms"] for r in results["on"])
     complete = all(
         r["delivered_distinct"] == r["written"] and r["unsettled"] == 0 for r in results["on"]
@@ -85,6 +90,7 @@ def summarize(results: dict[str, list[dict[str, Any]]], rate: float) -> dict[str
             "after_ack_p95_worst_round": max(r["lag_ack_p95_ms"] for r in results["on"]),
         },
         "write_with_worker_stopped": queued,
+        "controls": controls,
         "every_donation_delivered": complete,
         "errors": sum(r["errors"] for rs in results.values() for r in rs),
         "dropped": sum(r["dropped"] for rs in results.values() for r in rs),
@@ -94,6 +100,44 @@ def summarize(results: dict[str, list[dict[str, Any]]], rate: float) -> dict[str
             "complete": complete,
         },
     }
+
+
+def _against_off(results: dict[str, list[dict[str, Any]]], phase: str) -> dict[str, Any]:
+    """`phase`'s write mean over the same round's `off`, round by round (median and
+    range), and the machine's busy cores in each."""
+    ratios = sorted(
+        r["mean_ms"] / off["mean_ms"] for off, r in zip(results["off"], results[phase], strict=True)
+    )
+    found = {
+        "mean_ratio_median": statistics.median(ratios),
+        "mean_ratio_min": ratios[0],
+        "mean_ratio_max": ratios[-1],
+        "busy_cores": statistics.median(r["busy_cores"] for r in results[phase]),
+        "off_busy_cores": statistics.median(r["busy_cores"] for r in results["off"]),
+    }
+    if phase == "burn":
+        found["burned_cores"] = statistics.median(r["burned_cores"] for r in results[phase])
+    return found
+
+
+def _controls(s: dict[str, Any]) -> str:
+    c = s.get("controls") or {}
+    lines = []
+    for phase, what in (
+        ("on", "with deliveries (on)"),
+        ("again", "off again (A/A: this machine's noise)"),
+        ("burn", "off + a process spending the CPU deliveries added (burn)"),
+    ):
+        if phase in c:
+            x = c[phase]
+            extra = f", {x['burned_cores']:.2f} cores burned" if phase == "burn" else ""
+            lines.append(
+                f"  {what}: mean over off, round by round: median {x['mean_ratio_median']:.3f} "
+                f"(range {x['mean_ratio_min']:.3f}-{x['mean_ratio_max']:.3f}); "
+                f"machine busy {x['busy_cores']:.2f} cores against off's "
+                f"{x['off_busy_cores']:.2f}{extra}"
+            )
+    return "controls:\n" + "\n".join(lines) + "\n" if len(lines) > 1 else ""
 
 
 def render(s: dict[str, Any]) -> str:
@@ -114,6 +158,7 @@ def render(s: dict[str, Any]) -> str:
             if (q := s.get("write_with_worker_stopped"))
             else ""
         )
+        + _controls(s)
         + f"delivery lag after the event: p50 {s['delivery_lag_ms']['p50']:.0f} ms, "
         f"p95 {s['delivery_lag_ms']['p95_worst_round']:.0f} ms (worst round), "
         f"max {s['delivery_lag_ms']['max']:.0f} ms\n"
