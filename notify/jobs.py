@@ -26,7 +26,7 @@ from db.queries import email as eq
 from db.tenancy import tenant_transaction
 from notify import messages
 from notify.settings import EmailSettings
-from notify.smtp import SendFailed, send
+from notify.smtp import Mailer, SendFailed
 
 log = logging.getLogger("conectades.email")
 ACQUIRE_TIMEOUT = 5.0
@@ -45,14 +45,24 @@ def backoff(settings: EmailSettings, attempt: int) -> float:
     return float(delay * random.uniform(0.8, 1.2))
 
 
-async def drain_email_batch(pool: asyncpg.Pool, settings: EmailSettings, keyring: Keyring) -> int:
-    """Send one batch of due email jobs; how many jobs were claimed (0: none due)."""
+async def drain_email_batch(
+    pool: asyncpg.Pool, settings: EmailSettings, keyring: Keyring, mailer: Mailer | None = None
+) -> int:
+    """Send one batch of due email jobs; how many jobs were claimed (0: none due).
+    Over `mailer`'s kept connections, or over connections of this batch alone."""
     if not settings.enabled:
         return 0
     async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
         jobs = await eq.claim_jobs(conn, batch=settings.EMAIL_BATCH, lease=settings.EMAIL_LEASE)
-    if jobs:
-        await asyncio.gather(*(_run(pool, settings, keyring, job) for job in jobs))
+    if not jobs:
+        return 0
+    own = mailer is None
+    sender = Mailer(settings, keep=settings.EMAIL_BATCH) if mailer is None else mailer
+    try:
+        await asyncio.gather(*(_run(pool, settings, keyring, sender, job) for job in jobs))
+    finally:
+        if own:
+            await sender.close()
     return len(jobs)
 
 
@@ -61,21 +71,29 @@ class EmailJob:
 
     def __init__(self, pool: asyncpg.Pool, settings: EmailSettings, keyring: Keyring) -> None:
         self.pool, self.settings, self.keyring = pool, settings, keyring
+        # SMTP connections kept from one batch to the next (closed after 5 s idle).
+        self.mailer = Mailer(settings, keep=settings.EMAIL_BATCH)
         if not settings.enabled:
             log.warning("email is off (no CONECTADES_SMTP_HOST): jobs wait in email_job")
 
     async def drain(self) -> int:
-        return await drain_email_batch(self.pool, self.settings, self.keyring)
+        return await drain_email_batch(self.pool, self.settings, self.keyring, self.mailer)
 
     async def close(self) -> None:
-        return None  # a drain is awaited whole by the loop: nothing left in flight
+        # A drain is awaited whole by the loop: nothing is in flight, only kept
+        # connections to QUIT.
+        await self.mailer.close()
 
 
 async def _run(
-    pool: asyncpg.Pool, settings: EmailSettings, keyring: Keyring, job: asyncpg.Record
+    pool: asyncpg.Pool,
+    settings: EmailSettings,
+    keyring: Keyring,
+    mailer: Mailer,
+    job: asyncpg.Record,
 ) -> None:
     try:
-        await _process(pool, settings, keyring, job)
+        await _process(pool, settings, keyring, mailer, job)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
         # The database, not the message: not settled, due again when its lease ends.
         log.warning("email job %s (%s): not settled: %r", job["id"], job["kind"], exc)
@@ -88,7 +106,11 @@ async def _run(
 
 
 async def _process(
-    pool: asyncpg.Pool, settings: EmailSettings, keyring: Keyring, job: asyncpg.Record
+    pool: asyncpg.Pool,
+    settings: EmailSettings,
+    keyring: Keyring,
+    mailer: Mailer,
+    job: asyncpg.Record,
 ) -> None:
     tid, job_id, attempt = job["tenant_id"], job["id"], job["attempts"]
     async with tenant_transaction(pool, tid, acquire_timeout=ACQUIRE_TIMEOUT) as conn:
@@ -110,7 +132,7 @@ async def _process(
         await _settle(pool, tid, eq.mark_done, job_id, attempt, status="skipped", reason=reason)
         return
     try:
-        await send(settings, message)
+        await mailer.send(message)
     except SendFailed as exc:
         await _failed(pool, settings, job, exc)
         return
