@@ -334,9 +334,26 @@ def test_campaign_without_email_contact_gets_no_notice(
     body = pledge(client, org, campaign, contact=donor)
     deliver()
     found = jobs(db, body["id"])
-    assert found["notice"]["status"] == "skipped"
+    # No "@": not even queued (migration 0026), so nothing for the worker to skip.
+    assert "notice" not in found
     assert found["receipt"]["status"] == "sent"
     assert len(sink.to(donor)) == 1
+
+
+def test_campaign_contact_with_an_at_sign_but_no_address_is_queued_and_skipped(
+    client: httpx.Client,
+    db: Database,
+    factory: Factory,
+    org: TenantCtx,
+    sink: Sink,
+    deliver: Callable[..., int],
+) -> None:
+    campaign = factory.campaign(org, contact="@bazar.solidario (Instagram)")
+    body = pledge(client, org, campaign, contact=unique("d"))
+    deliver()
+    found = jobs(db, body["id"])
+    assert found["notice"]["status"] == "skipped"
+    assert found["receipt"]["status"] == "sent"
 
 
 def test_smtp_down_is_retried_later_and_nothing_is_lost(
