@@ -168,17 +168,20 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
     async with idempotency.key_transaction(request, tid, scope, key) as conn:
 
         async def create() -> idempotency.Created[Written]:
-            row = await q.insert_donation(
-                conn,
-                keyring=ring,
-                tenant_id=tid,
-                campaign_id=cid,
+            donation = q.NewDonation(
                 item_id=body.item_id,
                 quantity=body.quantity,
                 donor_name=body.donor_name,
                 donor_contact=body.donor_contact,
                 anonymous=body.anonymous,
                 message=body.message,
+            )
+            row = await q.insert_donation(
+                conn,
+                keyring=ring,
+                tenant_id=tid,
+                campaign_id=cid,
+                donation=donation,
                 status=body.status,
                 source="partner",
             )

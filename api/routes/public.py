@@ -229,17 +229,16 @@ async def pledge_once(
 
         async def create() -> Created[UUID]:
             """The pledge's answer, and the campaign it went to."""
-            row = await dq.insert_pledge(
-                conn,
-                keyring=ring,
-                tenant_id=tenant_id,
-                slug=slug,
+            donation = dq.NewDonation(
                 item_id=body.item_id,
                 quantity=body.quantity,
                 donor_name=body.donor_name,
                 donor_contact=body.donor_contact,
                 anonymous=body.anonymous or not body.show_name,
                 message=body.message,
+            )
+            row = await dq.insert_pledge(
+                conn, keyring=ring, tenant_id=tenant_id, slug=slug, donation=donation
             )
             if row is None:
                 raise await pledge_refusal(conn, tenant_id, slug)

@@ -7,6 +7,7 @@ counter slots in the same statement, so every change below keeps them exact.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -127,18 +128,26 @@ RETURNING {DONATION_COLUMNS}
 TRANSITION_DONATION = with_campaign_slug(TRANSITION_DONATION)
 
 
+@dataclass(frozen=True)
+class NewDonation:
+    """What a donation is made of, as the request gave it (contact and message in
+    clear: `insert_donation` and `insert_pledge` seal them)."""
+
+    item_id: UUID
+    quantity: int
+    donor_name: str
+    donor_contact: str
+    anonymous: bool
+    message: str
+
+
 async def insert_donation(
     conn: asyncpg.Connection,
     *,
     keyring: Keyring,
     tenant_id: UUID,
     campaign_id: UUID,
-    item_id: UUID,
-    quantity: int,
-    donor_name: str,
-    donor_contact: str,
-    anonymous: bool,
-    message: str,
+    donation: NewDonation,
     status: str,
     source: str,
 ) -> asyncpg.Record | None:
@@ -146,9 +155,8 @@ async def insert_donation(
     this campaign's. The contact and message are stored sealed (and the contact's
     lookup hash), never as text."""
     return await _insert(
-        conn, INSERT_DONATION, keyring, tenant_id, campaign_id, item_id, quantity,
-        donor_name, donor_contact, anonymous, message, status, source,
-    )  # fmt: skip
+        conn, INSERT_DONATION, keyring, tenant_id, campaign_id, donation, status, source
+    )
 
 
 async def insert_pledge(
@@ -157,19 +165,13 @@ async def insert_pledge(
     keyring: Keyring,
     tenant_id: UUID,
     slug: str,
-    item_id: UUID,
-    quantity: int,
-    donor_name: str,
-    donor_contact: str,
-    anonymous: bool,
-    message: str,
+    donation: NewDonation,
 ) -> asyncpg.Record | None:
     """A pending public pledge to the campaign `slug` (INSERT_PLEDGE), or None when
     the organization, the campaign or the item does not take it."""
     return await _insert(
-        conn, INSERT_PLEDGE, keyring, tenant_id, slug, item_id, quantity,
-        donor_name, donor_contact, anonymous, message, "pending", "public",
-    )  # fmt: skip
+        conn, INSERT_PLEDGE, keyring, tenant_id, slug, donation, "pending", "public"
+    )
 
 
 async def _insert(
@@ -178,12 +180,7 @@ async def _insert(
     keyring: Keyring,
     tenant_id: UUID,
     campaign: UUID | str,
-    item_id: UUID,
-    quantity: int,
-    donor_name: str,
-    donor_contact: str,
-    anonymous: bool,
-    message: str,
+    d: NewDonation,
     status: str,
     source: str,
 ) -> asyncpg.Record | None:
@@ -193,16 +190,16 @@ async def _insert(
         statement,
         tenant_id,
         campaign,
-        item_id,
-        quantity,
-        donor_name,
-        keyring.seal(donor_contact, column=crypto.CONTACT, **place),
-        anonymous,
-        keyring.seal(message, column=crypto.MESSAGE, **place),
+        d.item_id,
+        d.quantity,
+        d.donor_name,
+        keyring.seal(d.donor_contact, column=crypto.CONTACT, **place),
+        d.anonymous,
+        keyring.seal(d.message, column=crypto.MESSAGE, **place),
         status,
         source,
         donation_id,
-        keyring.contact_hash(donor_contact),
+        keyring.contact_hash(d.donor_contact),
     )
     return row
 
