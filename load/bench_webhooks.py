@@ -403,7 +403,12 @@ def run(
 def bench_webhooks_command(
     rate: Annotated[float, typer.Option(min=1, max=5000, help="Donations per second.")] = 200,
     duration: Annotated[float, typer.Option(min=1, max=600, help="Seconds per phase.")] = 15,
-    rounds: Annotated[int, typer.Option(min=1, max=10, help="Rounds of (off, on, queued).")] = 2,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            min=1, max=10, help="Rounds of (off, on, queued; with --controls also again, burn)."
+        ),
+    ] = 2,
     workers: Annotated[int, typer.Option(min=1, max=16, help="API worker processes.")] = 2,
     backlog_events: Annotated[
         int, typer.Option("--backlog", min=1, max=100_000, help="Events for the capacity run.")
