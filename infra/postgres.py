@@ -83,6 +83,9 @@ class LocalPostgres:
     port: int
     superuser: str = "postgres"
     password: str = ""
+    # Where `start` last sent the server's log (moved beside the data directory when
+    # the server's user cannot reach the folder asked for).
+    logfile: Path | None = None
 
     @property
     def bindir(self) -> Path:
@@ -173,6 +176,7 @@ class LocalPostgres:
             return
         if not reachable_by_server(logfile.parent):
             logfile = self.datadir.parent / logfile.name
+        self.logfile = logfile
         logfile.parent.mkdir(parents=True, exist_ok=True)
         logfile.touch()
         if os.geteuid() == 0:

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +25,12 @@ from tests.factories import Factory, TenantCtx
 from tests.services import API_ROLE, ApiServer, Database, api_env
 
 ROUND_TRIP = re.compile(r"\] (\S+) LOG:  duration: [0-9.]+ ms  (?:execute \S+|statement): (.*)")
+
+
+def server_log(db: Database) -> Path:
+    """The server's log where it really is (in a private folder, beside its data)."""
+    assert db.pg.logfile is not None, "started"
+    return db.pg.logfile
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +53,7 @@ def statement_log(db: Database, one_connection_api: ApiServer) -> Iterator[Any]:
 
     def since(offset: int) -> list[tuple[str, str]]:
         time.sleep(0.2)  # the log is written by the backend itself, promptly
-        with open(db.log, encoding="utf-8", errors="replace") as f:
+        with open(server_log(db), encoding="utf-8", errors="replace") as f:
             f.seek(offset)
             found = (ROUND_TRIP.search(line) for line in f)
             return [(m.group(1), m.group(2)) for m in found if m]
@@ -61,7 +68,7 @@ def statement_log(db: Database, one_connection_api: ApiServer) -> Iterator[Any]:
 
 def api_round_trips(db: Database, since: Any, send: Any, tenant: TenantCtx) -> list[str]:
     """The statements the API's role sent to PostgreSQL while `send()` ran."""
-    offset = db.log.stat().st_size
+    offset = server_log(db).stat().st_size
     r = send()
     assert r.status_code == 201, r.text
     api = [text for user, text in since(offset) if user == API_ROLE]
