@@ -41,8 +41,9 @@ class AppContext:
     api_keys: Memo[str, asyncpg.Record] = field(default_factory=lambda: Memo(miss_ttl=5.0))
     # Failed authentications per client IP (None: disabled), set by setup_failure_limiter.
     auth_failures: FailureLimiter | None = None
-    # Active tenants by slug for public reads (1 s: with the edge's 1 s microcache, a
-    # suspended tenant's pages are gone within 2 s; pledges read the tenant afresh).
+    # Active tenants by slug for public reads and pledges (1 s: with the edge's 1 s
+    # microcache, a suspended tenant's pages are gone within 2 s; a pledge's INSERT
+    # checks the tenant is still active itself, db/queries/donations.py: INSERT_PLEDGE).
     public_tenants: Memo[str, asyncpg.Record] = field(default_factory=lambda: Memo(ttl=1.0))
     key_touches: Memo[UUID, bool] = field(default_factory=lambda: Memo(ttl=60.0))
     # Set by db/pool.py when the pool opens: the role check, and the task that opens
