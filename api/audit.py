@@ -42,8 +42,8 @@ from sanic.response import BaseHTTPResponse
 
 from api.context import app_context
 from api.request_context import client_ip
+from db.pool import acquire
 from db.queries import audit as q
-from db.tenancy import tenant_transaction
 from tenants.principal import Principal
 
 if TYPE_CHECKING:
@@ -219,8 +219,9 @@ async def record_write(request: Request, response: BaseHTTPResponse) -> None:
         if response.status == 503:
             timeout = min(timeout, UNAVAILABLE_ACQUIRE_TIMEOUT)
         pool = app_context(request).pool
-        async with tenant_transaction(pool, tenant_id, acquire_timeout=timeout) as conn:
-            await q.insert_entry(conn, entry)
+        # One statement on a connection of its own (migration 0027), not a transaction.
+        async with acquire(pool, acquire_timeout=timeout) as conn:
+            await q.insert_entry(conn, tenant_id, entry)
     except Exception as exc:  # the answer stands whatever happens here
         action = getattr(audited_route(request.route), "action", "unknown")
         FAILURES.labels(action).inc()

@@ -13,21 +13,12 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-# The actor's display comes from its own row when the caller has none: the key's
-# public prefix or the staff user's username (the tenant's transaction sees both).
-INSERT_ENTRY = """
-INSERT INTO audit_log (tenant_id, actor_kind, actor_id, actor_display, action,
-                       resource_type, resource_id, method, path, client_ip, request_id,
-                       status, success)
-VALUES (app_current_tenant(), $1, $2,
-        COALESCE($3::text,
-                 CASE $1::text
-                   WHEN 'api_key' THEN (SELECT prefix FROM api_key WHERE id = $2)
-                   WHEN 'staff_user' THEN (SELECT username FROM staff_user WHERE id = $2)
-                 END, ''),
-        $4, $5, $6, $7, $8, $9::inet, $10, $11, $12)
-RETURNING id
-"""
+# One call, outside any transaction: the function sets the tenant for its own
+# statement (migration 0027) and takes the actor's display from the key's or the
+# staff user's row when the caller has none.
+INSERT_ENTRY = (
+    "SELECT audit_api_entry($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::inet, $11, $12, $13)"
+)
 
 INSERT_OPERATOR_ENTRY = """
 INSERT INTO audit_log (tenant_id, actor_kind, actor_display, action, resource_type,
@@ -166,10 +157,11 @@ class Filters:
         )
 
 
-async def insert_entry(conn: asyncpg.Connection, entry: Entry) -> UUID:
-    """One API row, in the current tenant transaction (the tenant comes from it)."""
+async def insert_entry(conn: asyncpg.Connection, tenant_id: UUID, entry: Entry) -> UUID:
+    """One API row of `tenant_id`, on a connection outside any transaction."""
     entry_id: UUID = await conn.fetchval(
         INSERT_ENTRY,
+        tenant_id,
         entry.actor_kind,
         entry.actor_id,
         entry.actor_display,
