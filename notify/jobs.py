@@ -46,23 +46,16 @@ def backoff(settings: EmailSettings, attempt: int) -> float:
 
 
 async def drain_email_batch(
-    pool: asyncpg.Pool, settings: EmailSettings, keyring: Keyring, mailer: Mailer | None = None
+    pool: asyncpg.Pool, settings: EmailSettings, keyring: Keyring, mailer: Mailer
 ) -> int:
-    """Send one batch of due email jobs; how many jobs were claimed (0: none due).
-    Over `mailer`'s kept connections, or over connections of this batch alone."""
+    """Send one batch of due email jobs over `mailer`'s connections; how many jobs
+    were claimed (0: none due)."""
     if not settings.enabled:
         return 0
     async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
         jobs = await eq.claim_jobs(conn, batch=settings.EMAIL_BATCH, lease=settings.EMAIL_LEASE)
-    if not jobs:
-        return 0
-    own = mailer is None
-    sender = Mailer(settings, keep=settings.EMAIL_BATCH) if mailer is None else mailer
-    try:
-        await asyncio.gather(*(_run(pool, settings, keyring, sender, job) for job in jobs))
-    finally:
-        if own:
-            await sender.close()
+    if jobs:
+        await asyncio.gather(*(_run(pool, settings, keyring, mailer, job) for job in jobs))
     return len(jobs)
 
 

@@ -19,11 +19,19 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-INSERT_EVENT = """
-INSERT INTO event (tenant_id, type, resource_type, resource_id, data)
-VALUES (app_current_tenant(), $1, $2, $3, $4::jsonb)
-RETURNING id, occurred_at
-"""
+
+def insert_event(first: int) -> str:
+    """The INSERT of one event of the current tenant, its four parameters
+    (`event_payload`) numbered from `first`: alone, or inside another statement
+    (db/queries/idempotency.py: UPSERT_RECORD_WITH_EVENT)."""
+    a, b, c, d = (f"${n}" for n in range(first, first + 4))
+    return (
+        "INSERT INTO event (tenant_id, type, resource_type, resource_id, data)\n"
+        f"VALUES (app_current_tenant(), {a}, {b}, {c}, {d}::jsonb)"
+    )
+
+
+INSERT_EVENT = insert_event(1) + "\nRETURNING id, occurred_at"
 
 EVENT_TYPES = (
     "donation.created",

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import asyncpg
 
-from db.queries.events import PendingEvent, event_payload
+from db.queries.events import PendingEvent, event_payload, insert_event
 
 SELECT_RECORD = """
 SELECT fingerprint, status_code, body FROM idempotency_record
@@ -24,14 +24,11 @@ SET fingerprint = EXCLUDED.fingerprint, status_code = EXCLUDED.status_code,
     body = EXCLUDED.body, created_at = now()
 WHERE idempotency_record.created_at <= now() - make_interval(secs => $7)
 """
-# The same with the write's event (db/queries/events.py: INSERT_EVENT) in one statement:
-# a data-modifying WITH runs to completion whether or not the query reads it, and
-# the event's own trigger (webhook deliveries) fires as for a plain INSERT. One
-# round trip fewer for every keyed donation.
-UPSERT_RECORD_WITH_EVENT = (
-    "WITH event AS (INSERT INTO event (tenant_id, type, resource_type, resource_id, data) "
-    "VALUES (app_current_tenant(), $8, $9, $10, $11::jsonb))\n" + UPSERT_RECORD
-)
+# The same with the write's event (db/queries/events.py) in one statement: a
+# data-modifying WITH runs to completion whether or not the query reads it, and the
+# event's own trigger (webhook deliveries) fires as for a plain INSERT. One round
+# trip fewer for every keyed donation.
+UPSERT_RECORD_WITH_EVENT = f"WITH event AS ({insert_event(8)})\n{UPSERT_RECORD}"
 # One batch by primary key, so each statement holds its row locks briefly. The
 # condition is checked again on the row deleted: a key reused meanwhile (the upsert
 # above renews an expired record in place) is kept.

@@ -24,6 +24,7 @@ from infra.postgres import free_port
 from infra.servers import ROOT, clean_env, spawn, stop_group
 from notify.jobs import drain_email_batch
 from notify.settings import EmailSettings
+from notify.smtp import Mailer
 from tests.factories import TenantCtx
 from tests.services import CONTACT_KEYS, LINK_SECRET, ApiServer, Database
 
@@ -115,12 +116,16 @@ def deliver(db: Database, api_pool: asyncpg.Pool, sink: Sink, api: ApiServer) ->
     settings = EmailSettings.from_env(smtp_env(sink, api))
 
     def run(max_turns: int = 50) -> int:
+        mailer = Mailer(settings, keep=settings.EMAIL_BATCH)
         total = 0
-        for _ in range(max_turns):
-            took = db.run(drain_email_batch(api_pool, settings, KEYRING))
-            total += took
-            if took == 0:
-                return total
+        try:
+            for _ in range(max_turns):
+                took = db.run(drain_email_batch(api_pool, settings, KEYRING, mailer))
+                total += took
+                if took == 0:
+                    return total
+        finally:
+            db.run(mailer.close())
         raise AssertionError("email jobs still due after many turns")
 
     return run
