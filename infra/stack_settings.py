@@ -65,9 +65,14 @@ def load_env() -> dict[str, str]:
 
 
 def _port_or_free(preferred: int) -> int:
+    """`preferred` if a server can listen on it now, else a free port. SO_REUSEADDR
+    as the servers themselves bind (nginx, PostgreSQL, Redis, Sanic): connections of
+    a stack just stopped linger in TIME_WAIT on its ports for a minute, and without
+    the option a restarted stack moved off 8080 for no reason a user could see."""
     import socket
 
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", preferred))
             return preferred
