@@ -66,6 +66,15 @@ def wait_listening(port: int, timeout: float) -> bool:
     return False
 
 
+def tmpfs_mounts() -> list[Path]:
+    """The mount points of this machine's tmpfs file systems (/proc/self/mounts)."""
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    return [Path(f[1]) for f in map(str.split, lines) if len(f) > 2 and f[2] == "tmpfs"]
+
+
 def reachable_by_server(path: Path) -> bool:
     """Whether a server that drops root (PostgreSQL as `postgres`, nginx workers as
     `nobody`) can reach `path`: every parent searchable by others."""

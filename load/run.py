@@ -286,7 +286,8 @@ def run(
     log_offset = edge_log_size(target.edge_log)
     k6_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_meter.start()
-    with MemoryMonitor(target.ports(), interval=MEMORY_INTERVAL_S) as monitor:
+    memory_dirs = [target.edge_cache] if target.edge_cache is not None else []
+    with MemoryMonitor(target.ports(), MEMORY_INTERVAL_S, memory_dirs) as monitor:
         rc = run_k6(cmd, env, run_dir, live, duration, monitor, progress)
     cpu_use = cpu_meter.stop()
     k6_ended = time.monotonic()
@@ -328,6 +329,7 @@ def run(
     memory = {
         "peak_pss": monitor.peak.pss,
         "peak_rss": monitor.peak.rss,
+        "peak_in_memory_files": monitor.peak.in_memory_files,
         "processes": monitor.peak.processes,
         "samples": monitor.samples,
         "roots": monitor.describe(),
@@ -340,7 +342,7 @@ def run(
         "k6_per_request_ms": k6_seconds * 1000 / requests if requests else None,
         "roots": [f"{p.name()}[{p.pid}]" for p in cpu_meter.roots if p.is_running()],
     }
-    targets = report.evaluate(metrics, monitor.peak.pss or None, rec)
+    targets = report.evaluate(metrics, monitor.peak.total or None, rec)
     summary = {
         "run_id": run_id,
         "started": started.isoformat(),

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from db.crypto import KEYS_ENV, Keyring
+from infra.process import tmpfs_mounts
 
 # Processes whose parent of the same program belongs to the same service (a
 # postmaster and its backends, an nginx master and its workers).
@@ -39,6 +40,7 @@ class StackTarget:
     redis_url: str | None = None
     extra_ports: list[int] = field(default_factory=list)
     edge_log: Path | None = None  # the edge's JSON access log, when it is on this machine
+    edge_cache: Path | None = None  # the edge's microcache folder, when on this machine
     # The API's donor-contact keys: the seed seals with them, reconciliation finds a
     # run's rows by its donor contact's hash and reads their messages (db/crypto.py).
     keyring: Keyring | None = None
@@ -89,6 +91,7 @@ def local_stack(
         redis_url=redis_url or settings.redis_url,
         keyring=env_keyring() if os.environ.get(KEYS_ENV) else settings.keyring(),
         edge_log=edge(settings).access_log,  # where the stack's own edge writes it
+        edge_cache=edge(settings).cache_link,  # in memory when it links to a tmpfs
     )
 
 
@@ -160,9 +163,35 @@ class MemorySample:
     pss: int  # proportional set size summed: shared pages counted once overall
     rss: int  # resident set size summed: shared pages counted in every process
     processes: int
+    # Files the stack keeps in memory outside any process: the edge's microcache on
+    # tmpfs (infra/nginx.py), counted in `total` as the memory it is.
+    in_memory_files: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.pss + self.in_memory_files
 
 
-def sample_memory(roots: list[psutil.Process]) -> MemorySample:
+def memory_files_bytes(folder: Path | None) -> int:
+    """Bytes held by the files under `folder` when it lives on a tmpfs (the edge's
+    microcache in memory); 0 for a folder on disk, or none."""
+    if folder is None:
+        return 0
+    try:
+        real = folder.resolve(strict=True)
+    except OSError:
+        return 0
+    if not any(real.is_relative_to(m) for m in tmpfs_mounts()):
+        return 0
+    held = 0
+    for dirpath, _dirs, files in os.walk(real):
+        for name in files:
+            with contextlib.suppress(OSError):
+                held += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return held
+
+
+def sample_memory(roots: list[psutil.Process], memory_dirs: Iterable[Path] = ()) -> MemorySample:
     pss = rss = count = 0
     for p in _tree(roots):
         try:
@@ -172,7 +201,8 @@ def sample_memory(roots: list[psutil.Process]) -> MemorySample:
         pss += getattr(info, "pss", info.rss)
         rss += info.rss
         count += 1
-    return MemorySample(pss=pss, rss=rss, processes=count)
+    files = sum(memory_files_bytes(d) for d in memory_dirs)
+    return MemorySample(pss=pss, rss=rss, processes=count, in_memory_files=files)
 
 
 def _idle_priority() -> None:
@@ -186,8 +216,11 @@ class MemoryMonitor:
     """Samples the stack's memory every `interval` seconds in an idle-priority thread,
     and once more on exit; keeps the peak."""
 
-    def __init__(self, ports: Iterable[int], interval: float = 1.0) -> None:
+    def __init__(
+        self, ports: Iterable[int], interval: float = 1.0, memory_dirs: Iterable[Path] = ()
+    ) -> None:
         self.roots = stack_roots(ports)
+        self.memory_dirs = list(memory_dirs)
         self.interval = interval
         self.peak = MemorySample(0, 0, 0)
         self.last = MemorySample(0, 0, 0)
@@ -199,13 +232,13 @@ class MemoryMonitor:
         _idle_priority()
         while not self._stop.is_set():
             started = time.monotonic()
-            self._record(sample_memory(self.roots))
+            self._record(sample_memory(self.roots, self.memory_dirs))
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
     def _record(self, s: MemorySample) -> None:
         self.last = s
         self.samples += 1
-        if s.pss > self.peak.pss:
+        if s.total > self.peak.total:
             self.peak = s
 
     def __enter__(self) -> MemoryMonitor:
@@ -216,7 +249,8 @@ class MemoryMonitor:
         self._stop.set()
         self._thread.join(10)
         if not self._thread.is_alive():
-            self._record(sample_memory(self.roots))  # after the load: nothing to disturb
+            # after the load: nothing to disturb
+            self._record(sample_memory(self.roots, self.memory_dirs))
 
     def describe(self) -> list[str]:
         out = []
