@@ -314,12 +314,14 @@ class LocalNginx:
             raise NginxError("nginx is not running")
         os.kill(pid, signal.SIGHUP)
 
-    def stop(self, timeout: float = 10) -> None:
+    def stop(self, timeout: float = 10, *, keep_cache: bool = False) -> None:
         """SIGQUIT (graceful), SIGTERM then SIGKILL if stuck; then the memory cache
-        goes (also when nginx was gone already, unless something still listens)."""
+        goes (also when nginx was gone already, unless something still listens),
+        except with `keep_cache`: for an nginx its supervisor will start again with
+        the same config (infra/stack.py: stop_unsupervised)."""
         pid = self._pid()
         if pid is None:
-            if not self._listening():
+            if not self._listening() and not keep_cache:
                 self.remove_memory_cache()
             return
         for sig in (signal.SIGQUIT, signal.SIGTERM, signal.SIGKILL):
@@ -330,7 +332,8 @@ class LocalNginx:
             if wait_gone(pid, timeout):
                 break
         self.pidfile.unlink(missing_ok=True)
-        self.remove_memory_cache()
+        if not keep_cache:
+            self.remove_memory_cache()
 
     def status(self) -> str:
         pid = self._pid()

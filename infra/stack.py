@@ -111,6 +111,8 @@ def cmd_down(settings: Settings) -> None:
     print("== stopping every program, then the supervisor")
     supervisor(settings).shutdown()
     stop_unsupervised(settings)
+    # The edge's microcache in memory (infra/nginx.py) goes with the stack.
+    stack_edge(VAR, int(settings.env["EDGE_PORT"]), settings.api_url).remove_memory_cache()
 
 
 def stop_unsupervised(settings: Settings) -> None:
@@ -124,7 +126,9 @@ def stop_unsupervised(settings: Settings) -> None:
     except (OSError, ValueError):
         pass
     old_api.unlink(missing_ok=True)
-    stack_edge(VAR, int(settings.env["EDGE_PORT"]), settings.api_url).stop()
+    # A supervised edge found here is started again by its supervisor, with the same
+    # config: its cache in memory stays.
+    stack_edge(VAR, int(settings.env["EDGE_PORT"]), settings.api_url).stop(keep_cache=True)
     if not settings.external_redis:
         settings.local_redis.stop()
     if not settings.external_db:

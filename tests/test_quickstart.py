@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from infra.nginx import MEMORY_FS, memory_room, size_bytes
 from infra.supervisor import Supervisor
 from tests.services import run_stack
 
@@ -173,14 +174,18 @@ def test_pledges_email_lands_in_var_mail(started: tuple[Path, str]) -> None:
 
 def test_start_again_is_harmless_and_status_reports(started: tuple[Path, str]) -> None:
     var, out = started
+    cache = (var / "edge" / "cache").resolve()  # in memory (infra/nginx.py) or on disk
     again = stack(var, "up")
     assert again.returncode == 0, again.stderr
     key = re.search(r"API key\s+(cnd_live_\S+)", out)[1]  # type: ignore[index]
     assert key in again.stdout  # same credentials, nothing recreated
     status = stack(var, "status")
-    assert status.returncode == 0
+    assert status.returncode == 0, status.stdout
     assert "ready" in status.stdout
     assert re.search(r"^redis\s+running on 127\.0\.0\.1:\d+", status.stdout, re.M)
+    # The edge (stopped and started again by its supervisor) kept its cache folder.
+    assert re.search(r"^edge\s+running on", status.stdout, re.M), status.stdout
+    assert (var / "edge" / "cache").resolve() == cache and cache.is_dir()
 
 
 def test_start_again_in_a_shell_that_ran_start_env_keeps_the_mail_sink(
@@ -233,8 +238,14 @@ def test_stop_stops_every_process(workdir: Path) -> None:
         and alive(edge_pid, 0)
         and children
     )
+    cache = (var / "edge" / "cache").resolve()
+    assert cache.is_dir()
+    if memory_room(MEMORY_FS) >= 2 * size_bytes("256m"):
+        assert cache.is_relative_to(MEMORY_FS), cache
     stopped = stack(var, "stop")
     assert stopped.returncode == 0
+    if cache.is_relative_to(MEMORY_FS):  # the microcache in memory goes with the stack
+        assert not cache.parent.exists() and not (var / "edge" / "cache").is_symlink()
     assert not alive(sup_pid)
     assert not alive(api_pid)
     assert not alive(pg_pid)
