@@ -345,3 +345,24 @@ def test_requests_without_credentials_are_not_counted_as_failures(
             assert c.get("/api/v1/campaigns").status_code == 401
         r = c.get("/api/v1/campaigns", headers={"Authorization": f"Bearer {random_key()}"})
         assert r.status_code == 401
+
+
+# -- 10. confirmation links: limited per address like the public pages ---------------
+
+
+def test_confirmation_links_are_limited_per_address_and_never_cached(edge: LocalNginx) -> None:
+    """Anyone may try `/confirmar/<token>` (the API checks the token's signature and
+    answers a forged one with its 400 page), so the edge holds one address to the public rate
+    (10 r/s, burst 20), as on the pages; another address is not held back."""
+    path = f"/confirmar/{secrets.token_urlsafe(24)}"
+    with stranger(edge, next(_hosts)) as attacker, stranger(edge, next(_hosts)) as neighbour:
+        first = attacker.get(path)
+        assert first.status_code == 400, first.text
+        assert first.headers["X-Cache-Status"] == "BYPASS"
+        codes = [attacker.get(path).status_code for _ in range(40)]
+        codes += [attacker.post(path).status_code for _ in range(5)]
+        assert 429 in codes, codes
+        assert set(codes) <= {400, 429}, codes
+        assert codes[-1] == 429  # the POSTs count too
+        assert neighbour.get(path).status_code == 400
+        assert neighbour.post(path).status_code == 400
