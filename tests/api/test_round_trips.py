@@ -127,3 +127,44 @@ def test_a_keyed_partner_donation_is_five_round_trips_and_its_audit_row_one(
     assert len(sent) == 6, sent
     assert sent[0].startswith("BEGIN;") and "idempotency_lock(" in sent[0]
     assert sent[4] == "COMMIT" and sent[5].startswith("SELECT audit_api_entry(")
+
+
+def test_head_on_the_export_sends_the_headers_without_reading_the_donations(
+    db: Database, one_connection_api: ApiServer, factory: Factory, statement_log: Any
+) -> None:
+    """HEAD answers as GET would, less the body; it ran the whole export's query
+    before (Sanic answers HEAD with the GET handler and drops the body)."""
+    tenant = factory.tenant()
+    campaign = factory.campaign(tenant)
+    body = {"item_id": campaign["items"][0]["id"], "quantity": 4, "donor_name": "Ana"}
+    path = "/api/v1/donations/export"
+    with httpx.Client(base_url=one_connection_api.url, headers=tenant.headers, timeout=30) as c:
+        made = c.post(f"/api/v1/campaigns/{campaign['id']}/donations", json=body)
+        assert made.status_code == 201, made.text
+
+        def sent_by(method: str, url: str) -> tuple[httpx.Response, list[str]]:
+            offset = server_log(db).stat().st_size
+            r = c.request(method, url)
+            sent = [text for user, text in statement_log(offset) if user == API_ROLE]
+            # (the API key's lookup, when its 5-s memo has lapsed, is not the export's)
+            return r, [t for t in sent if not t.startswith("SELECT * FROM auth_api_key(")]
+
+        get, get_sent = sent_by("GET", path)
+        head, head_sent = sent_by("HEAD", path)
+        assert get.status_code == head.status_code == 200
+        assert head.content == b"" and made.json()["id"] in get.text
+        for name in ("content-type", "content-disposition", "cache-control"):
+            assert (
+                head.headers[name].split("donations-")[0]
+                == get.headers[name].split("donations-")[0]
+            )
+        # GET: BEGIN with the tenant, the export's cursor, COMMIT; HEAD: no cursor.
+        assert len(get_sent) == 3 and get_sent[-1] == "COMMIT", get_sent
+        assert get_sent[0].startswith("BEGIN;"), get_sent
+        assert len(head_sent) == 2 and head_sent[0] == get_sent[0], head_sent
+        assert head_sent[-1] == "COMMIT", head_sent
+        # A campaign that is not this tenant's is the same 404 either way.
+        other = factory.campaign(factory.tenant())
+        for method in ("GET", "HEAD"):
+            r = c.request(method, path, params={"campaign_id": other["id"]})
+            assert r.status_code == 404, (method, r.status_code)
