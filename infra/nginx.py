@@ -33,10 +33,10 @@ from pathlib import Path
 from edge.render import EdgeConfig, write
 from infra.postgres import free_port
 from infra.process import (
+    on_tmpfs,
     pid_from_file,
     reachable_by_server,
     server_dir,
-    tmpfs_mounts,
     wait_gone,
 )
 
@@ -77,7 +77,7 @@ def size_bytes(size: str) -> int:
 
 def memory_room(path: Path) -> int:
     """Bytes free on the tmpfs at `path` for us (0 if it is not one we can write)."""
-    if not (path.is_dir() and os.access(path, os.W_OK | os.X_OK) and path in tmpfs_mounts()):
+    if not (path.is_dir() and os.access(path, os.W_OK | os.X_OK) and on_tmpfs(path)):
         return 0
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize

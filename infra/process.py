@@ -66,13 +66,20 @@ def wait_listening(port: int, timeout: float) -> bool:
     return False
 
 
-def tmpfs_mounts() -> list[Path]:
-    """The mount points of this machine's tmpfs file systems (/proc/self/mounts)."""
+def on_tmpfs(path: Path) -> bool:
+    """Whether `path` (resolved) lives on a tmpfs, i.e. in memory: the type of the
+    innermost mount holding it, from /proc/self/mounts."""
     try:
         lines = Path("/proc/self/mounts").read_text().splitlines()
     except OSError:
-        return []
-    return [Path(f[1]) for f in map(str.split, lines) if len(f) > 2 and f[2] == "tmpfs"]
+        return False
+    real = path.resolve()
+    holding = [
+        (len(Path(f[1]).parts), f[2])
+        for f in map(str.split, lines)
+        if len(f) > 2 and real.is_relative_to(f[1])
+    ]
+    return bool(holding) and max(holding)[1] == "tmpfs"
 
 
 def reachable_by_server(path: Path) -> bool:

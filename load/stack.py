@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from db.crypto import KEYS_ENV, Keyring
-from infra.process import tmpfs_mounts
+from infra.process import on_tmpfs
 
 # Processes whose parent of the same program belongs to the same service (a
 # postmaster and its backends, an nginx master and its workers).
@@ -181,7 +181,7 @@ def memory_files_bytes(folder: Path | None) -> int:
         real = folder.resolve(strict=True)
     except OSError:
         return 0
-    if not any(real.is_relative_to(m) for m in tmpfs_mounts()):
+    if not on_tmpfs(real):
         return 0
     held = 0
     for dirpath, _dirs, files in os.walk(real):
