@@ -182,6 +182,8 @@ class LocalNginx:
             cfg.cache_dir = current
             return
         cfg.cache_dir = None
+        if current is not None:  # its folder is gone (a reboot empties /dev/shm)
+            self.cache_link.unlink()
         if memory_room(self.memory_fs) < 2 * size_bytes(cfg.cache_max_size):
             return
         sweep_memory_holders(self.memory_fs)

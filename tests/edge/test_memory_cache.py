@@ -154,3 +154,22 @@ def test_memory_files_count_on_a_tmpfs_only(tmp_path: Path) -> None:
         assert memory_files_bytes(link) >= 10_000
     finally:
         shutil.rmtree(in_memory)
+
+
+def test_a_link_to_a_memory_cache_that_is_gone_falls_back_to_disk(tmp_path: Path) -> None:
+    """A reboot empties /dev/shm and leaves var/edge/cache linking nowhere; with no
+    room for a new folder there, nginx must get a folder on disk, not the dead link
+    (its mkdir of the missing folder's child failed, and the edge did not start)."""
+    memory = tmp_path / "shm"  # not a tmpfs: no room for a new memory cache
+    memory.mkdir()
+    prefix = tmp_path / "edge"
+    prefix.mkdir()
+    (prefix / "cache").symlink_to(memory / f"{MEMORY_HOLDER_PREFIX}gone" / "cache")
+    edge = LocalNginx(
+        EdgeConfig(listen_port=free_port(), upstreams=["127.0.0.1:9"], prefix=prefix),
+        memory_fs=memory,
+    )
+    edge.prepare()  # renders, and nginx -t creates the cache folder: it must succeed
+    edge.remove_worker_paths()
+    assert not (prefix / "cache").is_symlink()
+    assert str(memory) not in edge.conf_path.read_text()
