@@ -18,6 +18,7 @@ import math
 from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import Any
 
 import asyncpg
@@ -53,6 +54,21 @@ LEGACY_PARAMS = DirectoryParams(
 
 def _percent(part: float, whole: float) -> float:
     return round(100.0 * min(1.0, part / whole), 2) if whole else 0.0
+
+
+def _progress(items: list[dict[str, Any]]) -> float:
+    """The campaign's progress in percent from its items, as the public directory's
+    `progress` (migration 0024): the mean over items of min(1, contributed /
+    requested), 0 without items. Exact (fractions), rounded once, like the view's
+    numeric. Computed here because the items are read anyway: the directory
+    statement then sums no slots (half of the listing's database time)."""
+    if not items:
+        return 0.0
+    done = sum(
+        min(Fraction(1), Fraction(i["quantidade_contribuida"], i["quantidade_solicitada"]))
+        for i in items
+    )
+    return round(100.0 * float(done / len(items)), 2)
 
 
 def _item(row: asyncpg.Record) -> dict[str, Any]:
@@ -97,7 +113,7 @@ def _campanha(
         "data_inicio": row["starts_at"],
         "prazo": row["ends_at"],
         "dias_restantes": _days_left(row["ends_at"], now),
-        "percentual_atingido": round(100.0 * float(row["progress"]), 2),
+        "percentual_atingido": _progress(items),
         "status_campanha": "ativa" if active else "encerrada",
         "total_itens": len(items),
         "itens_completos": sum(
@@ -116,7 +132,7 @@ async def _build(request: Request, f: pq.DirectoryFilter) -> bytes:
                 await pq.disable_jit(conn)
                 rows = await pq.select_directory(conn, f, after=None, limit=LEGACY_MAX)
         else:
-            rows = await pq.select_directory(conn, f, after=None, limit=LEGACY_MAX)
+            rows = await pq.select_directory(conn, f, after=None, limit=LEGACY_MAX, progress=False)
         ids = [r["id"] for r in rows]
         item_rows = await lq.select_items(conn, campaign_ids=ids) if ids else []
         slugs = sorted({c for r in rows for c in r["categories"]})

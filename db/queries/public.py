@@ -26,7 +26,7 @@ TENANT_IS_PUBLIC = "SELECT EXISTS (SELECT 1 FROM public_tenant WHERE id = $1)"
 _DIRECTORY_COLUMNS = """
 SELECT id, tenant_id, tenant_slug, tenant_name, slug, title, subtitle, description,
        image_url, categories, location, contact, starts_at, ends_at, created_at,
-       deadline_key, progress
+       deadline_key{progress}
 FROM public_campaign
 """
 
@@ -61,9 +61,13 @@ class DirectoryFilter:
 
 
 def directory_query(
-    f: DirectoryFilter, *, after: tuple[Any, UUID] | None, limit: int
+    f: DirectoryFilter, *, after: tuple[Any, UUID] | None, limit: int, progress: bool = True
 ) -> tuple[str, list[Any]]:
-    """The directory statement for these filters; `after` = the last row's sort key."""
+    """The directory statement for these filters; `after` = the last row's sort key.
+
+    progress=False leaves the `progress` column out (unless the order needs it): the
+    view then sums no item's slots (a caller that reads the items anyway computes it
+    from them, api/routes/legacy.py)."""
     where: list[str] = []
     args: list[Any] = []
 
@@ -94,7 +98,8 @@ def directory_query(
         a = param(after[0])
         b = param(after[1])
         where.append(keyset.format(a=a, b=b))
-    sql = _DIRECTORY_COLUMNS
+    with_progress = progress or f.order == "progress"
+    sql = _DIRECTORY_COLUMNS.format(progress=", progress" if with_progress else "")
     if where:
         sql += "WHERE " + "\n  AND ".join(where) + "\n"
     sql += f"ORDER BY {order_by}\nLIMIT ${param(limit)}"
@@ -122,9 +127,14 @@ async def disable_jit(conn: asyncpg.Connection) -> None:
 
 
 async def select_directory(
-    conn: asyncpg.Connection, f: DirectoryFilter, *, after: tuple[Any, UUID] | None, limit: int
+    conn: asyncpg.Connection,
+    f: DirectoryFilter,
+    *,
+    after: tuple[Any, UUID] | None,
+    limit: int,
+    progress: bool = True,
 ) -> list[asyncpg.Record]:
-    sql, args = directory_query(f, after=after, limit=limit)
+    sql, args = directory_query(f, after=after, limit=limit, progress=progress)
     rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
     return rows
 

@@ -250,3 +250,41 @@ def test_old_manual_test_login_then_list_works(
     resposta = r.json()
     assert resposta[0]["titulo"].startswith("Doação de Feijão")
     assert {c["id"] for c in resposta} == {str(c["id"]) for c in tagged["campaigns"]}
+
+
+@pytest.mark.parametrize("order", ["recente", "prazo", "progresso"])
+def test_campaign_percent_is_the_public_directorys_progress(
+    client: httpx.Client, factory: Factory, order: str
+) -> None:
+    """The listing computes a campaign's percentual_atingido from the items it reads
+    anyway (its directory statement sums no slots, unless ordered by progress); it
+    must equal the public directory's `progress` (the view's numeric) for every kind
+    of campaign: no items, no donations, one item over its goal, fractions that do
+    not end (1/3, 2/7), and pending or cancelled donations, which count for nothing."""
+    tag = "pct" + uuid.uuid4().hex[:12]
+    org = factory.tenant()
+    shapes: list[tuple[tuple[tuple[str, str, int], ...], list[tuple[int, int, str]]]] = [
+        ((), []),
+        ((("Arroz", "kg", 100),), []),
+        ((("Arroz", "kg", 100),), [(0, 250, "delivered")]),
+        ((("Arroz", "kg", 3), ("Feijão", "kg", 7)), [(0, 1, "confirmed"), (1, 2, "delivered")]),
+        (
+            (("Arroz", "kg", 9), ("Feijão", "kg", 11), ("Óleo", "l", 13)),
+            [(0, 4, "confirmed"), (1, 5, "pending"), (2, 6, "delivered"), (2, 1, "cancelled")],
+        ),
+        ((("Leite", "l", 6), ("Sabão", "kg", 6)), [(0, 6, "confirmed"), (1, 5, "delivered")]),
+    ]
+    for n, (items, donations) in enumerate(shapes):
+        campaign = factory.campaign_row(
+            org, title=f"Campanha {tag} {n}", items=items, created_at=NOW - timedelta(hours=n)
+        )
+        for index, quantity, status in donations:
+            factory.donation_row(
+                org, campaign, quantity, item_id=campaign["items"][index]["id"], status=status
+            )
+    old = {c["id"]: c["percentual_atingido"] for c in listing(client, busca=tag, ordenar=order)}
+    r = client.get("/api/public/campaigns", params={"q": tag, "limit": 100})
+    assert r.status_code == 200, r.text
+    new = {c["id"]: round(100 * c["progress"], 2) for c in r.json()["data"]}
+    assert len(old) == len(shapes) and old == new
+    assert sorted(old.values()) == [0.0, 0.0, 30.2, 30.95, 91.67, 100.0]

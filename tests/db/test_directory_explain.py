@@ -166,3 +166,21 @@ def test_directory_search_uses_the_trigram_index_at_100k_campaigns(
         n for n in all_nodes if n["Node Type"] == "Seq Scan" and n["Relation Name"] == "campaign"
     ]
     assert plan["Actual Rows"] >= 1
+
+
+def _sums_slots(plan: dict[str, Any]) -> bool:
+    return any(n.get("Relation Name") == "item_total_slot" for n in nodes(plan))
+
+
+@pytest.mark.parametrize("order", ["recent", "deadline", "progress"])
+def test_without_progress_the_directory_sums_no_slots(
+    db: Database, bulk: list[uuid.UUID], order: Order
+) -> None:
+    """The old listing (500 campaigns a page) reads the items' totals anyway and
+    computes progress from them: its directory statement must not sum every
+    campaign's item slots as well, except to order by progress."""
+    f = DirectoryFilter(order=order, status="all")
+    with_progress = explain(db, *directory_query(f, after=None, limit=500))
+    without = explain(db, *directory_query(f, after=None, limit=500, progress=False))
+    assert _sums_slots(with_progress)
+    assert _sums_slots(without) == (order == "progress")
