@@ -18,7 +18,6 @@ import math
 from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, datetime
-from fractions import Fraction
 from typing import Any
 
 import asyncpg
@@ -59,16 +58,18 @@ def _percent(part: float, whole: float) -> float:
 def _progress(items: list[dict[str, Any]]) -> float:
     """The campaign's progress in percent from its items, as the public directory's
     `progress` (migration 0024): the mean over items of min(1, contributed /
-    requested), 0 without items. Exact (fractions), rounded once, like the view's
-    numeric. Computed here because the items are read anyway: the directory
-    statement then sums no slots (half of the listing's database time)."""
+    requested), 0 without items; rounded to 2 places like the listing's other
+    percentages. Computed here because the items are read anyway: the directory
+    statement then sums no slots (about half of the listing's database time).
+    Floats with an exactly rounded sum (math.fsum), not fractions: fractions.Fraction
+    took 1.2 % of the API's samples in the 1000-user mix (py-spy), for a result
+    that agrees with the view's numeric to the last bit but one of a double."""
     if not items:
         return 0.0
-    done = sum(
-        min(Fraction(1), Fraction(i["quantidade_contribuida"], i["quantidade_solicitada"]))
-        for i in items
+    done = math.fsum(
+        min(1.0, i["quantidade_contribuida"] / i["quantidade_solicitada"]) for i in items
     )
-    return round(100.0 * float(done / len(items)), 2)
+    return round(100.0 * done / len(items), 2)
 
 
 def _item(row: asyncpg.Record) -> dict[str, Any]:
