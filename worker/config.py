@@ -36,6 +36,10 @@ class WorkerConfig:
     WEBHOOK_RETRY_JITTER: float = 0.2
     # Consecutive dead deliveries (each ≥ 27 h of failing) that disable an endpoint.
     WEBHOOK_DISABLE_AFTER_DEAD: int = 5
+    # Seconds between rounds that fold the item totals' slots into one row (worker/
+    # totals.py; 0: never) and items per round.
+    TOTALS_COMPACT_INTERVAL: float = 2.0
+    TOTALS_COMPACT_BATCH: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:

@@ -1,11 +1,12 @@
 """`conectades worker`: the background worker process.
 
 One asyncio process; its jobs (webhook deliveries, the pledges' emails when SMTP is
-configured; worker/loop.py says how to add one) share a pool as the API's database
-role, so row-level security applies to everything it writes. SIGTERM or SIGINT:
-stop claiming, let deliveries in flight finish (`WORKER_SHUTDOWN_TIMEOUT`), exit 0.
-A SIGKILL loses nothing: leases expire. Run any number of them: claims never overlap
-(FOR UPDATE SKIP LOCKED)."""
+configured, folding the item totals' slots; worker/loop.py says how to add one)
+share a pool as the API's database role, so row-level security applies to
+everything it writes (the folding is a SECURITY DEFINER function, migration 0028).
+SIGTERM or SIGINT: stop claiming, let deliveries in flight finish
+(`WORKER_SHUTDOWN_TIMEOUT`), exit 0. A SIGKILL loses nothing: leases expire. Run any
+number of them: claims never overlap (FOR UPDATE SKIP LOCKED)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from notify.jobs import EmailJob
 from notify.settings import EmailConfigError, EmailSettings
 from worker.config import WorkerConfig
 from worker.loop import Job, Loop
+from worker.totals import TotalsJob
 from worker.webhooks import CHANNEL, WebhookJob
 
 log = logging.getLogger("conectades.worker")
@@ -34,6 +36,9 @@ def jobs(pool: asyncpg.Pool, cfg: WorkerConfig, loop: Loop) -> list[Job]:
     email = email_job(pool)
     if email is not None:
         found.append(email)
+    if cfg.TOTALS_COMPACT_INTERVAL > 0:
+        totals = TotalsJob(pool, cfg)
+        found.append(Job("totals", totals.drain))
     return found
 
 

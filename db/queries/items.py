@@ -145,3 +145,14 @@ async def delete_item(
     """True if deleted; raises asyncpg.ForeignKeyViolationError if it has donations."""
     found: UUID | None = await conn.fetchval(DELETE_ITEM, tenant_id, campaign_id, item_id)
     return found is not None
+
+
+# Folds the item slots of at most $1 items into slot 0 (migration 0028); the worker
+# calls it every TOTALS_COMPACT_INTERVAL seconds.
+COMPACT_TOTALS = "SELECT compact_item_totals($1)"
+
+
+async def compact_totals(conn: asyncpg.Connection, *, max_items: int) -> int:
+    """How many items' slots were folded (0: nothing to fold, or another round ran)."""
+    folded: int = await conn.fetchval(COMPACT_TOTALS, max_items)
+    return folded

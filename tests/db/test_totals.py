@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections import Counter, defaultdict
 from typing import Any
 
+import asyncpg
 import httpx
 
 from tests.api.test_donations import seed_campaign
@@ -169,47 +171,188 @@ async def test_item_totals_stay_exact_under_hundreds_of_concurrent_writers(
     assert slots > 1
 
 
-# The heap page of each of an item's slot rows (ctid = (page, line)).
-SLOT_PAGES = (
-    "SELECT count(*), count(DISTINCT (ctid::text::point)[0]) "
-    "FROM item_total_slot WHERE item_id = $1"
+TOTALS = (
+    "SELECT pending_quantity, pending_count, confirmed_quantity, confirmed_count, "
+    "delivered_quantity, delivered_count, cancelled_quantity, cancelled_count "
+    "FROM item_totals WHERE item_id = $1"
 )
+SLOTS = "SELECT array_agg(slot ORDER BY slot) FROM item_total_slot WHERE item_id = $1"
+COMPACT = "SELECT compact_item_totals($1)"
 
 
-def test_an_items_slots_stay_together_on_one_page(db: Database, factory: Factory) -> None:
-    """Migration 0010: a new item gets its 16 slot rows at once, side by side, and
-    the donations' updates keep them on their page (fillfactor 50, HOT updates).
-    Every read of an item's totals visits its slots' pages: created one by one by
-    the first donation that drew each slot, an item's slots lay on 10-15 pages.
-
-    Side by side as far as the table's free space allows: PostgreSQL puts a new row
-    on a page its free-space map offers, and the rows of deleted items (other tests
-    delete theirs) leave pages with room for a row or two, which once spread a new
-    item's slots over 5 pages in a clean-clone run. So the table is compacted first
-    (VACUUM FULL keeps fillfactor 50; no page then has room for a new row) and the
-    new slots go to fresh pages, as they do in a table whose items are not deleted."""
-    db.execute("VACUUM FULL item_total_slot")
-    tenant = factory.tenant()
-    campaign = seed_campaign(db, tenant, items=3)
-    item_ids = [uuid.UUID(i["id"]) for i in campaign["items"]]
-    for item_id in item_ids:
-        rows, pages = db.fetchrow(SLOT_PAGES, item_id)
-        assert rows == 16
-        assert pages <= 2  # 16 rows may start near the end of a page
-    # 400 donations to the first item, one transaction each, in every status.
-    for n in range(400):
+def _donate(db: Database, tenant: TenantCtx, campaign: dict[str, Any], n: int) -> None:
+    for k in range(n):
         db.execute(
             "INSERT INTO donation (tenant_id, campaign_id, item_id, quantity, donor_name, "
             "status) VALUES ($1, $2, $3, $4, 'Slots', $5)",
             tenant.id,
             uuid.UUID(campaign["id"]),
-            item_ids[0],
-            1 + n % 7,
-            ("pending", "confirmed", "delivered")[n % 3],
+            uuid.UUID(campaign["items"][0]["id"]),
+            1 + k % 7,
+            ("pending", "confirmed", "delivered", "cancelled")[k % 4],
         )
-    rows, pages = db.fetchrow(SLOT_PAGES, item_ids[0])
-    assert rows == 16
-    assert pages <= 2
-    totals = db.fetchrow("SELECT * FROM item_totals WHERE item_id = $1", item_ids[0])
+
+
+def _compact(db: Database, max_items: int = 100_000) -> int:
+    """As the API role (the worker's), like worker/totals.py."""
+
+    async def run() -> int:
+        conn = await asyncpg.connect(db.api_dsn)
+        try:
+            folded: int = await conn.fetchval(COMPACT, max_items)
+            return folded
+        finally:
+            await conn.close()
+
+    return db.run(run())
+
+
+def test_folding_an_items_slots_keeps_its_totals(db: Database, factory: Factory) -> None:
+    """Migration 0028: a new item has slot 0 only; donations spread over random
+    slots; a round of compact_item_totals folds them back into slot 0 with every
+    total unchanged, and a round with nothing to fold changes nothing."""
+    tenant = factory.tenant()
+    campaign = seed_campaign(db, tenant, items=2)
+    item = uuid.UUID(campaign["items"][0]["id"])
+    other = uuid.UUID(campaign["items"][1]["id"])
+    assert db.fetchval(SLOTS, item) == [0] and db.fetchval(SLOTS, other) == [0]
+    _donate(db, tenant, campaign, 200)
+    spread = db.fetchval(SLOTS, item)
+    assert len(spread) > 8  # 200 draws of 16 slots
+    before = db.fetchrow(TOTALS, item)
+    assert before is not None and before["pending_count"] == 50
+    _compact(db)
+    assert db.fetchval(SLOTS, item) == [0]
+    assert db.fetchrow(TOTALS, item) == before
+    assert _compact(db) == 0
+    assert db.fetchrow(TOTALS, item) == before
+    # The next donations spread again and count on top.
+    _donate(db, tenant, campaign, 40)
+    after = db.fetchrow(TOTALS, item)
+    assert after is not None and after["pending_count"] == 60
+    _compact(db)
+    assert db.fetchval(SLOTS, item) == [0] and db.fetchrow(TOTALS, item) == after
+
+
+def test_folding_never_waits_long_for_a_writer(db: Database, factory: Factory) -> None:
+    """A transaction that holds slot 0 (a donation's, not yet committed): the round
+    gives up after its 100 ms lock_timeout, changes nothing and leaves the writer
+    alone; the next round, after the writer's commit, folds. Slots being written are
+    skipped (SKIP LOCKED), not waited for."""
+    tenant = factory.tenant()
+    campaign = seed_campaign(db, tenant, items=1)
+    item = uuid.UUID(campaign["items"][0]["id"])
+    _donate(db, tenant, campaign, 60)
+    before = db.fetchrow(TOTALS, item)
+    spread = db.fetchval(SLOTS, item)
+    busy = spread[-1]
+    assert busy != 0
+
+    async def scenario() -> tuple[float, list[int], float, list[int]]:
+        writer = await asyncpg.connect(db.admin_dsn)
+        compactor = await asyncpg.connect(db.api_dsn)
+        try:
+            tx = writer.transaction()
+            await tx.start()
+            await writer.execute(
+                "UPDATE item_total_slot SET pending_quantity = pending_quantity + 1 "
+                "WHERE item_id = $1 AND slot = 0",
+                item,
+            )
+            t0 = time.monotonic()
+            folded = await compactor.fetchval(COMPACT, 100_000)
+            held_0 = time.monotonic() - t0
+            assert folded == 0
+            slots_0: list[int] = await writer.fetchval(SLOTS, item)
+            await writer.execute(
+                "UPDATE item_total_slot SET pending_quantity = pending_quantity - 1 "
+                "WHERE item_id = $1 AND slot = 0",
+                item,
+            )
+            # Now a slot other than 0 held: the round folds the rest around it.
+            await writer.execute(
+                "UPDATE item_total_slot SET pending_quantity = pending_quantity + 0 "
+                "WHERE item_id = $1 AND slot = $2",
+                item,
+                busy,
+            )
+            await tx.commit()
+            tx = writer.transaction()
+            await tx.start()
+            await writer.execute(
+                "UPDATE item_total_slot SET pending_quantity = pending_quantity + 0 "
+                "WHERE item_id = $1 AND slot = $2",
+                item,
+                busy,
+            )
+            t0 = time.monotonic()
+            await compactor.fetchval(COMPACT, 100_000)
+            held_busy = time.monotonic() - t0
+            slots_busy: list[int] = await writer.fetchval(SLOTS, item)
+            await tx.commit()
+            return held_0, slots_0, held_busy, slots_busy
+        finally:
+            await writer.close()
+            await compactor.close()
+
+    held_0, slots_0, held_busy, slots_busy = db.run(scenario())
+    assert held_0 < 1.0  # lock_timeout is 100 ms; deadlock_timeout (1 s) never reached
+    assert slots_0 == spread  # nothing happened
+    assert held_busy < 1.0
+    assert slots_busy == [0, busy]
+    assert db.fetchrow(TOTALS, item) == before
+    _compact(db)
+    assert db.fetchval(SLOTS, item) == [0] and db.fetchrow(TOTALS, item) == before
+
+
+async def test_totals_stay_exact_while_folded_under_concurrent_writers(
+    api: ApiServer, db: Database, factory: Factory
+) -> None:
+    """Concurrent creates and transitions on one item through the HTTP API while
+    rounds of compact_item_totals run back to back: the totals equal the sums over
+    the donation rows afterwards, no write failed, and the rounds folded something
+    while the writers ran."""
+    rng = random.Random(20261204)
+    tenant = factory.tenant()
+    campaign = seed_campaign(db, tenant, items=1)
+    item_id = uuid.UUID(campaign["items"][0]["id"])
+    rounds: list[int] = []
+    done = asyncio.Event()
+
+    async def fold_until_done() -> None:
+        conn = await asyncpg.connect(db.api_dsn)
+        try:
+            while not done.is_set():
+                rounds.append(await conn.fetchval(COMPACT, 100_000))
+                await asyncio.sleep(0.005)
+        finally:
+            await conn.close()
+
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    folding = asyncio.create_task(fold_until_done())
+    async with httpx.AsyncClient(base_url=api.url, timeout=60, limits=limits) as ac:
+        w = Writers(ac, tenant, campaign)
+        statuses = rng.choices(["pending", "confirmed", "delivered"], [6, 3, 1], k=120)
+        await asyncio.gather(*(w.create(rng.randint(1, 1000), s) for s in statuses))
+        first = list(w.created)
+        jobs = [w.create(rng.randint(1, 1000), "pending") for _ in range(60)]
+        jobs += [
+            w.transition(rng.choice(first)["id"], rng.choice(list(ACTIONS))) for _ in range(150)
+        ]
+        rng.shuffle(jobs)
+        await asyncio.gather(*jobs)
+    done.set()
+    await folding
+    assert set(w.create_codes) == {201}, w.create_codes
+    codes = Counter(c for cs in w.transitions.values() for c in cs)
+    assert set(codes) <= {200, 409}, codes
+    assert sum(1 for n in rounds if n > 0) >= 3, rounds  # the rounds did fold meanwhile
+
+    rows = db.fetch("SELECT quantity, status FROM donation WHERE item_id = $1", item_id)
+    assert len(rows) == len(w.created)
+    totals = db.fetchrow(TOTALS, item_id)
     assert totals is not None
-    assert totals["pending_count"] + totals["confirmed_count"] + totals["delivered_count"] == 400
+    for status in ("pending", "confirmed", "delivered", "cancelled"):
+        mine = [r["quantity"] for r in rows if r["status"] == status]
+        assert totals[f"{status}_quantity"] == sum(mine), status
+        assert totals[f"{status}_count"] == len(mine), status
