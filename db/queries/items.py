@@ -152,7 +152,12 @@ async def delete_item(
 COMPACT_TOTALS = "SELECT compact_item_totals($1)"
 
 
+# A round takes about 0.1 ms an item; past this asyncpg cancels the statement (its
+# locks go with it) and raises, instead of the pool's 10 s command timeout.
+COMPACT_TIMEOUT = 5.0
+
+
 async def compact_totals(conn: asyncpg.Connection, *, max_items: int) -> int:
     """How many items' slots were folded (0: nothing to fold, or another round ran)."""
-    folded: int = await conn.fetchval(COMPACT_TOTALS, max_items)
+    folded: int = await conn.fetchval(COMPACT_TOTALS, max_items, timeout=COMPACT_TIMEOUT)
     return folded
