@@ -56,24 +56,41 @@ def served(c: httpx.Client, path: str) -> httpx.Response:
 
 def gone_after(c: httpx.Client, change: Callable[[], None], *paths: str) -> float:
     """Apply `change`, then poll `paths` through the edge: seconds until every one
-    answered 404; after that each must keep answering 404 (never a stale 200)."""
-    for path in paths:
-        served(c, path)
-    change()
-    started = time.monotonic()
-    first_404: dict[str, float] = {}
-    while time.monotonic() - started < GONE_WITHIN + 3:
-        for path in paths:
-            r = c.get(path)
-            if path in first_404:
-                assert r.status_code == 404, (path, r.status_code, r.headers)
-            elif r.status_code == 404:
-                first_404[path] = time.monotonic() - started
-            else:
-                assert r.status_code == 200, r.text
-        time.sleep(POLL * len(paths))
+    answered 404; after that each must keep answering 404 (never a stale 200).
+
+    Each path is polled by a client of its own address (`c` for the first), one
+    request each per POLL: a path is looked at every POLL seconds however many there
+    are, each address at 5 r/s. Polled in turn by one address, the rounds were
+    POLL x paths apart, and the first 404 of the last path was seen up to 0.4 s late
+    (a clean-clone run measured 2.50 s for a bound of 2 + 0.5)."""
+    clients = [c] + [_peer(c) for _ in paths[1:]]
+    try:
+        for client, path in zip(clients, paths, strict=True):
+            served(client, path)
+        change()
+        started = time.monotonic()
+        first_404: dict[str, float] = {}
+        while time.monotonic() - started < GONE_WITHIN + 3:
+            for client, path in zip(clients, paths, strict=True):
+                r = client.get(path)
+                if path in first_404:
+                    assert r.status_code == 404, (path, r.status_code, r.headers)
+                elif r.status_code == 404:
+                    first_404[path] = time.monotonic() - started
+                else:
+                    assert r.status_code == 200, r.text
+            time.sleep(POLL)
+    finally:
+        for extra in clients[1:]:
+            extra.close()
     assert set(first_404) == set(paths), f"still served: {set(paths) - set(first_404)}"
     return max(first_404.values())
+
+
+def _peer(c: httpx.Client) -> httpx.Client:
+    """Another client of the same edge, from a fresh address."""
+    transport = httpx.HTTPTransport(local_address=f"127.0.0.{next(_hosts)}")
+    return httpx.Client(base_url=c.base_url, transport=transport, timeout=10)
 
 
 def listed(c: httpx.Client, path: str, campaign_id: str) -> bool:
