@@ -25,14 +25,12 @@ class TotalsJob:
         self.interval = cfg.TOTALS_COMPACT_INTERVAL
         self.batch = cfg.TOTALS_COMPACT_BATCH
         self.next_round = 0.0
-        self.folded = 0  # items folded since the start
 
     async def drain(self) -> int:
         if time.monotonic() < self.next_round:
             return 0
         async with self.pool.acquire() as conn:
             folded = await compact_totals(conn, max_items=self.batch)
-        self.folded += folded
         if folded < self.batch:
             self.next_round = time.monotonic() + self.interval
             return 0

@@ -29,8 +29,12 @@ POLL = 0.2  # one path at 5 r/s: under the edge's 10 r/s per-IP limit
 
 def stranger(edge: LocalNginx, host: int) -> httpx.Client:
     """A client of the edge from 127.0.0.<host>: the edge sees another address."""
+    return _client_from(edge.url, host)
+
+
+def _client_from(base_url: str | httpx.URL, host: int) -> httpx.Client:
     transport = httpx.HTTPTransport(local_address=f"127.0.0.{host}")
-    return httpx.Client(base_url=edge.url, transport=transport, timeout=10)
+    return httpx.Client(base_url=base_url, transport=transport, timeout=10)
 
 
 _hosts = iter(range(20, 250))
@@ -63,7 +67,7 @@ def gone_after(c: httpx.Client, change: Callable[[], None], *paths: str) -> floa
     are, each address at 5 r/s. Polled in turn by one address, the rounds were
     POLL x paths apart, and the first 404 of the last path was seen up to 0.4 s late
     (a clean-clone run measured 2.50 s for a bound of 2 + 0.5)."""
-    clients = [c] + [_peer(c) for _ in paths[1:]]
+    clients = [c] + [_client_from(c.base_url, next(_hosts)) for _ in paths[1:]]
     try:
         for client, path in zip(clients, paths, strict=True):
             served(client, path)
@@ -85,12 +89,6 @@ def gone_after(c: httpx.Client, change: Callable[[], None], *paths: str) -> floa
             extra.close()
     assert set(first_404) == set(paths), f"still served: {set(paths) - set(first_404)}"
     return max(first_404.values())
-
-
-def _peer(c: httpx.Client) -> httpx.Client:
-    """Another client of the same edge, from a fresh address."""
-    transport = httpx.HTTPTransport(local_address=f"127.0.0.{next(_hosts)}")
-    return httpx.Client(base_url=c.base_url, transport=transport, timeout=10)
 
 
 def listed(c: httpx.Client, path: str, campaign_id: str) -> bool:
