@@ -9,6 +9,7 @@ PostgreSQL backend that ended during the run is counted in the postmaster's
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -17,6 +18,13 @@ import psutil
 from load.stack import stack_roots
 
 PARTS = ("api", "postgres", "redis", "nginx")
+
+
+def children_seconds() -> float:
+    """CPU seconds (user + system) of this process's reaped children so far: read
+    before and after running k6 as our child, the difference is k6's own CPU."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def part_of(name: str) -> str:

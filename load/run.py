@@ -26,7 +26,6 @@ import asyncio
 import json
 import math
 import os
-import resource
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from load import report
-from load.cpu import CpuMeter
+from load.cpu import CpuMeter, children_seconds
 from load.fixture import Fixture, build_targets
 from load.k6 import (
     K6Live,
@@ -284,15 +283,14 @@ def run(
     # graceful stop; the bar fills over the duration.
     cpu_meter = CpuMeter.for_ports(target.ports())
     log_offset = edge_log_size(target.edge_log)
-    k6_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    k6_before = children_seconds()
     cpu_meter.start()
     memory_dirs = [target.edge_cache] if target.edge_cache is not None else []
     with MemoryMonitor(target.ports(), MEMORY_INTERVAL_S, memory_dirs) as monitor:
         rc = run_k6(cmd, env, run_dir, live, duration, monitor, progress)
     cpu_use = cpu_meter.stop()
     k6_ended = time.monotonic()
-    k6_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    k6_seconds = (k6_after.ru_utime + k6_after.ru_stime) - (k6_before.ru_utime + k6_before.ru_stime)
+    k6_seconds = children_seconds() - k6_before
     k6_summary_path = run_dir / "k6-summary.json"
     if not k6_summary_path.exists():
         log = (run_dir / "k6.log").read_text(errors="replace")[-3000:]

@@ -28,11 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +40,9 @@ from edge.render import EdgeConfig
 from infra.nginx import LocalNginx, free_port
 from load.bench_stack import Sanics, fetch
 from load.ceiling import campaign_body
-from load.cpu import CpuMeter
+from load.cpu import CpuMeter, children_seconds
 from load.k6 import ip_range, k6_binary, raise_nofile
+from load.k6_summary import metrics_from_k6
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = {"static": "/static/page.json", "bare": "/api/v1/campaigns/x"}
@@ -80,27 +79,24 @@ def run_one(
         k6_binary(), "run", "--quiet", "--no-usage-report",
         "--local-ips", ip_range(args.clients), str(base / "floor.js"),
     ]  # fmt: skip
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    k6_before = children_seconds()
     meter.start()
-    started = time.monotonic()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
-    wall = time.monotonic() - started
     use = meter.stop()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    k6_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    metrics = json.loads(out.read_text())["metrics"]
-    requests = int(metrics["http_reqs"]["values"]["count"])
-    lat = metrics["http_req_duration"]["values"]
+    k6_cpu = children_seconds() - k6_before
+    summary = json.loads(out.read_text())
+    m = metrics_from_k6(summary)
+    requests, lat = m["requests"], m["latency_ms"]
     per = use.per_request_ms(requests)
+    dropped = summary["metrics"].get("dropped_iterations", {}).get("values", {}).get("count", 0)
     return {
         "requests": requests,
         "rps": requests / args.duration,
-        "wall": wall,
-        "dropped": int(metrics.get("dropped_iterations", {}).get("values", {}).get("count", 0)),
-        "failed": round(metrics["http_req_failed"]["values"]["rate"] * requests),
-        "p50": lat["med"],
-        "p95": lat["p(95)"],
-        "p99": lat["p(99)"],
+        "dropped": int(dropped),
+        "failed": m["failed"],
+        "p50": lat["p50"],
+        "p95": lat["p95"],
+        "p99": lat["p99"],
         "max": lat["max"],
         "api": per.get("api", 0.0),
         "nginx": per.get("nginx", 0.0),
