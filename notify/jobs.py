@@ -3,9 +3,10 @@
 the worker's loop (worker/loop.py), which polls it (no NOTIFY: migration 0021).
 
 At least once: a claim leases the job (EMAIL_LEASE s), the message is sent outside
-any transaction, and only then is the job marked sent; a worker that dies between
-the two leaves the job due again after the lease, and the message goes out again
-with the same Message-ID. A failure worth retrying (the server is down, a 4xx)
+any transaction, and only then is the job marked sent, with the rest of its batch
+once every send of the batch ended; a worker that dies between the two leaves the
+job due again after the lease, and the message goes out again with the same
+Message-ID. A failure worth retrying (the server is down, a 4xx)
 waits EMAIL_RETRY_BASE * 2^(attempt-1) s (capped at EMAIL_RETRY_MAX, +-20 %), up to
 EMAIL_MAX_ATTEMPTS attempts; a 5xx refusal fails at once. Nothing about a job's
 recipient is logged.
@@ -16,14 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
-from uuid import UUID
 
 import asyncpg
 
 from db.queries import email as eq
-from db.tenancy import tenant_transaction
 from notify import messages
 from notify.settings import EmailSettings
 from notify.smtp import Mailer, SendFailed
@@ -48,14 +47,26 @@ def backoff(settings: EmailSettings, attempt: int) -> float:
 async def drain_email_batch(
     pool: asyncpg.Pool, settings: EmailSettings, keyring: Keyring, mailer: Mailer
 ) -> int:
-    """Send one batch of due email jobs over `mailer`'s connections; how many jobs
-    were claimed (0: none due)."""
+    """Send one batch of due email jobs over `mailer`'s connections and settle them
+    together; how many jobs were claimed (0: none due).
+
+    Two statements per batch: the claim brings each job's message context, and one
+    UPDATE settles every job of the batch once all its sends ended (migration 0029:
+    per job, a read and a settle in transactions of their own cost PostgreSQL as
+    much as the pledge did)."""
     if not settings.enabled:
         return 0
     async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-        jobs = await eq.claim_jobs(conn, batch=settings.EMAIL_BATCH, lease=settings.EMAIL_LEASE)
-    if jobs:
-        await asyncio.gather(*(_run(pool, settings, keyring, mailer, job) for job in jobs))
+        jobs = await eq.claim_messages(conn, batch=settings.EMAIL_BATCH, lease=settings.EMAIL_LEASE)
+    if not jobs:
+        return 0
+    outcomes = await asyncio.gather(*(_run(settings, keyring, mailer, job) for job in jobs))
+    try:
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            await eq.settle(conn, outcomes)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        # Due again when their leases end: sent ones go out again, same Message-ID.
+        log.warning("%d email jobs not settled: %r", len(jobs), exc)
     return len(jobs)
 
 
@@ -79,82 +90,50 @@ class EmailJob:
 
 
 async def _run(
-    pool: asyncpg.Pool,
-    settings: EmailSettings,
-    keyring: Keyring,
-    mailer: Mailer,
-    job: asyncpg.Record,
-) -> None:
+    settings: EmailSettings, keyring: Keyring, mailer: Mailer, job: asyncpg.Record
+) -> eq.Settled:
+    """Build and send one claimed job's message; how its attempt ended."""
+    job_id, attempt = job["job_id"], job["attempts"]
+    if not job["found"]:
+        return eq.Settled(job_id, attempt, "skipped", reason="donation gone")
     try:
-        await _process(pool, settings, keyring, mailer, job)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-        # The database, not the message: not settled, due again when its lease ends.
-        log.warning("email job %s (%s): not settled: %r", job["id"], job["kind"], exc)
-    except Exception as exc:
-        # A message that cannot be built (a bug, an unreadable contact): retried like
-        # a send failure, so a fix in time still sends it; given up at the last attempt.
-        log.exception("email job %s (%s) could not be built", job["id"], job["kind"])
-        failure = SendFailed(f"{type(exc).__name__} while building", permanent=False)
-        await _failed(pool, settings, job, failure)
-
-
-async def _process(
-    pool: asyncpg.Pool,
-    settings: EmailSettings,
-    keyring: Keyring,
-    mailer: Mailer,
-    job: asyncpg.Record,
-) -> None:
-    tid, job_id, attempt = job["tenant_id"], job["id"], job["attempts"]
-    async with tenant_transaction(pool, tid, acquire_timeout=ACQUIRE_TIMEOUT) as conn:
-        row = await eq.select_message_context(conn, tenant_id=tid, donation_id=job["donation_id"])
-    message = None
-    if row is not None:
         message = messages.build(
             settings,
             job_id=job_id,
-            tenant_id=tid,
+            tenant_id=job["tenant_id"],
             kind=job["kind"],
-            created_at=job["created_at"],
-            row=row,
-            donor_contact=keyring.donor_contact_of(row),
-            donor_message=keyring.message_of(row),
+            created_at=job["job_created_at"],
+            row=job,
+            donor_contact=keyring.donor_contact_of(job),
+            donor_message=keyring.message_of(job),
         )
+    except Exception as exc:
+        # A message that cannot be built (a bug, an unreadable contact): retried like
+        # a send failure, so a fix in time still sends it; given up at the last attempt.
+        log.exception("email job %s (%s) could not be built", job_id, job["kind"])
+        return _failed(settings, job, SendFailed(f"{type(exc).__name__} while building",
+                                                 permanent=False))  # fmt: skip
     if message is None:
-        reason = "no email address" if row is not None else "donation gone"
-        await _settle(pool, tid, eq.mark_done, job_id, attempt, status="skipped", reason=reason)
-        return
+        return eq.Settled(job_id, attempt, "skipped", reason="no email address")
     try:
         await mailer.send(message)
     except SendFailed as exc:
-        await _failed(pool, settings, job, exc)
-        return
-    await _settle(pool, tid, eq.mark_sent, job_id, attempt)
+        return _failed(settings, job, exc)
+    except Exception as exc:  # a bug, not the server's answer: this job only
+        log.exception("email job %s (%s) could not be sent", job_id, job["kind"])
+        return _failed(settings, job, SendFailed(f"{type(exc).__name__} while sending",
+                                                 permanent=False))  # fmt: skip
     log.info("email job %s (%s) sent", job_id, job["kind"])
+    return eq.Settled(job_id, attempt, "sent")
 
 
-async def _failed(
-    pool: asyncpg.Pool, settings: EmailSettings, job: asyncpg.Record, exc: SendFailed
-) -> None:
-    tid, job_id, attempt, reason = job["tenant_id"], job["id"], job["attempts"], str(exc)
+def _failed(settings: EmailSettings, job: asyncpg.Record, exc: SendFailed) -> eq.Settled:
+    job_id, attempt, reason = job["job_id"], job["attempts"], str(exc)
     if exc.permanent or attempt >= settings.EMAIL_MAX_ATTEMPTS:
         log.warning("email job %s (%s) failed after %d attempts: %s",
                     job_id, job["kind"], attempt, reason)  # fmt: skip
-        await _settle(pool, tid, eq.mark_done, job_id, attempt, status="failed", reason=reason)
-    else:
-        delay = backoff(settings, attempt)
-        log.info("email job %s (%s) attempt %d: %s; again in %.0f s",
-                 job_id, job["kind"], attempt, reason, delay)  # fmt: skip
-        await _settle(pool, tid, eq.mark_retry, job_id, attempt, delay=delay, reason=reason)
-
-
-async def _settle(
-    pool: asyncpg.Pool,
-    tid: UUID,
-    mark: Callable[..., Awaitable[bool]],
-    job_id: UUID,
-    attempt: int,
-    **kw: Any,
-) -> None:
-    async with tenant_transaction(pool, tid, acquire_timeout=ACQUIRE_TIMEOUT) as conn:
-        await mark(conn, tenant_id=tid, job_id=job_id, attempt=attempt, **kw)
+        return eq.Settled(job_id, attempt, "failed", reason=reason)
+    delay = backoff(settings, attempt)
+    log.info("email job %s (%s) attempt %d: %s; again in %.0f s",
+             job_id, job["kind"], attempt, reason, delay)  # fmt: skip
+    return eq.Settled(job_id, attempt, "retry", delay=delay, reason=reason)

@@ -1,16 +1,25 @@
-"""Email jobs (migration 0019): claimed across tenants by the worker, then read and
-settled in each job's tenant transaction; the notice's confirm link is used once."""
+"""Email jobs (migration 0019): claimed across tenants by the worker together with
+what their messages say, and settled as a batch (migration 0029); the notice's
+confirm link is used once."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
 
-CLAIM_EMAIL_JOBS = "SELECT * FROM claim_email_jobs($1, $2)"
+# Each claimed job (job_id, tenant_id, donation_id, kind, attempts, job_created_at)
+# with its message's context: SELECT_MESSAGE_CONTEXT's columns, `id` the donation's,
+# all NULL and `found` false when the donation (or its campaign, item or tenant) is
+# gone.
+CLAIM_EMAIL_MESSAGES = "SELECT * FROM claim_email_messages($1, $2)"
+SETTLE_EMAIL_JOBS = "SELECT settle_email_jobs($1, $2, $3, $4, $5)"
 
-# Everything a message says, in one read. The donor's contact and message come
+# Everything a message says, in one read (the confirm link's page; the worker gets
+# the same columns with its claim). The donor's contact and message come
 # sealed (migration 0018): the caller opens them with db/crypto.py's Keyring
 # (`donor_contact_of`, `message_of`, which need id and tenant_id).
 SELECT_MESSAGE_CONTEXT = """
@@ -27,22 +36,6 @@ JOIN tenant t ON t.id = d.tenant_id
 WHERE d.tenant_id = $1 AND d.id = $2
 """
 
-# The settling updates check the attempt they settle: a worker whose lease ran out
-# (the job was claimed again) does not overwrite the newer attempt's outcome.
-MARK_SENT = """
-UPDATE email_job SET status = 'sent', sent_at = clock_timestamp(), last_error = NULL
-WHERE tenant_id = $1 AND id = $2 AND attempts = $3 AND status = 'pending'
-"""
-MARK_DONE = """
-UPDATE email_job SET status = $4::text, last_error = left($5, 500)
-WHERE tenant_id = $1 AND id = $2 AND attempts = $3 AND status = 'pending'
-"""
-MARK_RETRY = """
-UPDATE email_job
-SET next_attempt_at = clock_timestamp() + make_interval(secs => $4), last_error = left($5, 500)
-WHERE tenant_id = $1 AND id = $2 AND attempts = $3 AND status = 'pending'
-"""
-
 SELECT_LINK_JOB = """
 SELECT id, donation_id, link_used_at FROM email_job
 WHERE tenant_id = $1 AND id = $2 AND kind = 'notice'
@@ -55,9 +48,23 @@ RETURNING link_used_at
 """
 
 
-async def claim_jobs(conn: asyncpg.Connection, *, batch: int, lease: float) -> list[asyncpg.Record]:
-    """Up to `batch` due jobs of any tenant, each leased for `lease` seconds."""
-    rows: list[asyncpg.Record] = await conn.fetch(CLAIM_EMAIL_JOBS, batch, lease)
+class Settled(NamedTuple):
+    """How one claimed attempt of a job ended: 'sent', 'skipped' (nothing to send),
+    'failed' (given up) or 'retry' (due again in `delay` seconds)."""
+
+    job_id: UUID
+    attempt: int
+    outcome: str
+    delay: float = 0.0
+    reason: str = ""
+
+
+async def claim_messages(
+    conn: asyncpg.Connection, *, batch: int, lease: float
+) -> list[asyncpg.Record]:
+    """Up to `batch` due jobs of any tenant, each leased for `lease` seconds, with
+    their messages' context (CLAIM_EMAIL_MESSAGES)."""
+    rows: list[asyncpg.Record] = await conn.fetch(CLAIM_EMAIL_MESSAGES, batch, lease)
     return rows
 
 
@@ -68,37 +75,18 @@ async def select_message_context(
     return row
 
 
-async def mark_sent(
-    conn: asyncpg.Connection, *, tenant_id: UUID, job_id: UUID, attempt: int
-) -> bool:
-    return str(await conn.execute(MARK_SENT, tenant_id, job_id, attempt)) == "UPDATE 1"
-
-
-async def mark_done(
-    conn: asyncpg.Connection,
-    *,
-    tenant_id: UUID,
-    job_id: UUID,
-    attempt: int,
-    status: str,
-    reason: str,
-) -> bool:
-    """Settle a job as 'skipped' (nothing to send) or 'failed' (given up)."""
-    done = await conn.execute(MARK_DONE, tenant_id, job_id, attempt, status, reason)
-    return str(done) == "UPDATE 1"
-
-
-async def mark_retry(
-    conn: asyncpg.Connection,
-    *,
-    tenant_id: UUID,
-    job_id: UUID,
-    attempt: int,
-    delay: float,
-    reason: str,
-) -> bool:
-    done = await conn.execute(MARK_RETRY, tenant_id, job_id, attempt, delay, reason)
-    return str(done) == "UPDATE 1"
+async def settle(conn: asyncpg.Connection, outcomes: Sequence[Settled]) -> int:
+    """Settle the claimed attempts in one statement; how many were still theirs to
+    settle (an attempt whose lease ran out and was claimed again is left alone)."""
+    settled: int = await conn.fetchval(
+        SETTLE_EMAIL_JOBS,
+        [o.job_id for o in outcomes],
+        [o.attempt for o in outcomes],
+        [o.outcome for o in outcomes],
+        [o.delay for o in outcomes],
+        [o.reason for o in outcomes],
+    )
+    return settled
 
 
 async def select_link_job(

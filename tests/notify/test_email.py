@@ -504,3 +504,41 @@ def test_a_batch_across_tenants_sends_and_settles_every_job_once(
     assert len(ids) == len(set(ids)) == 2 * len(bodies) + 1
     for donor in donors:
         assert len(sink.to(donor)) == 1
+
+
+def test_a_batch_settles_only_the_attempts_it_claimed(
+    client: httpx.Client,
+    db: Database,
+    org: TenantCtx,
+    campaign: dict[str, Any],
+    api_pool: asyncpg.Pool,
+) -> None:
+    """One statement settles a batch (migration 0029); a job whose lease ran out and
+    was claimed again meanwhile keeps the newer attempt's state."""
+    from db.queries import email as eq
+
+    body = pledge(client, org, campaign, contact=unique("s"))
+    ids = {k: j["id"] for k, j in jobs(db, body["id"]).items()}
+    due = "UPDATE email_job SET next_attempt_at = now() - interval '1 hour' WHERE id = ANY($1)"
+    db.execute(due, list(ids.values()))
+
+    async def claim() -> list[asyncpg.Record]:
+        async with api_pool.acquire() as conn:
+            # Due an hour ago: the oldest due, so these two are the ones claimed.
+            claimed = await eq.claim_messages(conn, batch=2, lease=60)
+        return [j for j in claimed if j["job_id"] in ids.values()]
+
+    async def settle(outcomes: list[eq.Settled]) -> int:
+        async with api_pool.acquire() as conn:
+            return await eq.settle(conn, outcomes)
+
+    mine = db.run(claim())
+    assert len(mine) == 2 and all(j["found"] and j["attempts"] == 1 for j in mine)
+    assert {j["id"] for j in mine} == {uuid.UUID(body["id"])}  # the donation's context
+    # As if the receipt's lease ran out and another worker claimed it again.
+    db.execute("UPDATE email_job SET attempts = attempts + 1 WHERE id = $1", ids["receipt"])
+    settled = db.run(settle([eq.Settled(j["job_id"], j["attempts"], "sent") for j in mine]))
+    assert settled == 1
+    after = jobs(db, body["id"])
+    assert after["notice"]["status"] == "sent" and after["notice"]["sent_at"] is not None
+    assert after["receipt"]["status"] == "pending" and after["receipt"]["attempts"] == 2
