@@ -4,7 +4,8 @@ Runs inside the caller's tenant transaction (`key_transaction`): a
 transaction-scoped advisory lock on (tenant, key), taken with BEGIN, makes a
 concurrent duplicate answer 409 at once instead of waiting; the record is written
 in the same transaction as the donation (and in the same statement as its event),
-so a response is stored if and only if the donation was committed. Same key + same
+so a response is stored if and only if the donation was committed; the stored
+response is looked for in the write's own statement (`run_once`). Same key + same
 body replays the stored response; same key + another body is 422; keys belong to
 one credential of one tenant (an API key, a staff user, or the public's pledges:
 `scope_of`), so nobody can pre-claim another's key, and are kept `IDEMPOTENCY_TTL`
@@ -148,41 +149,43 @@ async def run_once(
     key: str | None,
     fingerprint: bytes,
     ttl: float,
-    create: Callable[[], Awaitable[Created[T]]],
+    create: Callable[[q.KeyLookup | None], Awaitable[Created[T] | q.StoredAnswer]],
     keyring: Keyring,
 ) -> Outcome[T]:
-    """The stored answer of (tenant, scope, key) if there is one (`replayed`), else
-    `create()`'s, stored with its event. `conn` is the `key_transaction` of the same
-    tenant, scope and key, which holds the key's lock. Without a key, `create()`
-    runs and its event is written."""
+    """`create(lookup)`'s answer, stored with its event; or the answer stored for
+    (tenant, scope, key), which `create` finds instead of writing (`replayed`).
+
+    `create` reads the stored answer in its own write's statement (the keyed
+    inserts of db/queries/donations.py), so a keyed write costs no extra round trip
+    for it. `conn` is the `key_transaction` of the same tenant, scope and key,
+    which holds the key's lock. Without a key, `create(None)` runs and its event is
+    written."""
     if key is None:
-        created = await create()
+        created = await create(None)
+        assert isinstance(created, Created), "no stored answer without a key"
         if created.event is not None:
             await events.write(conn, created.event)
         return Outcome.fresh(created)
-    stored = await q.select_record(conn, tenant_id=tenant_id, key=key, scope=scope, ttl=ttl)
-    if stored is not None:
-        if bytes(stored["fingerprint"]) != fingerprint:
+    found = await create(q.KeyLookup(key, scope, ttl))
+    if isinstance(found, q.StoredAnswer):
+        if found.fingerprint != fingerprint:
             raise IdempotencyMismatch(
                 f"This {HEADER} was already used with a different request body."
             )
-        body = bytes(stored["body"])
+        body = found.body
         if body[:1] == _SEALED:
             body = keyring.open_bytes(body, column=crypto.RESPONSE, **_place(tenant_id, scope, key))
-        return Outcome(stored["status_code"], body, replayed=True)
-    created = await create()
-    sealed = keyring.seal_bytes(
-        created.body, column=crypto.RESPONSE, **_place(tenant_id, scope, key)
-    )
+        return Outcome(found.status_code, body, replayed=True)
+    sealed = keyring.seal_bytes(found.body, column=crypto.RESPONSE, **_place(tenant_id, scope, key))
     await q.upsert_record(
         conn,
         tenant_id=tenant_id,
         key=key,
         scope=scope,
         fingerprint=fingerprint,
-        status_code=created.status,
+        status_code=found.status,
         body=sealed,
         ttl=ttl,
-        event=created.event,
+        event=found.event,
     )
-    return Outcome.fresh(created)
+    return Outcome.fresh(found)

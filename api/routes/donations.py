@@ -34,6 +34,7 @@ from db.crypto import Keyring
 from db.queries import donations as q
 from db.queries import events
 from db.queries.events import PendingEvent
+from db.queries.idempotency import KeyLookup, StoredAnswer
 from tenants.principal import Principal
 
 bp = Blueprint("donations", url_prefix="/api/v1")
@@ -167,7 +168,9 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
     scope = idempotency.scope_of(principal)
     async with idempotency.key_transaction(request, tid, scope, key) as conn:
 
-        async def create() -> idempotency.Created[Written]:
+        async def create(
+            lookup: KeyLookup | None,
+        ) -> idempotency.Created[Written] | StoredAnswer:
             donation = q.NewDonation(
                 item_id=body.item_id,
                 quantity=body.quantity,
@@ -176,7 +179,7 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
                 anonymous=body.anonymous,
                 message=body.message,
             )
-            row = await q.insert_donation(
+            row, stored = await q.insert_donation(
                 conn,
                 keyring=ring,
                 tenant_id=tid,
@@ -184,14 +187,16 @@ async def create_donation(request: Request, principal: Principal, campaign_id: s
                 donation=donation,
                 status=body.status,
                 source="partner",
+                lookup=lookup,
             )
+            if stored is not None:  # the key's first answer: nothing written now
+                return stored
             if row is None:
                 if not await q.campaign_exists(conn, tenant_id=tid, campaign_id=cid):
                     raise NotFound("No such campaign.")
                 raise field_error("item_id", "is not an item of this campaign", "not_found")
             # For the invalidation: the public pages address the campaign by slug.
             slug: str = row["campaign_slug"]
-            # Not on a replay: run_once does not call create() again.
             return idempotency.Created(
                 201,
                 dumps(donation_out(row, ring)),

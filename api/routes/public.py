@@ -56,6 +56,7 @@ from api.responses import JSON, dumps, raw_json_response
 from db.queries import donations as dq
 from db.queries import public as pq
 from db.queries.events import PendingEvent
+from db.queries.idempotency import KeyLookup, StoredAnswer
 
 bp = Blueprint("public")
 
@@ -227,8 +228,10 @@ async def pledge_once(
 
     async with key_transaction(request, tenant_id, PUBLIC_SCOPE, key) as conn:
 
-        async def create() -> Created[UUID]:
-            """The pledge's answer, and the campaign it went to."""
+        async def create(lookup: KeyLookup | None) -> Created[UUID] | StoredAnswer:
+            """The pledge's answer and the campaign it went to, or the key's first
+            answer (nothing written now)."""
+            assert lookup is not None, "a pledge always has a key"
             donation = dq.NewDonation(
                 item_id=body.item_id,
                 quantity=body.quantity,
@@ -237,9 +240,11 @@ async def pledge_once(
                 anonymous=body.anonymous or not body.show_name,
                 message=body.message,
             )
-            row = await dq.insert_pledge(
-                conn, keyring=ring, tenant_id=tenant_id, slug=slug, donation=donation
+            row, stored = await dq.insert_pledge(
+                conn, keyring=ring, tenant_id=tenant_id, slug=slug, donation=donation, lookup=lookup
             )
+            if stored is not None:
+                return stored
             if row is None:
                 raise await pledge_refusal(conn, tenant_id, slug)
             pledge = {

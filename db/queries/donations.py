@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 from uuid import UUID, uuid4
 
 import asyncpg
 
 from db import crypto
 from db.crypto import Keyring
+from db.queries.idempotency import KeyLookup, StoredAnswer, live_record, stored_answer
 
 # donor_contact and message are '' on every row written since migration 0018: the
 # values are in the sealed columns (db/crypto.py: Keyring.donor_contact_of, message_of
@@ -37,6 +39,26 @@ def with_campaign_slug(statement: str) -> str:
     )
 
 
+def unless_stored(insert: str) -> str:
+    """`insert` (INSERT_DONATION's or INSERT_PLEDGE's text, `{unless}` at the end of
+    its WHERE) under an idempotency key, with the key's stored answer read in the
+    same statement ($13 key, $14 scope, $15 TTL seconds: db/queries/idempotency.py,
+    `live_record`): nothing is inserted when the key has a live answer. Always one
+    row: the stored answer (`stored_status`, `stored_fingerprint`, `stored_body`),
+    or the new donation with its campaign's slug, or neither (the insert's own
+    conditions refused it). It was a round trip of its own before every keyed
+    donation and pledge."""
+    stored = live_record("$1", "$13", "$14", "$15")
+    return f"""WITH stored AS ({stored}),
+d AS ({insert.format(unless=" AND NOT EXISTS (SELECT 1 FROM stored)")})
+SELECT s.fingerprint AS stored_fingerprint, s.status_code AS stored_status,
+       s.body AS stored_body, x.*
+FROM (SELECT) one
+LEFT JOIN stored s ON true
+LEFT JOIN (SELECT d.*, c.slug AS campaign_slug FROM d JOIN campaign c
+           ON c.tenant_id = d.tenant_id AND c.id = d.campaign_id) x ON true"""
+
+
 # One statement that also proves the item belongs to this campaign and tenant:
 # no row comes back (and nothing is written) when it does not. Donations recorded
 # as already confirmed or delivered get those timestamps at creation time. The id
@@ -49,18 +71,19 @@ SELECT $11, i.tenant_id, i.campaign_id, i.id, $4, $5, $6, $12, $7, $8, $9::text,
        CASE WHEN $9::text IN ('confirmed', 'delivered') THEN n.ts END,
        CASE WHEN $9::text = 'delivered' THEN n.ts END
 FROM campaign_item i CROSS JOIN (SELECT clock_timestamp() AS ts) n
-WHERE i.tenant_id = $1 AND i.campaign_id = $2 AND i.id = $3
+WHERE i.tenant_id = $1 AND i.campaign_id = $2 AND i.id = $3{{unless}}
 RETURNING {DONATION_COLUMNS}
 """
-INSERT_DONATION = with_campaign_slug(INSERT_DONATION)
+INSERT_DONATION_KEYED = unless_stored(INSERT_DONATION)
+INSERT_DONATION = with_campaign_slug(INSERT_DONATION.format(unless=""))
 
 # A public pledge, in one statement that also proves what a pledge needs: the
 # organization still active (`public_tenant`: a suspension stops pledges at once,
 # whatever a worker's memo of the tenant holds), the campaign, by slug, accepting
 # (published, started, not past its deadline: as SELECT_CAMPAIGN's `accepting` in
-# db/queries/public.py), and the item one of its own. No row and nothing written
-# when one of them fails; `pledge_refusal` in api/routes/public.py says which. The
-# parameters are INSERT_DONATION's, with the slug as $2.
+# db/queries/public.py), and the item one of its own. Nothing written when one of
+# them fails; `pledge_refusal` in api/routes/public.py says which. The parameters
+# are INSERT_DONATION_KEYED's, with the slug as $2: a pledge always has a key.
 INSERT_PLEDGE = f"""
 INSERT INTO donation (id, tenant_id, campaign_id, item_id, quantity, donor_name,
                       donor_contact_enc, donor_contact_hmac, anonymous, message_enc,
@@ -73,10 +96,10 @@ WHERE c.tenant_id = $1 AND c.slug = $2
   AND c.status = 'published'
   AND (c.starts_at IS NULL OR c.starts_at <= now())
   AND (c.ends_at IS NULL OR c.ends_at > now())
-  AND EXISTS (SELECT 1 FROM public_tenant t WHERE t.id = $1)
+  AND EXISTS (SELECT 1 FROM public_tenant t WHERE t.id = $1){{unless}}
 RETURNING {DONATION_COLUMNS}
 """
-INSERT_PLEDGE = with_campaign_slug(INSERT_PLEDGE)
+INSERT_PLEDGE = unless_stored(INSERT_PLEDGE)
 
 SELECT_DONATION = f"SELECT {DONATION_COLUMNS} FROM donation WHERE tenant_id = $1 AND id = $2"
 SELECT_DONATION_STATUS = "SELECT status FROM donation WHERE tenant_id = $1 AND id = $2"
@@ -141,6 +164,14 @@ class NewDonation:
     message: str
 
 
+class Inserted(NamedTuple):
+    """What an insert did: the new donation (with `campaign_slug`), or the key's
+    stored answer (nothing written), or neither (refused: nothing written)."""
+
+    donation: asyncpg.Record | None
+    stored: StoredAnswer | None = None
+
+
 async def insert_donation(
     conn: asyncpg.Connection,
     *,
@@ -150,12 +181,14 @@ async def insert_donation(
     donation: NewDonation,
     status: str,
     source: str,
-) -> asyncpg.Record | None:
-    """The new donation (with `campaign_slug`), or None when the item is not one of
-    this campaign's. The contact and message are stored sealed (and the contact's
-    lookup hash), never as text."""
+    lookup: KeyLookup | None = None,
+) -> Inserted:
+    """The new donation, unless the item is not one of this campaign's or (with
+    `lookup`) the key has a stored answer. The contact and message are stored
+    sealed (and the contact's lookup hash), never as text."""
+    statement = INSERT_DONATION if lookup is None else INSERT_DONATION_KEYED
     return await _insert(
-        conn, INSERT_DONATION, keyring, tenant_id, campaign_id, donation, status, source
+        conn, statement, keyring, tenant_id, campaign_id, donation, status, source, lookup
     )
 
 
@@ -166,11 +199,13 @@ async def insert_pledge(
     tenant_id: UUID,
     slug: str,
     donation: NewDonation,
-) -> asyncpg.Record | None:
-    """A pending public pledge to the campaign `slug` (INSERT_PLEDGE), or None when
-    the organization, the campaign or the item does not take it."""
+    lookup: KeyLookup,
+) -> Inserted:
+    """A pending public pledge to the campaign `slug` (INSERT_PLEDGE), unless the
+    key has a stored answer or the organization, the campaign or the item does not
+    take it."""
     return await _insert(
-        conn, INSERT_PLEDGE, keyring, tenant_id, slug, donation, "pending", "public"
+        conn, INSERT_PLEDGE, keyring, tenant_id, slug, donation, "pending", "public", lookup
     )
 
 
@@ -183,7 +218,8 @@ async def _insert(
     d: NewDonation,
     status: str,
     source: str,
-) -> asyncpg.Record | None:
+    lookup: KeyLookup | None,
+) -> Inserted:
     donation_id = uuid4()
     place = {"tenant_id": tenant_id, "row_id": donation_id}
     row: asyncpg.Record | None = await conn.fetchrow(
@@ -200,8 +236,12 @@ async def _insert(
         source,
         donation_id,
         keyring.contact_hash(d.donor_contact),
+        *(() if lookup is None else lookup),
     )
-    return row
+    if lookup is None or row is None:
+        return Inserted(row)
+    stored = stored_answer(row)
+    return Inserted(None if stored is not None or row["id"] is None else row, stored)
 
 
 async def select_donation(

@@ -3,19 +3,50 @@ stored response. Scope '' marks records from before migration 0012 (any credenti
 
 from __future__ import annotations
 
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
 
 from db.queries.events import PendingEvent, event_payload, insert_event
 
-SELECT_RECORD = """
-SELECT fingerprint, status_code, body FROM idempotency_record
-WHERE tenant_id = $1 AND key = $2 AND scope IN ($3, '')
-  AND created_at > now() - make_interval(secs => $4)
+
+def live_record(tenant: str, key: str, scope: str, ttl: str) -> str:
+    """The statement reading a key's stored answer (its scope's, or one from before
+    the scopes), when younger than `ttl` seconds; the arguments are its parameters."""
+    return f"""SELECT fingerprint, status_code, body FROM idempotency_record
+WHERE tenant_id = {tenant} AND key = {key} AND scope IN ({scope}, '')
+  AND created_at > now() - make_interval(secs => {ttl})
 ORDER BY scope DESC
-LIMIT 1
-"""
+LIMIT 1"""
+
+
+class KeyLookup(NamedTuple):
+    """Which stored answer a keyed write looks for in its own statement (see
+    db/queries/donations.py: `unless_stored`): $13-$15 of the keyed inserts."""
+
+    key: str
+    scope: str
+    ttl: float
+
+
+class StoredAnswer(NamedTuple):
+    """A key's stored answer, found instead of writing."""
+
+    fingerprint: bytes
+    status_code: int
+    body: bytes
+
+
+def stored_answer(row: asyncpg.Record) -> StoredAnswer | None:
+    """The stored answer a keyed insert's row carries (`stored_*` columns), if any."""
+    if row["stored_status"] is None:
+        return None
+    return StoredAnswer(
+        bytes(row["stored_fingerprint"]), row["stored_status"], bytes(row["stored_body"])
+    )
+
+
 UPSERT_RECORD = """
 INSERT INTO idempotency_record (tenant_id, key, scope, fingerprint, status_code, body)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -40,13 +71,6 @@ WHERE (tenant_id, key, scope) IN (
     LIMIT $2
 ) AND created_at <= now() - make_interval(secs => $1)
 """
-
-
-async def select_record(
-    conn: asyncpg.Connection, *, tenant_id: UUID, key: str, scope: str, ttl: float
-) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(SELECT_RECORD, tenant_id, key, scope, ttl)
-    return row
 
 
 async def upsert_record(

@@ -76,7 +76,7 @@ def api_round_trips(db: Database, since: Any, send: Any, tenant: TenantCtx) -> l
     return api
 
 
-def test_a_pledge_is_five_round_trips(
+def test_a_pledge_is_four_round_trips(
     db: Database, one_connection_api: ApiServer, factory: Factory, statement_log: Any
 ) -> None:
     org = factory.tenant()
@@ -97,16 +97,18 @@ def test_a_pledge_is_five_round_trips(
 
         send().raise_for_status()  # prepares the statements; the tenant is now memoized
         sent = api_round_trips(db, statement_log, send, org)
-    # BEGIN with the tenant and the key's lock; the stored answer (none); the pledge
-    # (tenant active, campaign accepting, item, insert); the stored answer with the
-    # event; COMMIT. It was nine (the tenant looked up, the lock, the campaign and
-    # the event each a round trip of its own).
-    assert len(sent) == 5, sent
+    # BEGIN with the tenant and the key's lock; the pledge with the key's stored
+    # answer looked for in the same statement (none: tenant active, campaign
+    # accepting, item, insert); the stored answer with the event; COMMIT. It was
+    # nine (the tenant looked up, the lock, the campaign and the event each a round
+    # trip of its own), then five (the stored answer read before the insert).
+    assert len(sent) == 4, sent
     assert sent[0].startswith("BEGIN;") and "idempotency_lock(" in sent[0]
+    assert sent[1].startswith("WITH stored AS (SELECT fingerprint")  # (its first line)
     assert sent[-1] == "COMMIT"
 
 
-def test_a_keyed_partner_donation_is_five_round_trips_and_its_audit_row_one(
+def test_a_keyed_partner_donation_is_four_round_trips_and_its_audit_row_one(
     db: Database, one_connection_api: ApiServer, factory: Factory, statement_log: Any
 ) -> None:
     tenant = factory.tenant()
@@ -121,12 +123,14 @@ def test_a_keyed_partner_donation_is_five_round_trips_and_its_audit_row_one(
 
         send().raise_for_status()  # prepares; the API key is now memoized
         sent = api_round_trips(db, statement_log, send, tenant)
-    # The donation's transaction (BEGIN with the lock, stored answer, insert, stored
-    # answer with the event, COMMIT: it was seven) and the audit row, one call after
-    # the answer is built (it was a transaction of three: migration 0027).
-    assert len(sent) == 6, sent
+    # The donation's transaction (BEGIN with the lock, insert with the stored
+    # answer looked for in the same statement, stored answer with the event, COMMIT:
+    # it was seven, then five) and the audit row, one call after the answer is built
+    # (it was a transaction of three: migration 0027).
+    assert len(sent) == 5, sent
     assert sent[0].startswith("BEGIN;") and "idempotency_lock(" in sent[0]
-    assert sent[4] == "COMMIT" and sent[5].startswith("SELECT audit_api_entry(")
+    assert sent[1].startswith("WITH stored AS (SELECT fingerprint")  # (its first line)
+    assert sent[3] == "COMMIT" and sent[4].startswith("SELECT audit_api_entry(")
 
 
 def test_head_on_the_export_sends_the_headers_without_reading_the_donations(
