@@ -22,7 +22,7 @@ from notify import links
 from notify.messages import email_address
 from tests.factories import Factory, TenantCtx
 from tests.notify.conftest import SENDER_DOMAIN, Sink, jobs, pledge, unique
-from tests.services import LINK_SECRET, Database
+from tests.services import LINK_SECRET, ApiServer, Database
 
 LINK = re.compile(r"https?://\S+/confirmar/[\w.-]+")
 
@@ -542,3 +542,50 @@ def test_a_batch_settles_only_the_attempts_it_claimed(
     after = jobs(db, body["id"])
     assert after["notice"]["status"] == "sent" and after["notice"]["sent_at"] is not None
     assert after["receipt"]["status"] == "pending" and after["receipt"]["attempts"] == 2
+
+
+def test_a_send_that_raises_a_bug_retries_its_own_job_and_the_batch_is_settled(
+    client: httpx.Client,
+    db: Database,
+    org: TenantCtx,
+    campaign: dict[str, Any],
+    org_email: str,
+    sink: Sink,
+    api: ApiServer,
+    api_pool: asyncpg.Pool,
+    deliver: Callable[..., int],
+) -> None:
+    """The batch's messages are sent concurrently and settled together: an exception
+    that is not the server's answer (a bug) makes its own job due again, and the
+    rest of the batch is still recorded as sent (not sent again after the lease)."""
+    from notify.jobs import drain_email_batch
+    from notify.settings import EmailSettings
+    from notify.smtp import Mailer
+    from tests.notify.conftest import KEYRING, smtp_env
+
+    deliver()  # nothing else due
+    broken, fine = unique("bug"), unique("ok")
+    bodies = {who: pledge(client, org, campaign, contact=who) for who in (broken, fine)}
+    settings = EmailSettings.from_env(smtp_env(sink, api))
+
+    class Buggy(Mailer):
+        async def send(self, message: Any) -> None:
+            if broken in str(message["To"]):
+                raise RuntimeError("a bug")
+            await super().send(message)
+
+    async def one_batch() -> int:
+        mailer = Buggy(settings, keep=settings.EMAIL_BATCH)
+        try:
+            return await drain_email_batch(api_pool, settings, KEYRING, mailer)
+        finally:
+            await mailer.close()
+
+    assert db.run(one_batch()) == 4  # two receipts, two notices
+    bad = jobs(db, bodies[broken]["id"])
+    assert bad["receipt"]["status"] == "pending" and bad["receipt"]["attempts"] == 1
+    assert bad["receipt"]["last_error"] == "RuntimeError while sending"
+    assert bad["receipt"]["next_attempt_at"] > datetime.now(UTC)
+    assert bad["notice"]["status"] == "sent"
+    assert {j["status"] for j in jobs(db, bodies[fine]["id"]).values()} == {"sent"}
+    assert len(sink.to(fine)) == 1 and not sink.to(broken)
