@@ -144,10 +144,16 @@ def _cpu_headline(cpu: dict[str, Any] | None) -> list[str]:
         f"{name} {per[name]:.2f}" for name in ("api", "postgres", "redis", "nginx") if name in per
     )
     k6 = cpu.get("k6_per_request_ms") if cpu else None
-    return [
+    lines = [
         f"- server CPU per request: {per['total']:.2f} core-ms ({parts})"
         + (f"; the load generator (k6) {k6:.2f}" if k6 is not None else "")
     ]
+    beside = (cpu or {}).get("beside_per_request_ms") or {}
+    named = {"worker": "the job worker", "mail": "the SMTP sink"}
+    shown = [f"{named[k]} {beside[k]:.2f}" for k in named if k in beside]
+    if shown:
+        lines.append(f"- beside the server, not in its figure: {', '.join(shown)} core-ms")
+    return lines
 
 
 def cache_lines(m: dict[str, Any]) -> list[str]:

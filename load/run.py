@@ -282,13 +282,16 @@ def run(
     # k6's run lasts the duration, plus the first iteration's stagger and the
     # graceful stop; the bar fills over the duration.
     cpu_meter = CpuMeter.for_ports(target.ports())
+    beside_meter = CpuMeter.beside(ROOT)
     log_offset = edge_log_size(target.edge_log)
     k6_before = children_seconds()
     cpu_meter.start()
+    beside_meter.start()
     memory_dirs = [target.edge_cache] if target.edge_cache is not None else []
     with MemoryMonitor(target.ports(), MEMORY_INTERVAL_S, memory_dirs) as monitor:
         rc = run_k6(cmd, env, run_dir, live, duration, monitor, progress)
     cpu_use = cpu_meter.stop()
+    beside_use = beside_meter.stop()
     k6_ended = time.monotonic()
     k6_seconds = children_seconds() - k6_before
     k6_summary_path = run_dir / "k6-summary.json"
@@ -338,6 +341,9 @@ def run(
         "per_request_ms": cpu_use.per_request_ms(requests),
         "k6_seconds": k6_seconds,
         "k6_per_request_ms": k6_seconds * 1000 / requests if requests else None,
+        # Not in the server's figure: the job worker and the SMTP sink of this
+        # checkout's ./start.sh stack, when it is the one loaded.
+        "beside_per_request_ms": beside_use.per_request_ms(requests) if beside_use.seconds else {},
         "roots": [f"{p.name()}[{p.pid}]" for p in cpu_meter.roots if p.is_running()],
     }
     targets = report.evaluate(metrics, monitor.peak.total or None, rec)
@@ -401,6 +407,8 @@ DEFINITIONS = {
     "cpu": (
         "CPU time (user + system, reaped children included) of the same processes over "
         "the k6 run, by part, divided by the requests: core-ms per request "
-        "(load/cpu.py); k6's own, the load generator's, beside it"
+        "(load/cpu.py); k6's own, the load generator's, beside it, and the job "
+        "worker's and the SMTP sink's (`beside_per_request_ms`: this checkout's "
+        "./start.sh processes, outside the server's figure)"
     ),
 }

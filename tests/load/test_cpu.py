@@ -6,10 +6,12 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 
-from load.cpu import CpuMeter, CpuUse, part_of
+from load.cpu import CpuMeter, CpuUse, beside_roots, part_of
+from load.report import _cpu_headline
 
 # Listens (so it can be found by port), then burns CPU in a child process for
 # `seconds`, then in itself for as long: both must be counted.
@@ -84,3 +86,55 @@ def test_parts_by_process_name() -> None:
     assert part_of("redis-server") == "redis"
     assert part_of("nginx") == "nginx"
     assert part_of("python3.11") == "api"
+
+
+# Burns `seconds` of CPU after a line on stdin; its command line names the job worker
+# (`-m admin worker` as trailing arguments), as ./start.sh's does.
+BURNER = """
+import sys, time
+sys.stdin.readline()
+end = time.process_time() + float(sys.argv[1])
+while time.process_time() < end:
+    pass
+print("done", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_beside_meter_counts_this_checkouts_worker_apart(tmp_path: Path) -> None:
+    """The job worker of the stack started from a checkout is found by its command
+    line and folder, and counted as `worker`, never as a part of the server."""
+    argv = [sys.executable, "-c", BURNER, "0.3", "-m", "admin", "worker"]
+    with subprocess.Popen(
+        argv, cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            found = beside_roots(tmp_path)
+            assert [p.pid for p in found.values()] == [proc.pid] and "worker" in found
+            assert beside_roots(tmp_path / "elsewhere") == {}  # another checkout's: not ours
+            meter = CpuMeter.beside(tmp_path)
+            meter.start()
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().strip() == "done"
+            use = meter.stop()
+        finally:
+            proc.kill()
+            proc.wait()
+    assert set(use.seconds) == {"worker"} and 0.25 <= use.seconds["worker"] <= 1.5, use
+    assert CpuMeter.beside(tmp_path).stop().seconds == {}  # gone: nothing to count
+
+
+def test_the_headline_gives_the_worker_beside_the_servers_figure() -> None:
+    cpu = {
+        "per_request_ms": {"api": 0.5, "postgres": 0.3, "redis": 0.0, "nginx": 0.2, "total": 1.0},
+        "k6_per_request_ms": 0.5,
+        "beside_per_request_ms": {"worker": 0.12, "mail": 0.04, "total": 0.16},
+    }
+    lines = _cpu_headline(cpu)
+    assert lines[0].startswith("- server CPU per request: 1.00 core-ms (api 0.50, ")
+    assert lines[1] == (
+        "- beside the server, not in its figure: the job worker 0.12, the SMTP sink 0.04 core-ms"
+    )
+    assert len(_cpu_headline({**cpu, "beside_per_request_ms": {}})) == 1
