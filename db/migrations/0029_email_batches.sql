@@ -9,15 +9,31 @@
 -- PostgreSQL 1.02 ms and the worker 2.78 ms of CPU per email, PostgreSQL's share
 -- as much as the pledge's own INSERT and event together.
 --
--- `claim_email_messages` claims like `claim_email_jobs` (same order, lease and
--- SKIP LOCKED) and returns each job with its message's context, the columns of
--- SELECT_MESSAGE_CONTEXT (db/queries/email.py); `found` is false when the
--- donation, its campaign, item or tenant is gone. `settle_email_jobs` settles many
+-- `claim_email_messages` claims through `claim_email_jobs` (same order, lease and
+-- SKIP LOCKED) and returns each job with its message's context, the view
+-- `email_message_context`; `found` is false when the donation, its campaign, item
+-- or tenant is gone. `settle_email_jobs` settles many
 -- jobs in one UPDATE, each with the outcome the worker had for it ('sent',
 -- 'skipped', 'failed', or 'retry' after `delay` seconds), and like the per-job
 -- updates only the attempt it claimed: a job whose lease ran out and was claimed
 -- again is not overwritten. Both are SECURITY DEFINER (a batch spans tenants, as
 -- the claim always did) and PL/pgSQL (plans kept for the session: 0022).
+
+-- What a message says (the confirm link's page reads it too: db/queries/email.py).
+-- security_invoker: read as the API's role, row-level security applies to it.
+CREATE VIEW email_message_context WITH (security_invoker = true) AS
+SELECT d.id, d.tenant_id, d.id AS donation_id, d.quantity, d.donor_name,
+       d.donor_contact, d.donor_contact_enc, d.anonymous, d.message, d.message_enc,
+       d.status, d.created_at,
+       c.title AS campaign_title, c.slug AS campaign_slug, c.contact AS campaign_contact,
+       i.name AS item_name, i.unit AS item_unit,
+       t.name AS tenant_name, t.slug AS tenant_slug, t.status AS tenant_status
+FROM donation d
+JOIN campaign c ON c.id = d.campaign_id
+JOIN campaign_item i ON i.id = d.item_id
+JOIN tenant t ON t.id = d.tenant_id;
+
+GRANT SELECT ON email_message_context TO conectades_app;
 
 CREATE FUNCTION claim_email_messages(batch integer, lease double precision)
     RETURNS TABLE (job_id uuid, tenant_id uuid, donation_id uuid, kind text,
@@ -33,40 +49,15 @@ CREATE FUNCTION claim_email_messages(batch integer, lease double precision)
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
-        WITH claimed AS (
-            UPDATE email_job j
-            SET attempts = j.attempts + 1,
-                next_attempt_at = clock_timestamp() + make_interval(secs => lease)
-            FROM (
-                SELECT e.id FROM email_job e
-                WHERE e.status = 'pending' AND e.next_attempt_at <= clock_timestamp()
-                ORDER BY e.next_attempt_at
-                LIMIT batch
-                FOR UPDATE SKIP LOCKED
-            ) due
-            WHERE j.id = due.id
-            RETURNING j.id, j.tenant_id, j.donation_id, j.kind, j.attempts, j.created_at
-        )
         SELECT j.id, j.tenant_id, j.donation_id, j.kind, j.attempts, j.created_at,
                x.id IS NOT NULL,
                x.id, x.quantity, x.donor_name, x.donor_contact, x.donor_contact_enc,
                x.anonymous, x.message, x.message_enc, x.status, x.created_at,
                x.campaign_title, x.campaign_slug, x.campaign_contact,
                x.item_name, x.item_unit, x.tenant_name, x.tenant_slug, x.tenant_status
-        FROM claimed j
-        LEFT JOIN LATERAL (
-            SELECT d.id, d.quantity, d.donor_name, d.donor_contact, d.donor_contact_enc,
-                   d.anonymous, d.message, d.message_enc, d.status, d.created_at,
-                   c.title AS campaign_title, c.slug AS campaign_slug,
-                   c.contact AS campaign_contact,
-                   i.name AS item_name, i.unit AS item_unit,
-                   t.name AS tenant_name, t.slug AS tenant_slug, t.status AS tenant_status
-            FROM donation d
-            JOIN campaign c ON c.id = d.campaign_id
-            JOIN campaign_item i ON i.id = d.item_id
-            JOIN tenant t ON t.id = d.tenant_id
-            WHERE d.tenant_id = j.tenant_id AND d.id = j.donation_id
-        ) x ON true;
+        FROM claim_email_jobs(batch, lease) j
+        LEFT JOIN email_message_context x
+               ON x.tenant_id = j.tenant_id AND x.id = j.donation_id;
 END
 $$;
 

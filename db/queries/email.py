@@ -12,29 +12,18 @@ from uuid import UUID
 import asyncpg
 
 # Each claimed job (job_id, tenant_id, donation_id, kind, attempts, job_created_at)
-# with its message's context: SELECT_MESSAGE_CONTEXT's columns, `id` the donation's,
+# with its message's context: `email_message_context`'s columns, `id` the donation's,
 # all NULL and `found` false when the donation (or its campaign, item or tenant) is
 # gone.
 CLAIM_EMAIL_MESSAGES = "SELECT * FROM claim_email_messages($1, $2)"
 SETTLE_EMAIL_JOBS = "SELECT settle_email_jobs($1, $2, $3, $4, $5)"
 
 # Everything a message says, in one read (the confirm link's page; the worker gets
-# the same columns with its claim). The donor's contact and message come
-# sealed (migration 0018): the caller opens them with db/crypto.py's Keyring
-# (`donor_contact_of`, `message_of`, which need id and tenant_id).
-SELECT_MESSAGE_CONTEXT = """
-SELECT d.id, d.tenant_id, d.id AS donation_id, d.quantity, d.donor_name,
-       d.donor_contact, d.donor_contact_enc, d.anonymous, d.message, d.message_enc,
-       d.status, d.created_at,
-       c.title AS campaign_title, c.slug AS campaign_slug, c.contact AS campaign_contact,
-       i.name AS item_name, i.unit AS item_unit,
-       t.name AS tenant_name, t.slug AS tenant_slug, t.status AS tenant_status
-FROM donation d
-JOIN campaign c ON c.id = d.campaign_id
-JOIN campaign_item i ON i.id = d.item_id
-JOIN tenant t ON t.id = d.tenant_id
-WHERE d.tenant_id = $1 AND d.id = $2
-"""
+# the same columns with its claim): the view of migration 0029. The donor's contact
+# and message come sealed (migration 0018): the caller opens them with
+# db/crypto.py's Keyring (`donor_contact_of`, `message_of`, which need id and
+# tenant_id).
+SELECT_MESSAGE_CONTEXT = "SELECT * FROM email_message_context WHERE tenant_id = $1 AND id = $2"
 
 SELECT_LINK_JOB = """
 SELECT id, donation_id, link_used_at FROM email_job
