@@ -5,7 +5,7 @@ It stops the stack's worker (SIGSTOP), makes --pledges public pledges one after
 another through the API port (each with its own Idempotency-Key and an email
 contact, so each queues a receipt; a notice too when the campaign's contact is an
 address), resumes the worker and waits until no email job is pending. It prints
-the CPU time (`/proc`, psutil; PostgreSQL's of every backend, those opened
+the CPU time (`/proc`, load/cpu.py: PostgreSQL's of every backend, those opened
 meanwhile included) of the API and PostgreSQL per pledge while pledging, and of
 the worker process, the SMTP sink and PostgreSQL per email job while draining,
 and how long the drain took. Each round is one line; the median is printed last.
@@ -26,44 +26,17 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import asyncpg
 import httpx
 import psutil
 
+from load.cpu import CpuMeter, beside_roots
 from load.stack import local_stack
 
+ROOT = Path(__file__).resolve().parents[2]
 PENDING = "SELECT count(*) FROM email_job WHERE status = 'pending'"
-
-
-def _service(root: psutil.Process, needle: str) -> psutil.Process:
-    """The supervisor's child whose command line contains `needle`."""
-    for child in root.children():
-        if needle in " ".join(child.cmdline()):
-            return child
-    raise SystemExit(f"no {needle!r} process under the stack's supervisor: is it up?")
-
-
-def _supervisor() -> psutil.Process:
-    for proc in psutil.process_iter(["cmdline"]):
-        if "supervisord" in " ".join(proc.info["cmdline"] or []):
-            return proc
-    raise SystemExit("the stack's supervisor is not running: ./start.sh first")
-
-
-def _cpu(procs: list[psutil.Process]) -> dict[int, float]:
-    out = {}
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            out[p.pid] = t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
-def _tree(root: psutil.Process) -> list[psutil.Process]:
-    return [root, *root.children(recursive=True)]
 
 
 @contextmanager
@@ -81,10 +54,14 @@ def _pledge_target(client: httpx.Client, tenant: str) -> tuple[str, str]:
     return slug, item
 
 
-async def _pending(dsn: str) -> int:
+async def _pending(dsn: str, *, until_none: bool = False) -> int:
+    """Email jobs pending now; with `until_none`, polled on one connection until none."""
     conn = await asyncpg.connect(dsn)
     try:
         count: int = await conn.fetchval(PENDING)
+        while until_none and count:
+            await asyncio.sleep(0.1)
+            count = await conn.fetchval(PENDING)
         return count
     finally:
         await conn.close()
@@ -92,15 +69,14 @@ async def _pending(dsn: str) -> int:
 
 def one_round(pledges: int, tenant: str) -> dict[str, float]:
     stack = local_stack()
-    root = _supervisor()
-    worker, sink = _service(root, "admin worker"), _service(root, "infra.smtp_sink")
-    postgres = _service(root, "postgres -D")
-    api = _service(root, "api.server")
+    worker = beside_roots(ROOT).get("worker")
+    if worker is None:
+        raise SystemExit("no job worker of this checkout's stack: ./start.sh first")
     client = httpx.Client(base_url=stack.api_url or stack.base_url, timeout=10)
-    slug, item = _pledge_target(client, tenant)
+    slug, item = _pledge_target(client, tenant)  # also warms the API's memo of the org
+    server = CpuMeter.for_ports(stack.ports())
     with _stopped(worker):
-        _pledge_target(client, tenant)  # the API's memo of the organization, warm
-        start = {"api": _cpu(_tree(api)), "pg": _cpu(_tree(postgres))}
+        server.start()
         for i in range(pledges):
             r = client.post(
                 f"/api/public/{tenant}/campaigns/{slug}/donations",
@@ -118,25 +94,24 @@ def one_round(pledges: int, tenant: str) -> dict[str, float]:
                 },
             )
             r.raise_for_status()
-        pledged = {"api": _cpu(_tree(api)), "pg": _cpu(_tree(postgres))}
+        pledging = server.stop()
         jobs = asyncio.run(_pending(stack.admin_dsn))
-        before = {"worker": _cpu([worker]), "sink": _cpu([sink]), "pg": _cpu(_tree(postgres))}
+        beside = CpuMeter.beside(ROOT)
+        server.start()
+        beside.start()
         started = time.monotonic()
-    while asyncio.run(_pending(stack.admin_dsn)) > 0:
-        time.sleep(0.1)
+    asyncio.run(_pending(stack.admin_dsn, until_none=True))
     took = time.monotonic() - started
-    after = {"worker": _cpu([worker]), "sink": _cpu([sink]), "pg": _cpu(_tree(postgres))}
-    per = {
-        part: sum(v - before[part].get(pid, 0.0) for pid, v in after[part].items()) / jobs * 1e3
-        for part in after
+    draining, aside = server.stop(), beside.stop()
+    return {
+        "jobs": jobs,
+        "seconds": took,
+        "pledge_api": pledging.seconds["api"] / pledges * 1e3,
+        "pledge_pg": pledging.seconds["postgres"] / pledges * 1e3,
+        "worker": aside.seconds.get("worker", 0.0) / jobs * 1e3,
+        "sink": aside.seconds.get("mail", 0.0) / jobs * 1e3,
+        "pg": draining.seconds["postgres"] / jobs * 1e3,
     }
-    per_pledge = {
-        f"pledge_{part}": sum(v - start[part].get(pid, 0.0) for pid, v in pledged[part].items())
-        / pledges
-        * 1e3
-        for part in pledged
-    }
-    return {"jobs": jobs, "seconds": took, **per, **per_pledge}
 
 
 def _line(label: str, row: dict[str, float]) -> str:
