@@ -107,12 +107,8 @@ async def _run(
             donor_contact=keyring.donor_contact_of(job),
             donor_message=keyring.message_of(job),
         )
-    except Exception as exc:
-        # A message that cannot be built (a bug, an unreadable contact): retried like
-        # a send failure, so a fix in time still sends it; given up at the last attempt.
-        log.exception("email job %s (%s) could not be built", job_id, job["kind"])
-        return _failed(settings, job, SendFailed(f"{type(exc).__name__} while building",
-                                                 permanent=False))  # fmt: skip
+    except Exception as exc:  # a bug, an unreadable contact
+        return _bug(settings, job, exc, "building")
     if message is None:
         return eq.Settled(job_id, attempt, "skipped", reason="no email address")
     try:
@@ -120,11 +116,17 @@ async def _run(
     except SendFailed as exc:
         return _failed(settings, job, exc)
     except Exception as exc:  # a bug, not the server's answer: this job only
-        log.exception("email job %s (%s) could not be sent", job_id, job["kind"])
-        return _failed(settings, job, SendFailed(f"{type(exc).__name__} while sending",
-                                                 permanent=False))  # fmt: skip
+        return _bug(settings, job, exc, "sending")
     log.info("email job %s (%s) sent", job_id, job["kind"])
     return eq.Settled(job_id, attempt, "sent")
+
+
+def _bug(settings: EmailSettings, job: asyncpg.Record, exc: Exception, doing: str) -> eq.Settled:
+    """A message that could not be built or sent for a reason of ours: retried like
+    a send failure, so a fix in time still sends it; given up at the last attempt."""
+    log.exception("email job %s (%s): failed while %s", job["job_id"], job["kind"], doing)
+    failure = SendFailed(f"{type(exc).__name__} while {doing}", permanent=False)
+    return _failed(settings, job, failure)
 
 
 def _failed(settings: EmailSettings, job: asyncpg.Record, exc: SendFailed) -> eq.Settled:
