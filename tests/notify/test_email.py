@@ -18,10 +18,14 @@ import asyncpg
 import httpx
 import pytest
 
+from db.queries import email as eq
 from notify import links
+from notify.jobs import drain_email_batch
 from notify.messages import email_address
+from notify.settings import EmailSettings
+from notify.smtp import Mailer
 from tests.factories import Factory, TenantCtx
-from tests.notify.conftest import SENDER_DOMAIN, Sink, jobs, pledge, unique
+from tests.notify.conftest import KEYRING, SENDER_DOMAIN, Sink, jobs, pledge, smtp_env, unique
 from tests.services import LINK_SECRET, ApiServer, Database
 
 LINK = re.compile(r"https?://\S+/confirmar/[\w.-]+")
@@ -515,8 +519,6 @@ def test_a_batch_settles_only_the_attempts_it_claimed(
 ) -> None:
     """One statement settles a batch (migration 0029); a job whose lease ran out and
     was claimed again meanwhile keeps the newer attempt's state."""
-    from db.queries import email as eq
-
     body = pledge(client, org, campaign, contact=unique("s"))
     ids = {k: j["id"] for k, j in jobs(db, body["id"]).items()}
     due = "UPDATE email_job SET next_attempt_at = now() - interval '1 hour' WHERE id = ANY($1)"
@@ -558,11 +560,6 @@ def test_a_send_that_raises_a_bug_retries_its_own_job_and_the_batch_is_settled(
     """The batch's messages are sent concurrently and settled together: an exception
     that is not the server's answer (a bug) makes its own job due again, and the
     rest of the batch is still recorded as sent (not sent again after the lease)."""
-    from notify.jobs import drain_email_batch
-    from notify.settings import EmailSettings
-    from notify.smtp import Mailer
-    from tests.notify.conftest import KEYRING, smtp_env
-
     deliver()  # nothing else due
     broken, fine = unique("bug"), unique("ok")
     bodies = {who: pledge(client, org, campaign, contact=who) for who in (broken, fine)}
