@@ -144,9 +144,13 @@ def _cpu_headline(cpu: dict[str, Any] | None) -> list[str]:
         f"{name} {per[name]:.2f}" for name in ("api", "postgres", "redis", "nginx") if name in per
     )
     k6 = cpu.get("k6_per_request_ms") if cpu else None
+    # k6 does the same work per request for the same mix, so its CPU per request
+    # follows the machine's speed in that minute; the server's figure divided by it
+    # compares runs of the same mix across minutes (BENCHMARKS.md, session 32).
+    gauge = f" (server ÷ k6 {per['total'] / k6:.2f})" if k6 else ""
     lines = [
         f"- server CPU per request: {per['total']:.2f} core-ms ({parts})"
-        + (f"; the load generator (k6) {k6:.2f}" if k6 is not None else "")
+        + (f"; the load generator (k6) {k6:.2f}{gauge}" if k6 is not None else "")
     ]
     beside = (cpu or {}).get("beside_per_request_ms") or {}
     named = {"worker": "the job worker", "mail": "the SMTP sink"}

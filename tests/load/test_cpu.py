@@ -134,6 +134,8 @@ def test_the_headline_gives_the_worker_beside_the_servers_figure() -> None:
     }
     lines = _cpu_headline(cpu)
     assert lines[0].startswith("- server CPU per request: 1.00 core-ms (api 0.50, ")
+    assert lines[0].endswith("; the load generator (k6) 0.50 (server ÷ k6 2.00)")
+    assert "÷" not in _cpu_headline({**cpu, "k6_per_request_ms": 0.0})[0]  # no k6 time read
     assert lines[1] == (
         "- beside the server, not in its figure: the job worker 0.12, the SMTP sink 0.04 core-ms"
     )
