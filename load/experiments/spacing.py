@@ -34,7 +34,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
                 rows = [one_gap(send, meter, g, args.requests, idle) for g in gaps]
                 for row in rows:
                     print("  " + row.line())
-                results[path] = [row.__dict__ for row in rows]
+                results[path] = [asdict(row) for row in rows]
     finally:
         sanics.stop()
     if args.json:
