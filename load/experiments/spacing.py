@@ -47,6 +47,7 @@ from load.stack import local_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 _WORK = {"a": list(range(200)), "b": {"x": "y" * 50, "z": [1.5] * 50}}
+CONTROL_UNITS = 200  # control units timed per pause (fewer when fewer requests)
 
 
 def control_unit() -> None:
@@ -92,8 +93,9 @@ def one_gap(
             time.sleep(pause)
     took = time.monotonic() - started
     use = meter.stop()
+    units = min(requests, CONTROL_UNITS)
     control = 0
-    for _ in range(min(requests, 200)):
+    for _ in range(units):
         if pause:
             time.sleep(pause)
         before = time.process_time_ns()
@@ -104,7 +106,7 @@ def one_gap(
         rate=requests / took,
         server_ms=use.per_request_ms(requests),
         idle_ms=idle * took / requests * 1000,
-        control_us=control / min(requests, 200) / 1000,
+        control_us=control / units / 1000,
     )
 
 
