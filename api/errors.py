@@ -10,7 +10,8 @@ Hierarchy (status in brackets)::
     ├── NotFound [404]              unknown id, or another tenant's id
     ├── Conflict [409]
     │   ├── IllegalTransition [409]
-    │   └── IdempotencyInFlight [409]
+    │   ├── IdempotencyInFlight [409]
+    │   └── StoredAnswerUnreadable [409]  a replay whose stored answer cannot be opened
     ├── UnsupportedMediaType [415]
     ├── ValidationFailed [422]      `errors: [{field, message, type}]`
     │   └── IdempotencyMismatch [422]
@@ -104,6 +105,11 @@ class IllegalTransition(Conflict):
 class IdempotencyInFlight(Conflict):
     title = "Request In Flight"
     slug = "idempotency-in-flight"
+
+
+class StoredAnswerUnreadable(Conflict):
+    title = "Stored Answer Unreadable"
+    slug = "idempotency-answer-unreadable"
 
 
 class UnsupportedMediaType(ApiError):

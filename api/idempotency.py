@@ -20,6 +20,7 @@ starting with the sealed format byte) are replayed as they are.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -33,7 +34,12 @@ from pydantic import BaseModel
 from sanic import Request
 
 from api.database import tenant_tx
-from api.errors import BadRequest, IdempotencyInFlight, IdempotencyMismatch
+from api.errors import (
+    BadRequest,
+    IdempotencyInFlight,
+    IdempotencyMismatch,
+    StoredAnswerUnreadable,
+)
 from db import crypto
 from db.crypto import Keyring
 from db.queries import events
@@ -104,13 +110,26 @@ def scope_of(principal: Principal) -> str:
     return f"{kind}:{principal.subject_id}"
 
 
+log = logging.getLogger("conectades.idempotency")
+
 _SEALED = bytes((crypto.FORMAT,))
 
 
-def _place(tenant_id: UUID, scope: str, key: str) -> dict[str, UUID]:
-    """What a stored response is bound to: its tenant and a UUID of (scope, key)."""
-    digest = hashlib.sha256(scope.encode() + b"\n" + key.encode()).digest()
-    return {"tenant_id": tenant_id, "row_id": UUID(bytes=digest[:16])}
+def _open_answer(keyring: Keyring, sealed: bytes, place: dict[str, UUID]) -> bytes:
+    """A stored answer, decrypted. One sealed under a key no longer configured (or
+    altered) is a 409, not a 500: the request was carried out, and retrying it with
+    the same key cannot help (`conectades donor rotate-keys` re-seals stored answers
+    before an old key is removed)."""
+    try:
+        return keyring.open_bytes(sealed, column=crypto.RESPONSE, **place)
+    except crypto.UnreadableValue as exc:
+        crypto.UNREADABLE.labels(crypto.RESPONSE).inc()
+        log.error("unreadable stored answer: %s", exc)
+        raise StoredAnswerUnreadable(
+            f"The request with this {HEADER} was already carried out, but its stored "
+            "answer cannot be read. Read the resource to see its state; a new key "
+            "makes a new request."
+        ) from None
 
 
 def lock_id(tenant_id: UUID, scope: str, key: str) -> int:
@@ -167,6 +186,7 @@ async def run_once(
             await events.write(conn, created.event)
         return Outcome.fresh(created)
     found = await create(q.KeyLookup(key, scope, ttl))
+    place = crypto.answer_place(tenant_id, scope, key)
     if isinstance(found, q.StoredAnswer):
         if found.fingerprint != fingerprint:
             raise IdempotencyMismatch(
@@ -174,9 +194,9 @@ async def run_once(
             )
         body = found.body
         if body[:1] == _SEALED:
-            body = keyring.open_bytes(body, column=crypto.RESPONSE, **_place(tenant_id, scope, key))
+            body = _open_answer(keyring, body, place)
         return Outcome(found.status_code, body, replayed=True)
-    sealed = keyring.seal_bytes(found.body, column=crypto.RESPONSE, **_place(tenant_id, scope, key))
+    sealed = keyring.seal_bytes(found.body, column=crypto.RESPONSE, **place)
     await q.upsert_record(
         conn,
         tenant_id=tenant_id,

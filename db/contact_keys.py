@@ -1,5 +1,6 @@
 """`conectades donor rotate-keys`: every donation's contact and message sealed under
-the newest key of CONECTADES_CONTACT_KEYS (db/crypto.py).
+the newest key of CONECTADES_CONTACT_KEYS (db/crypto.py), and every stored answer of
+an idempotent request (which repeats them) too, so the older keys can go at once.
 
 One pass in primary-key order, a batch per transaction. A row is rewritten when it
 is still in plaintext (written before migration 0018) or sealed under an older
@@ -27,6 +28,8 @@ class ResealResult:
     rotated: int = 0  # were sealed under an older key
     skipped: int = 0  # changed by another writer while the batch ran (left as written)
     unreadable: list[str] = field(default_factory=list)  # why, one line per row
+    answers: int = 0  # stored answers re-sealed under the newest key
+    answers_unreadable: int = 0  # stored answers no listed key opens (they expire)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -35,6 +38,8 @@ class ResealResult:
             "rotated": self.rotated,
             "skipped": self.skipped,
             "unreadable": len(self.unreadable),
+            "answers": self.answers,
+            "answers_unreadable": self.answers_unreadable,
         }
 
 
@@ -92,4 +97,36 @@ async def reseal(
             progress(result)
         if len(rows) < batch:
             break
+    await _reseal_answers(conn, ring, result, batch=batch)
     return result
+
+
+async def _reseal_answers(
+    conn: asyncpg.Connection, ring: Keyring, result: ResealResult, *, batch: int
+) -> None:
+    """Stored answers sealed under an older key, sealed again under the newest; one
+    changed meanwhile (replaced by a later request) is left as written."""
+    marker = bytes((crypto.FORMAT,))
+    after: tuple[UUID, str, str] = (UUID(int=0), "", "")
+    while True:
+        rows = await dq.select_answer_batch(conn, after=after, marker=marker, limit=batch)
+        if not rows:
+            return
+        last = rows[-1]
+        after = (last["tenant_id"], last["key"], last["scope"])
+        async with conn.transaction():
+            for row in rows:
+                sealed = bytes(row["body"])
+                if crypto.key_id(sealed) == ring.newest:
+                    continue
+                place = crypto.answer_place(row["tenant_id"], row["scope"], row["key"])
+                try:
+                    body = ring.open_bytes(sealed, column=crypto.RESPONSE, **place)
+                except UnreadableValue:
+                    result.answers_unreadable += 1
+                    continue
+                resealed = ring.seal_bytes(body, column=crypto.RESPONSE, **place)
+                if await dq.update_answer(conn, row=row, body=resealed):
+                    result.answers += 1
+        if len(rows) < batch:
+            return

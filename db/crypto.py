@@ -4,7 +4,8 @@
 The one accessor every reader and writer of a donation's personal data uses (the
 API, the CLI, the seed, the load harness; CSV exports and e-mail notices too):
 `Keyring.seal` / `Keyring.open` for a column, `Keyring.contact_hash` for lookups,
-`donor_contact_of` / `message_of` for a row. SQL never sees a plaintext contact.
+`donor_contact_of` / `message_of` for a row (`readable` for readers that go on
+without one row's value). SQL never sees a plaintext contact.
 
 Keys come from the environment:
 
@@ -24,6 +25,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -34,6 +36,7 @@ from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from prometheus_client import Counter
 
 if TYPE_CHECKING:
     from sanic import Sanic
@@ -44,6 +47,15 @@ FORMAT = 1
 NONCE_BYTES = 12
 HEADER_BYTES = 1 + 2 + NONCE_BYTES
 _KEY_ENTRY = re.compile(r"^\s*(\d{1,5})\s*:\s*(\S+)\s*$")
+
+log = logging.getLogger("conectades.crypto")
+
+UNREADABLE = Counter(
+    "conectades_unreadable_values",
+    "Sealed donor values a reader could not open (key not configured, altered, or "
+    "moved from another row) and answered without",
+    ["column"],
+)
 
 # Column names in the associated data (a sealed contact is not a valid message).
 CONTACT = "donor_contact"
@@ -174,6 +186,17 @@ class Keyring:
     def message_of(self, row: Mapping[str, Any]) -> str:
         return self._field(row, MESSAGE)
 
+    def readable(self, row: Mapping[str, Any], column: str) -> str | None:
+        """The row's `column` (CONTACT or MESSAGE), or None when it cannot be opened:
+        logged with the row id and why (never a plaintext) and counted, so one bad row
+        leaves the rest of a list, a page or an export readable."""
+        try:
+            return self._field(row, column)
+        except UnreadableValue as exc:
+            UNREADABLE.labels(column).inc()
+            log.error("unreadable sealed value: %s", exc)
+            return None
+
     def _field(self, row: Mapping[str, Any], column: str) -> str:
         sealed = row[f"{column}_enc"]
         if sealed is None:
@@ -184,6 +207,13 @@ class Keyring:
 
 def key_id(sealed: bytes) -> int:
     return int.from_bytes(sealed[1:3], "big")
+
+
+def answer_place(tenant_id: UUID, scope: str, key: str) -> dict[str, UUID]:
+    """What a stored idempotent answer (column RESPONSE) is bound to: its tenant and a
+    UUID of its (scope, key)."""
+    digest = hashlib.sha256(scope.encode() + b"\n" + key.encode()).digest()
+    return {"tenant_id": tenant_id, "row_id": UUID(bytes=digest[:16])}
 
 
 def normalise_contact(contact: str) -> str:

@@ -122,7 +122,8 @@ def donor_rotate_keys(
 ) -> None:
     """Seal every donation's contact and message under the newest key of
     CONECTADES_CONTACT_KEYS (the first listed): rows sealed under an older key, and
-    rows still in plaintext from before migration 0018. Safe while the API serves.
+    rows still in plaintext from before migration 0018; and the stored answers of
+    idempotent requests sealed under an older key. Safe while the API serves.
     Afterwards the older keys can be removed. Exit status 1 if a row cannot be opened
     with the listed keys (it is named, and left as it is)."""
     ring = keyring_from_env()
@@ -139,7 +140,14 @@ def donor_rotate_keys(
         out.print(
             f"scanned {result.scanned} donations: {result.encrypted} encrypted (were "
             f"plaintext), {result.rotated} re-encrypted under key {ring.newest}, "
-            f"{result.skipped} changed meanwhile (left as written)"
+            f"{result.skipped} changed meanwhile (left as written); "
+            f"{result.answers} stored answers re-encrypted"
+        )
+    if result.answers_unreadable:
+        err.print(
+            f"{result.answers_unreadable} stored answers of idempotent requests could not "
+            "be opened with the listed keys: a replay of those requests answers 409 until "
+            "they expire (CONECTADES_IDEMPOTENCY_TTL)"
         )
     for line in result.unreadable[:20]:
         err.print(f"[bold red]unreadable:[/] {line}", markup=True)

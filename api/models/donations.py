@@ -37,15 +37,26 @@ class Donation(BaseModel):
     item_id: UUID
     quantity: int
     donor_name: str
-    donor_contact: str
+    donor_contact: str | None = Field(
+        description="The donor's contact ('' when none was given); null when its sealed "
+        "value cannot be opened (see `unreadable`)."
+    )
     anonymous: bool
-    message: str
+    message: str | None = Field(
+        description="The donor's message; null when its sealed value cannot be opened."
+    )
     status: DonationStatus
     source: DonationSource
     created_at: datetime
     confirmed_at: datetime | None
     delivered_at: datetime | None
     cancelled_at: datetime | None
+    unreadable: list[Literal["donor_contact", "message"]] | None = Field(
+        None,
+        description="Present only when some of this donation's encrypted fields cannot "
+        "be opened (their key is no longer configured, or the stored value was altered): "
+        "those fields are null. Logged for the operators (docs/privacy.md).",
+    )
 
 
 class DonationList(BaseModel):

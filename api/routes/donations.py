@@ -30,7 +30,7 @@ from api.pagination import Page, page_of
 from api.params import path_id, recency_after
 from api.query import parse_query
 from api.responses import PRIVATE, dumps, json_response, raw_json_response
-from db.crypto import Keyring
+from db.crypto import CONTACT, MESSAGE, Keyring
 from db.queries import donations as q
 from db.queries import events
 from db.queries.events import PendingEvent
@@ -66,17 +66,20 @@ class Written:
 
 def donation_out(row: asyncpg.Record, ring: Keyring) -> dict[str, Any]:
     """The partner's view of a row (api/models/donations.py: Donation), the contact
-    and message decrypted (db/crypto.py)."""
-    return {
+    and message decrypted (db/crypto.py). A value that cannot be opened is null and
+    named in `unreadable`; the rest of the row (and of its list) is answered."""
+    contact = ring.readable(row, CONTACT)
+    message = ring.readable(row, MESSAGE)
+    out = {
         # asyncpg's UUID subclass is not one orjson serialises natively.
         "id": str(row["id"]),
         "campaign_id": str(row["campaign_id"]),
         "item_id": str(row["item_id"]),
         "quantity": row["quantity"],
         "donor_name": row["donor_name"],
-        "donor_contact": ring.donor_contact_of(row),
+        "donor_contact": contact,
         "anonymous": row["anonymous"],
-        "message": ring.message_of(row),
+        "message": message,
         "status": row["status"],
         "source": row["source"],
         "created_at": row["created_at"],
@@ -84,6 +87,9 @@ def donation_out(row: asyncpg.Record, ring: Keyring) -> dict[str, Any]:
         "delivered_at": row["delivered_at"],
         "cancelled_at": row["cancelled_at"],
     }
+    if contact is None or message is None:
+        out["unreadable"] = [c for c, v in ((CONTACT, contact), (MESSAGE, message)) if v is None]
+    return out
 
 
 def _page_body(rows: list[asyncpg.Record], page: Page, ring: Keyring) -> bytes:

@@ -104,6 +104,20 @@ async def erase_expired_contacts(conn: asyncpg.Connection, *, days: int, limit: 
     return int(status.rsplit(" ", 1)[1])
 
 
+# Stored idempotent answers (api/idempotency.py), sealed since migration 0018: the
+# sealed ones, a batch at a time in primary-key order; replaced only if unchanged.
+SELECT_ANSWER_BATCH = """
+SELECT tenant_id, key, scope, body FROM idempotency_record
+WHERE (tenant_id, key, scope) > ($1, $2, $3) AND substring(body FROM 1 FOR 1) = $4
+ORDER BY tenant_id, key, scope
+LIMIT $5
+"""
+UPDATE_ANSWER = """
+UPDATE idempotency_record SET body = $4
+WHERE tenant_id = $1 AND key = $2 AND scope = $3 AND body = $5
+"""
+
+
 async def select_seal_batch(
     conn: asyncpg.Connection, *, after: UUID, limit: int
 ) -> list[asyncpg.Record]:
@@ -137,3 +151,18 @@ async def update_sealed(
 async def count_plaintext(conn: asyncpg.Connection) -> int:
     count: int = await conn.fetchval(COUNT_PLAINTEXT)
     return count
+
+
+async def select_answer_batch(
+    conn: asyncpg.Connection, *, after: tuple[UUID, str, str], marker: bytes, limit: int
+) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(SELECT_ANSWER_BATCH, *after, marker, limit)
+    return rows
+
+
+async def update_answer(conn: asyncpg.Connection, *, row: asyncpg.Record, body: bytes) -> bool:
+    """Whether the stored answer was still as `row` read it (and now holds `body`)."""
+    status: str = await conn.execute(
+        UPDATE_ANSWER, row["tenant_id"], row["key"], row["scope"], body, row["body"]
+    )
+    return status == "UPDATE 1"
