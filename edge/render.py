@@ -62,14 +62,18 @@ SECURITY_HEADERS = (
     ("Referrer-Policy", "strict-origin-when-cross-origin"),
 )
 
-# nginx-generated errors answered as problem+json (status, title, detail).
+# nginx-generated errors answered as problem+json (status, type slug, title, detail),
+# with the problem type the API gives the same condition (api/errors.py), so a client
+# sees one `type` whichever layer answered.
 PROBLEMS = (
-    (413, "Payload Too Large", "The request body exceeds the edge limit."),
-    (429, "Too Many Requests", "Rate limit exceeded for this client; retry later."),
-    (502, "Bad Gateway", "The API is not answering."),
-    (503, "Service Unavailable", "The API is not available."),
-    (504, "Gateway Timeout", "The API did not answer in time."),
-)
+    (413, "request-entity-too-large", "Request Entity Too Large",
+     "The request body exceeds the edge limit."),
+    (429, "rate-limited", "Too Many Requests",
+     "Rate limit exceeded for this client; retry later."),
+    (502, "unavailable", "Bad Gateway", "The API is not answering."),
+    (503, "unavailable", "Service Unavailable", "The API is not available."),
+    (504, "unavailable", "Gateway Timeout", "The API did not answer in time."),
+)  # fmt: skip
 
 # Answers that say a public resource is gone: cached for the microcache period too.
 GONE_STATUSES = "404 410"
@@ -220,9 +224,9 @@ class _Problem:
 
 def _problems() -> list[_Problem]:
     out = []
-    for status, title, detail in PROBLEMS:
+    for status, slug, title, detail in PROBLEMS:
         body = json.dumps(
-            {"type": "about:blank", "title": title, "status": status, "detail": detail},
+            {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail},
             separators=(",", ":"),
         )
         # 502 and 504 too: the API is restarting or busy (a careful client backs off

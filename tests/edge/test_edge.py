@@ -175,6 +175,7 @@ def test_rate_limit_per_ip_one_fast_ip_gets_429_others_none(
     assert all(r.status_code in (200, 429) for r in fast)
     r429 = limited[0]
     assert r429.headers["Retry-After"] == "1"
+    assert r429.json()["type"] == "/problems/rate-limited"  # as the API's own 429
     assert r429.headers["Content-Type"] == "application/problem+json"
     assert r429.json()["status"] == 429
     for ip, responses in results.items():
@@ -200,16 +201,22 @@ def test_gzip_negotiated_for_large_json(factory: Factory, edge_client: httpx.Cli
     assert plain.json() == body
 
 
-def test_large_body_is_413_problem_json(factory: Factory, edge_client: httpx.Client) -> None:
+def test_large_body_is_413_problem_json(
+    factory: Factory, edge_client: httpx.Client, client: httpx.Client
+) -> None:
     tenant = factory.tenant()
-    r = edge_client.post(
-        "/api/v1/campaigns",
-        content=b'{"title": "' + b"x" * 100_000 + b'"}',
-        headers={**tenant.headers, "Content-Type": "application/json"},
-    )
+    body = b'{"title": "' + b"x" * 100_000 + b'"}'
+    headers = {**tenant.headers, "Content-Type": "application/json"}
+    r = edge_client.post("/api/v1/campaigns", content=body, headers=headers)
     assert r.status_code == 413
     assert r.headers["Content-Type"] == "application/problem+json"
     assert r.json()["status"] == 413
+    # The same problem type as the API's own 413 (a body past its limit, sent to it
+    # directly): a client sees one type whichever layer refused the body.
+    direct = client.post("/api/v1/campaigns", content=body * 20, headers=headers)
+    assert direct.status_code == 413, direct.text
+    assert r.json()["type"] == direct.json()["type"] == "/problems/request-entity-too-large"
+    assert r.json()["title"] == direct.json()["title"]
 
 
 def test_post_not_retried_when_worker_dies(workdir: Path) -> None:
@@ -220,6 +227,7 @@ def test_post_not_retried_when_worker_dies(workdir: Path) -> None:
         with httpx.Client(base_url=edge.url, timeout=10) as c:
             post = c.post("/api/v1/campaigns", json={"title": "x"})
             assert post.status_code == 502
+            assert post.json()["type"] == "/problems/unavailable"
             assert len(a.requests) + len(b.requests) == 1
             get = c.get("/api/v1/campaigns/" + str(uuid.uuid4()))
             assert get.status_code == 502
