@@ -28,6 +28,13 @@ def parse_body(request: Request, model: type[M]) -> M:
     ctype = request.headers.get("content-type", "application/json")
     if ctype.split(";")[0].strip().lower() not in ("application/json", ""):
         raise UnsupportedMediaType("Send the body as application/json.")
+    coding = request.headers.get("content-encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        # Read as it came, a compressed body would be "not valid JSON"; say why instead.
+        raise UnsupportedMediaType(
+            f"Content-Encoding {coding!r} is not accepted; send the body uncompressed.",
+            headers={"Accept-Encoding": "identity"},
+        )
     raw = request.body or b""
     if not raw.strip():
         raise MalformedJson("The request body is empty; send a JSON object.")

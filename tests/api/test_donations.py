@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from api.pagination import encode_cursor
@@ -310,6 +311,34 @@ def test_create_donation_with_wrong_content_type_is_415(
     )
     assert_problem(r, 415)
     assert donation_count(db, tenant) == 0
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "deflate, gzip"])
+def test_create_donation_with_a_compressed_body_is_415_saying_so(
+    client: httpx.Client, db: Database, tenant: TenantCtx, campaign: dict[str, Any], coding: str
+) -> None:
+    """A content coding the API does not undo is refused as such (RFC 9110: 415 with
+    Accept-Encoding), not parsed as garbage into "not valid JSON"; here the body is
+    even valid JSON, so a server that ignored the header would have written it."""
+    r = client.post(
+        donations_url(campaign),
+        content=orjson.dumps(valid_body(campaign)),
+        headers={**tenant.headers, "Content-Type": "application/json", "Content-Encoding": coding},
+    )
+    assert_problem(r, 415)
+    assert "Content-Encoding" in r.json()["detail"]
+    assert r.headers["Accept-Encoding"] == "identity"
+    assert donation_count(db, tenant) == 0
+    identity = client.post(
+        donations_url(campaign),
+        content=orjson.dumps(valid_body(campaign)),
+        headers={
+            **tenant.headers,
+            "Content-Type": "application/json",
+            "Content-Encoding": "identity",
+        },
+    )
+    assert identity.status_code == 201, identity.text
 
 
 def test_create_donation_with_1mb_body_is_413(
