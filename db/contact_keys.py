@@ -1,6 +1,7 @@
 """`conectades donor rotate-keys`: every donation's contact and message sealed under
-the newest key of CONECTADES_CONTACT_KEYS (db/crypto.py), and every stored answer of
-an idempotent request (which repeats them) too, so the older keys can go at once.
+the newest key of CONECTADES_CONTACT_KEYS (db/crypto.py), its lookup hash under the
+newest key of CONECTADES_CONTACT_HMAC_KEY, and every stored answer of an idempotent
+request (which repeats them) sealed again too, so the older keys can go at once.
 
 One pass in primary-key order, a batch per transaction. A row is rewritten when it
 is still in plaintext (written before migration 0018) or sealed under an older
@@ -28,6 +29,7 @@ class ResealResult:
     rotated: int = 0  # were sealed under an older key
     skipped: int = 0  # changed by another writer while the batch ran (left as written)
     unreadable: list[str] = field(default_factory=list)  # why, one line per row
+    rehashed: int = 0  # lookup hash rewritten under the newest HMAC key
     answers: int = 0  # stored answers re-sealed under the newest key
     answers_unreadable: int = 0  # stored answers no listed key opens (they expire)
 
@@ -38,6 +40,7 @@ class ResealResult:
             "rotated": self.rotated,
             "skipped": self.skipped,
             "unreadable": len(self.unreadable),
+            "rehashed": self.rehashed,
             "answers": self.answers,
             "answers_unreadable": self.answers_unreadable,
         }
@@ -72,6 +75,7 @@ async def reseal(
         async with conn.transaction():
             for row in rows:
                 if not _needs_work(row, ring.newest):
+                    await _rehash(conn, ring, row, result)
                     continue
                 try:
                     contact = ring.donor_contact_of(row)
@@ -99,6 +103,28 @@ async def reseal(
             break
     await _reseal_answers(conn, ring, result, batch=batch)
     return result
+
+
+async def _rehash(
+    conn: asyncpg.Connection, ring: Keyring, row: asyncpg.Record, result: ResealResult
+) -> None:
+    """A row sealed under the newest key whose lookup hash is not the newest HMAC
+    key's (written before that key was listed first) gets it; the sealed values stay."""
+    if row["donor_contact_enc"] is None:
+        return
+    try:
+        contact = ring.donor_contact_of(row)
+    except UnreadableValue as exc:
+        result.unreadable.append(str(exc))
+        return
+    wanted = ring.contact_hash(contact)
+    stored = row["donor_contact_hmac"]
+    if (None if stored is None else bytes(stored)) == wanted:
+        return
+    if await dq.update_hash(conn, row=row, contact_hmac=wanted):
+        result.rehashed += 1
+    else:
+        result.skipped += 1
 
 
 async def _reseal_answers(

@@ -13,6 +13,8 @@ Keys come from the environment:
   first key encrypts; every listed key decrypts. Ids are integers 1-65535; keys are
   32 random bytes (`openssl rand -base64 32`).
 - `CONECTADES_CONTACT_HMAC_KEY`: base64 of at least 32 random bytes; the lookup hash.
+  During its rotation, `NEW,OLD` (newest first): new hashes use the first, lookups
+  try each, and `conectades donor rotate-keys` rewrites the old ones.
 
 A sealed value is `0x01 | key id (2 bytes, big-endian) | nonce (12) | ciphertext+tag`.
 The associated data binds it to its place: tenant id, donation id and column name,
@@ -85,7 +87,7 @@ class Keyring:
     # Never in a repr: tracebacks and debug logs print objects.
     keys: Mapping[int, AESGCM] = field(repr=False)
     newest: int
-    hmac_key: bytes = field(repr=False)
+    hmac_keys: tuple[bytes, ...] = field(repr=False)  # newest first
 
     @classmethod
     def parse(cls, keys: str, hmac_key: str) -> Keyring:
@@ -112,10 +114,16 @@ class Keyring:
                 raise KeyConfigError(f"{KEYS_ENV}: key {kid} is {len(raw)} bytes; AES-256 needs 32")
             parsed[kid] = AESGCM(raw)
             order.append(kid)
-        mac = _b64(hmac_key.strip(), HMAC_ENV)
-        if len(mac) < 32:
-            raise KeyConfigError(f"{HMAC_ENV} is {len(mac)} bytes; at least 32 are needed")
-        return cls(parsed, order[0], mac)
+        macs: list[bytes] = []
+        for n, entry in enumerate(hmac_key.split(","), start=1):
+            what = HMAC_ENV if "," not in hmac_key else f"{HMAC_ENV}: key {n}"
+            mac = _b64(entry.strip(), what)
+            if len(mac) < 32:
+                raise KeyConfigError(f"{what} is {len(mac)} bytes; at least 32 are needed")
+            if mac in macs:
+                raise KeyConfigError(f"{what} is listed twice")
+            macs.append(mac)
+        return cls(parsed, order[0], tuple(macs))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Keyring:
@@ -169,12 +177,21 @@ class Keyring:
         return header + self.keys[self.newest].encrypt(nonce, data, ad)
 
     def contact_hash(self, contact: str) -> bytes | None:
-        """The lookup hash of a contact, trimmed and case-insensitive (as the donor
-        commands always compared); None for an empty one."""
+        """The lookup hash of a contact under the newest HMAC key, trimmed and
+        case-insensitive (as the donor commands always compared); None for an empty
+        one. What a row stores."""
         normal = normalise_contact(contact)
         if not normal:
             return None
-        return hmac.new(self.hmac_key, normal.encode(), hashlib.sha256).digest()
+        return hmac.new(self.hmac_keys[0], normal.encode(), hashlib.sha256).digest()
+
+    def contact_hashes(self, contact: str) -> list[bytes]:
+        """The contact's hash under every listed HMAC key: what a lookup compares, so
+        rows not yet rehashed by `rotate-keys` are found too. Empty for no contact."""
+        normal = normalise_contact(contact)
+        if not normal:
+            return []
+        return [hmac.new(k, normal.encode(), hashlib.sha256).digest() for k in self.hmac_keys]
 
     # -- a donation row -------------------------------------------------------------
 

@@ -69,7 +69,7 @@ def donor_export(contact: ContactArg) -> None:
     async def go() -> list[dict[str, Any]]:
         async with admin_connection() as conn:
             rows = await dq.select_by_contact(
-                conn, contact=contact, contact_hash=ring.contact_hash(contact)
+                conn, contact=contact, contact_hashes=ring.contact_hashes(contact)
             )
         try:
             return [_donation_dict(r, ring) for r in rows]
@@ -94,11 +94,11 @@ def donor_erase(
     if not yes and not typer.confirm("Erase this person's name, contact and messages?"):
         raise_cli("nothing was erased")
 
-    contact_hash = keyring_from_env().contact_hash(contact)
+    contact_hashes = keyring_from_env().contact_hashes(contact)
 
     async def go() -> dict[UUID, int]:
         async with admin_connection() as conn, conn.transaction():
-            return await dq.erase_by_contact(conn, contact=contact, contact_hash=contact_hash)
+            return await dq.erase_by_contact(conn, contact=contact, contact_hashes=contact_hashes)
 
     erased = run(go())
     audit(
@@ -123,7 +123,8 @@ def donor_rotate_keys(
     """Seal every donation's contact and message under the newest key of
     CONECTADES_CONTACT_KEYS (the first listed): rows sealed under an older key, and
     rows still in plaintext from before migration 0018; and the stored answers of
-    idempotent requests sealed under an older key. Safe while the API serves.
+    idempotent requests sealed under an older key. Rewrite every lookup hash that is
+    not under the first key of CONECTADES_CONTACT_HMAC_KEY. Safe while the API serves.
     Afterwards the older keys can be removed. Exit status 1 if a row cannot be opened
     with the listed keys (it is named, and left as it is)."""
     ring = keyring_from_env()
@@ -140,6 +141,7 @@ def donor_rotate_keys(
         out.print(
             f"scanned {result.scanned} donations: {result.encrypted} encrypted (were "
             f"plaintext), {result.rotated} re-encrypted under key {ring.newest}, "
+            f"{result.rehashed} lookup hashes rewritten under the first HMAC key, "
             f"{result.skipped} changed meanwhile (left as written); "
             f"{result.answers} stored answers re-encrypted"
         )

@@ -4,7 +4,8 @@ operator CLI only.
 
 A person is found by contact, compared trimmed and case-insensitively (an e-mail
 typed once as Ana@Example.org and once as ana@example.org is one person): by the
-contact's keyed hash (db/crypto.py: Keyring.contact_hash), or, for a row written
+contact's keyed hash under any listed key (db/crypto.py: Keyring.contact_hashes), or,
+for a row written
 before migration 0018 and not yet encrypted, by its plaintext column as before."""
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from uuid import UUID
 
 import asyncpg
 
-# $1 the contact's hash, $2 the contact itself (for rows still in plaintext: the
-# partial index of migration 0018, empty once `donor rotate-keys` has run).
-_SAME_CONTACT = """(d.donor_contact_hmac = $1
+# $1 the contact's hashes (one per listed HMAC key), $2 the contact itself (for rows
+# still in plaintext: the partial index of migration 0018, empty once `donor
+# rotate-keys` has run).
+_SAME_CONTACT = """(d.donor_contact_hmac = ANY($1::bytea[])
      OR (d.donor_contact <> '' AND lower(btrim(d.donor_contact)) = lower(btrim($2))))"""
 
 SELECT_BY_CONTACT = f"""
@@ -79,22 +81,22 @@ COUNT_PLAINTEXT = "SELECT count(*) FROM donation WHERE donor_contact <> '' OR me
 
 
 async def select_by_contact(
-    conn: asyncpg.Connection, *, contact: str, contact_hash: bytes | None
+    conn: asyncpg.Connection, *, contact: str, contact_hashes: list[bytes]
 ) -> list[asyncpg.Record]:
-    if contact_hash is None:
+    if not contact_hashes:
         return []
-    rows: list[asyncpg.Record] = await conn.fetch(SELECT_BY_CONTACT, contact_hash, contact)
+    rows: list[asyncpg.Record] = await conn.fetch(SELECT_BY_CONTACT, contact_hashes, contact)
     return rows
 
 
 async def erase_by_contact(
-    conn: asyncpg.Connection, *, contact: str, contact_hash: bytes | None
+    conn: asyncpg.Connection, *, contact: str, contact_hashes: list[bytes]
 ) -> dict[UUID, int]:
     """Donations erased, by tenant."""
     erased: dict[UUID, int] = {}
-    if contact_hash is None:
+    if not contact_hashes:
         return erased
-    for row in await conn.fetch(ERASE_BY_CONTACT, contact_hash, contact):
+    for row in await conn.fetch(ERASE_BY_CONTACT, contact_hashes, contact):
         erased[row["tenant_id"]] = erased.get(row["tenant_id"], 0) + 1
     return erased
 
@@ -164,5 +166,22 @@ async def update_answer(conn: asyncpg.Connection, *, row: asyncpg.Record, body: 
     """Whether the stored answer was still as `row` read it (and now holds `body`)."""
     status: str = await conn.execute(
         UPDATE_ANSWER, row["tenant_id"], row["key"], row["scope"], body, row["body"]
+    )
+    return status == "UPDATE 1"
+
+
+UPDATE_HASH = """
+UPDATE donation SET donor_contact_hmac = $2
+WHERE id = $1 AND donor_contact_enc = $3 AND donor_contact_hmac IS NOT DISTINCT FROM $4
+"""
+
+
+async def update_hash(
+    conn: asyncpg.Connection, *, row: asyncpg.Record, contact_hmac: bytes | None
+) -> bool:
+    """Whether the row still held the contact and hash `row` read (and now has this
+    hash)."""
+    status: str = await conn.execute(
+        UPDATE_HASH, row["id"], contact_hmac, row["donor_contact_enc"], row["donor_contact_hmac"]
     )
     return status == "UPDATE 1"

@@ -231,7 +231,7 @@ def test_rotate_keys_encrypts_old_rows_then_rotates_and_old_keys_can_go(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {
         "scanned": 2, "encrypted": 2, "rotated": 0, "skipped": 0, "unreadable": 0,
-        "answers": 0, "answers_unreadable": 0, "key": 1
+        "rehashed": 0, "answers": 0, "answers_unreadable": 0, "key": 1
     }  # fmt: skip
     assert own.fetchval(db, "SELECT count(*) FROM donation WHERE donor_contact <> ''") == 0
     assert own.fetchval(db, "SELECT count(*) FROM donation WHERE message <> ''") == 0
@@ -298,6 +298,43 @@ def test_rotate_keys_reseals_stored_answers_so_replays_survive_the_old_key(
     assert json.loads(again.stdout)["answers"] == 0  # nothing left to do
 
 
+def test_the_lookup_key_rotates_too_and_the_person_is_found_throughout(
+    db: Database, own_database: Callable[..., OwnDatabase]
+) -> None:
+    """A leaked lookup key lets anyone with a dump test guessed contacts (phone
+    numbers are few) against the hashes, so it rotates like the encryption key: the
+    new key listed first (`NEW,OLD`) writes new hashes and lookups try both; then
+    `rotate-keys` rewrites the old hashes, and the old key can go."""
+    own = own_database()
+    who = f"{unique('hash')}@example.org"
+    ids = _insert_plaintext_rows(own, db, who)
+    new_hmac = crypto.new_key()
+
+    def cli(hmac_keys: str, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**own.env, "CONECTADES_CONTACT_KEYS": OLD, "CONECTADES_CONTACT_HMAC_KEY": hmac_keys}
+        return run_cli(db, *args, extra_env=env)
+
+    def found(hmac_keys: str) -> list[str]:
+        done = cli(hmac_keys, "donor", "export", "--contact", who.upper())
+        assert done.returncode == 0, done.stderr
+        return sorted(str(d["id"]) for d in json.loads(done.stdout)["donations"])
+
+    assert cli(HMAC, "donor", "rotate-keys").returncode == 0  # sealed, hashed under HMAC
+    everyone = sorted(str(i) for i in ids)
+    assert found(new_hmac) == []  # the new key alone does not know the old hashes
+    assert found(f"{new_hmac},{HMAC}") == everyone  # during the rotation: both tried
+    rotated = cli(f"{new_hmac},{HMAC}", "donor", "rotate-keys", "--json")
+    assert rotated.returncode == 0, rotated.stderr
+    result = json.loads(rotated.stdout)
+    assert (result["rehashed"], result["rotated"], result["encrypted"]) == (2, 0, 0), result
+    assert found(new_hmac) == everyone  # the old key can go
+    assert found(HMAC) == []  # and no hash under it is left
+    again = cli(new_hmac, "donor", "rotate-keys", "--json")
+    assert json.loads(again.stdout)["rehashed"] == 0  # nothing left to do
+    erased = cli(new_hmac, "donor", "erase", "--contact", who, "--yes", "--json")
+    assert erased.returncode == 0 and json.loads(erased.stdout)["donations"] == 2
+
+
 def test_a_removed_key_refuses_its_rows_clearly(
     db: Database, own_database: Callable[..., OwnDatabase]
 ) -> None:
@@ -328,6 +365,8 @@ def test_a_removed_key_refuses_its_rows_clearly(
         ("one:" + FIXED_KEY, HMAC, "each entry is id:base64key"),
         (f"{OLD},{OLD}", HMAC, "key id 1 is listed twice"),
         (OLD, "c2hvcnQ=", "at least 32 are needed"),
+        (OLD, f"{HMAC},c2hvcnQ=", "CONECTADES_CONTACT_HMAC_KEY: key 2 is 5 bytes"),
+        (OLD, f"{HMAC},{HMAC}", "CONECTADES_CONTACT_HMAC_KEY: key 2 is listed twice"),
     ],
 )
 def test_cli_refuses_missing_or_malformed_keys(
