@@ -16,12 +16,9 @@ from typing import Any
 
 import httpx
 
+from tests.admin.test_contact_encryption import pledge, unique
 from tests.factories import Factory, TenantCtx
 from tests.services import ApiServer, Database
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def alter(db: Database, donation_id: str, column: str) -> None:
@@ -42,18 +39,9 @@ def unreadable_count(client: httpx.Client, column: str) -> float:
     return float(found[0]) if found else 0.0
 
 
-def pledge(client: httpx.Client, org: TenantCtx, campaign: dict[str, Any], message: str) -> str:
-    r = client.post(
-        f"/api/public/{org.slug}/campaigns/{campaign['slug']}/donations",
-        json={
-            "item_id": campaign["items"][0]["id"],
-            "quantity": 1,
-            "donor_name": "Rita",
-            "donor_contact": f"{unique('rita')}@example.org",
-            "message": message,
-            "show_name": True,
-        },
-        headers={"Idempotency-Key": unique("k")},
+def pledged(client: httpx.Client, org: TenantCtx, campaign: dict[str, Any], message: str) -> str:
+    r = pledge(
+        client, org.slug, campaign, donor_name="Rita", donor_contact=unique("rita"), message=message
     )
     assert r.status_code == 201, r.text
     donation_id: str = r.json()["id"]
@@ -68,9 +56,9 @@ def test_one_unreadable_row_costs_its_values_not_the_list_the_export_or_the_page
     good = factory.donation(org, campaign, donor_contact=unique("boa"), message=unique("ok"))
     bad = factory.donation(org, campaign, donor_contact=unique("ruim"), message=unique("perdida"))
     public_message = unique("recado publico")
-    public_bad = pledge(client, org, campaign, public_message)
+    public_bad = pledged(client, org, campaign, public_message)
     public_good_message = unique("recado legivel")
-    public_good = pledge(client, org, campaign, public_good_message)
+    public_good = pledged(client, org, campaign, public_good_message)
     contacts_before = unreadable_count(client, "donor_contact")
     messages_before = unreadable_count(client, "message")
     alter(db, bad["id"], "donor_contact_enc")
