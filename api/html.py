@@ -3,7 +3,6 @@ formatting of notify/ptbr.py as filters (the emails format the same way)."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -11,16 +10,15 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from edge.render import STATIC_DIR
+from edge.render import CSS_URL, STATIC_DIR
 from notify.ptbr import date, deadline, number, percent, quantity, unit_name
 
 HTML = "text/html; charset=utf-8"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # The pages' style sheet: served by the edge under /static/ (long-lived, immutable),
-# and by the API at the same path when it runs without the edge.
+# and by the API at the same path when it runs without the edge; linked by its
+# content hash (edge/render.py: CSS_URL).
 CSS_PATH = STATIC_DIR / "pages.css"
-# Its content hash in the link: a changed sheet gets a new URL, never a stale copy.
-CSS_URL = "/static/pages.css?v=" + hashlib.sha256(CSS_PATH.read_bytes()).hexdigest()[:10]
 _PHONE = re.compile(r"^\+?[\d\s().-]{8,20}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 

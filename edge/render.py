@@ -19,6 +19,7 @@ service name, logs to stdout/stderr, `daemon off`, paths inside the image.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ import jinja2
 
 __all__ = [
     "AUTH_IGNORED_PREFIXES",
+    "CSS_URL",
     "PAGE_LOCATIONS",
     "PUBLIC_PREFIXES",
     "TARGETS",
@@ -42,6 +44,13 @@ ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_PREFIX = ROOT / "var" / "edge"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+# The donor pages' style sheet, served from STATIC_DIR under /static/ (long-lived,
+# immutable); its content hash in the link, so a changed sheet gets a new URL. The
+# API's pages (api/html.py) and the edge's own error pages link it the same way.
+CSS_URL = (
+    "/static/pages.css?v="
+    + hashlib.sha256((STATIC_DIR / "pages.css").read_bytes()).hexdigest()[:10]
+)
 
 # Public GETs that the microcache may serve (anonymous, identical for everyone).
 PUBLIC_PREFIXES = ("/api/public/", "/api/campanhas/listar")
@@ -55,6 +64,22 @@ AUTH_IGNORED_PREFIXES = ("/api/campanhas/listar",)
 # exactly `/` (not every path: unknown ones go to the API uncached) and everything
 # under /o/. Their POSTs (the pledge form) pass through: only GET and HEAD are cached.
 PAGE_LOCATIONS = ("= /", "^~ /o/")
+# Where a person reads the answer (the pages and the e-mailed confirmation links): the
+# edge's own errors there are HTML pages in pt-BR (status, title, text), not JSON.
+# Most matter when the API is down and the page was never cached (or is past its
+# stale bound): the browser shows this instead of a JSON problem.
+PAGE_PROBLEMS = (
+    (413, "Dados grandes demais",
+     "O que você enviou é grande demais. Encurte a mensagem e tente de novo."),
+    (429, "Muitas requisições",
+     "Você fez muitas requisições em pouco tempo. Espere alguns segundos e tente de novo."),
+    (502, "Serviço indisponível",
+     "Tivemos um problema do nosso lado. Tente de novo em alguns instantes."),
+    (503, "Serviço indisponível",
+     "Tivemos um problema do nosso lado. Tente de novo em alguns instantes."),
+    (504, "Serviço indisponível",
+     "O serviço demorou demais para responder. Tente de novo em alguns instantes."),
+)  # fmt: skip
 
 SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
@@ -236,6 +261,18 @@ def _problems() -> list[_Problem]:
     return out
 
 
+def _page_problems() -> list[_Problem]:
+    template = _PAGES.get_template("page_error.html.j2")
+    out = []
+    for status, title, text in PAGE_PROBLEMS:
+        body = template.render(title=title, text=text, css_url=CSS_URL)
+        # `return` text is an nginx string: a `$` would be read as a variable.
+        assert "$" not in body, "the edge's error pages must not contain $"
+        retry = (("Retry-After", "1"),) if status != 413 else ()
+        out.append(_Problem(status, body, (("Cache-Control", "no-store"), *retry)))
+    return out
+
+
 def _log_format() -> str:
     parts = [f'"{name}":"{var}"' for name, var in LOG_FIELDS]
     return "{" + ",".join(parts) + "}"
@@ -250,6 +287,13 @@ _TEMPLATES = jinja2.Environment(
     autoescape=False,  # nginx syntax, not HTML; values are quoted where nginx needs it  # noqa: S701
 )
 _TEMPLATES.filters["q"] = _q
+# The error pages are HTML: escaped like the API's pages.
+_PAGES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
 
 
 def render(cfg: EdgeConfig | int, upstreams: Sequence[str] | None = None, **options: object) -> str:
@@ -273,12 +317,13 @@ def render(cfg: EdgeConfig | int, upstreams: Sequence[str] | None = None, **opti
         static=str(cfg.static_dir.resolve()).rstrip("/") + "/",
         log_format=_log_format(),
         cached_locations=[
-            *((f"^~ {p}", p in AUTH_IGNORED_PREFIXES) for p in public),
-            *((match, False) for match in PAGE_LOCATIONS),
+            *((f"^~ {p}", p in AUTH_IGNORED_PREFIXES, False) for p in public),
+            *((match, False, True) for match in PAGE_LOCATIONS),
         ],
         gone_statuses=GONE_STATUSES,
         headers=_headers,
         problems=_problems(),
+        page_problems=_page_problems(),
     )
 
 

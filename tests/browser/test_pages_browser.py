@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from api.cache import PUBLIC_LAG
+from infra.nginx import free_port
 from tests.browser.conftest import AXE
+from tests.edge.conftest import start_edge
 from tests.factories import Factory, TenantCtx
 
 # `CONECTADES_SCREENSHOTS=docs ./test.sh tests/browser` refreshes the README's images.
@@ -139,6 +141,31 @@ def test_organization_and_missing_pages_pass_axe(page: Page, org: TenantCtx, cam
     assert response is not None and response.status == 404
     expect(page.get_by_role("heading", level=1)).to_have_text("Página não encontrada")
     assert axe_violations(page) == []
+
+
+def test_the_edges_page_while_the_api_is_down_is_styled_and_passes_axe(
+    browser: Browser, workdir: Path
+) -> None:
+    """With the API down and the page never cached, the browser gets the edge's own
+    HTML page (edge/templates/page_error.html.j2), styled by the edge's copy of the
+    sheet, and it passes axe like the API's pages."""
+    edge = start_edge(workdir / "browser-edge-down", [f"127.0.0.1:{free_port()}"])
+    context = browser.new_context(base_url=edge.url, locale="pt-BR")
+    try:
+        page = context.new_page()
+        response = page.goto("/o/uma-org/uma-campanha")
+        assert response is not None and response.status == 502
+        expect(page.get_by_role("heading", level=1)).to_have_text("Serviço indisponível")
+        expect(page.get_by_role("link", name="Ir para a lista de campanhas")).to_be_visible()
+        # The sheet applied: the skip link is moved off screen until focused.
+        assert page.evaluate("getComputedStyle(document.querySelector('.pular')).position") != (
+            "static"
+        )
+        assert axe_violations(page) == []
+    finally:
+        context.close()
+        edge.stop()
+        edge.remove_worker_paths()
 
 
 def test_keyboard_focus_is_visible_and_360_px_has_no_horizontal_scroll(
