@@ -24,6 +24,7 @@ from notify.jobs import drain_email_batch
 from notify.messages import email_address
 from notify.settings import EmailSettings
 from notify.smtp import Mailer
+from tests.api.test_unreadable_values import alter
 from tests.factories import Factory, TenantCtx
 from tests.notify.conftest import KEYRING, SENDER_DOMAIN, Sink, jobs, pledge, smtp_env, unique
 from tests.services import LINK_SECRET, ApiServer, Database
@@ -390,6 +391,38 @@ def test_smtp_down_is_retried_later_and_nothing_is_lost(
     found = jobs(db, body["id"])
     assert {j["status"] for j in found.values()} == {"sent"}
     assert {j["attempts"] for j in found.values()} == {2}
+
+
+def test_an_unreadable_value_is_left_out_of_the_notice_and_holds_the_receipt(
+    client: httpx.Client,
+    db: Database,
+    org: TenantCtx,
+    campaign: dict[str, Any],
+    org_email: str,
+    sink: Sink,
+    deliver: Callable[..., int],
+) -> None:
+    """The organization's notice carries the confirmation link: it goes without a
+    donor's value that cannot be opened (key gone, value altered). The receipt's
+    recipient is that contact: it waits, retried, for the key to come back."""
+    donor = unique("ilegivel")
+    body = pledge(client, org, campaign, contact=donor)
+    alter(db, body["id"], "donor_contact_enc")
+    alter(db, body["id"], "message_enc")
+    deliver()
+    found = jobs(db, body["id"])
+    assert found["notice"]["status"] == "sent"
+    (notice,) = sink.to(org_email)
+    text, html = parts(notice)
+    assert "Levo no sábado" not in text + html and donor not in text + html
+    assert "7 kg" in text and notice["Reply-To"] is None
+    links.verify(LINK_SECRET, confirm_link(notice).rsplit("/", 1)[1])
+    receipt = found["receipt"]
+    assert (receipt["status"], receipt["attempts"]) == ("pending", 1)
+    assert "cannot be opened" in receipt["last_error"]
+    assert sink.to(donor) == []
+    gone = client.post(f"/api/v1/donations/{body['id']}/anonymize", headers=org.headers)
+    assert gone.status_code == 200, gone.text  # leave no unreadable row behind
 
 
 def test_a_resent_job_is_the_same_message(
