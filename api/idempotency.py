@@ -20,7 +20,6 @@ starting with the sealed format byte) are replayed as they are.
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -110,8 +109,6 @@ def scope_of(principal: Principal) -> str:
     return f"{kind}:{principal.subject_id}"
 
 
-log = logging.getLogger("conectades.idempotency")
-
 _SEALED = bytes((crypto.FORMAT,))
 
 
@@ -123,8 +120,7 @@ def _open_answer(keyring: Keyring, sealed: bytes, place: dict[str, UUID]) -> byt
     try:
         return keyring.open_bytes(sealed, column=crypto.RESPONSE, **place)
     except crypto.UnreadableValue as exc:
-        crypto.UNREADABLE.labels(crypto.RESPONSE).inc()
-        log.error("unreadable stored answer: %s", exc)
+        crypto.note_unreadable(crypto.RESPONSE, exc)
         raise StoredAnswerUnreadable(
             f"The request with this {HEADER} was already carried out, but its stored "
             "answer cannot be read. Read the resource to see its state; a new key "

@@ -247,30 +247,35 @@ class _Problem:
     headers: tuple[tuple[str, str], ...]
 
 
+def _problem(status: int, body: str) -> _Problem:
+    """An edge answer of its own: never stored; `Retry-After` where waiting helps."""
+    if "$" in body:  # `return` text is an nginx string: `$` would start a variable
+        raise ValueError(f"the edge's {status} answer must not contain $")
+    # 502 and 504 too: the API is restarting or busy (a careful client backs off for a
+    # second instead of hammering; seen in the chaos run's helper kill).
+    retry = (("Retry-After", "1"),) if status in (429, 502, 503, 504) else ()
+    return _Problem(status, body, (("Cache-Control", "no-store"), *retry))
+
+
 def _problems() -> list[_Problem]:
-    out = []
-    for status, slug, title, detail in PROBLEMS:
-        body = json.dumps(
-            {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail},
-            separators=(",", ":"),
+    return [
+        _problem(
+            status,
+            json.dumps(
+                {"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail},
+                separators=(",", ":"),
+            ),
         )
-        # 502 and 504 too: the API is restarting or busy (a careful client backs off
-        # for a second instead of hammering; seen in the chaos run's helper kill).
-        retry = (("Retry-After", "1"),) if status in (429, 502, 503, 504) else ()
-        out.append(_Problem(status, body, (("Cache-Control", "no-store"), *retry)))
-    return out
+        for status, slug, title, detail in PROBLEMS
+    ]
 
 
 def _page_problems() -> list[_Problem]:
     template = _PAGES.get_template("page_error.html.j2")
-    out = []
-    for status, title, text in PAGE_PROBLEMS:
-        body = template.render(title=title, text=text, css_url=CSS_URL)
-        # `return` text is an nginx string: a `$` would be read as a variable.
-        assert "$" not in body, "the edge's error pages must not contain $"
-        retry = (("Retry-After", "1"),) if status != 413 else ()
-        out.append(_Problem(status, body, (("Cache-Control", "no-store"), *retry)))
-    return out
+    return [
+        _problem(status, template.render(title=title, text=text, css_url=CSS_URL))
+        for status, title, text in PAGE_PROBLEMS
+    ]
 
 
 def _log_format() -> str:

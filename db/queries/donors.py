@@ -4,9 +4,9 @@ operator CLI only.
 
 A person is found by contact, compared trimmed and case-insensitively (an e-mail
 typed once as Ana@Example.org and once as ana@example.org is one person): by the
-contact's keyed hash under any listed key (db/crypto.py: Keyring.contact_hashes), or,
-for a row written
-before migration 0018 and not yet encrypted, by its plaintext column as before."""
+contact's keyed hash under any listed key (db/crypto.py: Keyring.contact_hashes),
+or, for a row written before migration 0018 and not yet encrypted, by its plaintext
+column as before."""
 
 from __future__ import annotations
 
@@ -114,6 +114,12 @@ WHERE (tenant_id, key, scope) > ($1, $2, $3) AND substring(body FROM 1 FOR 1) = 
 ORDER BY tenant_id, key, scope
 LIMIT $5
 """
+# A row's lookup hash rewritten under the newest HMAC key, only if it still holds the
+# contact and hash that were read.
+UPDATE_HASH = """
+UPDATE donation SET donor_contact_hmac = $2
+WHERE id = $1 AND donor_contact_enc = $3 AND donor_contact_hmac IS NOT DISTINCT FROM $4
+"""
 UPDATE_ANSWER = """
 UPDATE idempotency_record SET body = $4
 WHERE tenant_id = $1 AND key = $2 AND scope = $3 AND body = $5
@@ -168,12 +174,6 @@ async def update_answer(conn: asyncpg.Connection, *, row: asyncpg.Record, body: 
         UPDATE_ANSWER, row["tenant_id"], row["key"], row["scope"], body, row["body"]
     )
     return status == "UPDATE 1"
-
-
-UPDATE_HASH = """
-UPDATE donation SET donor_contact_hmac = $2
-WHERE id = $1 AND donor_contact_enc = $3 AND donor_contact_hmac IS NOT DISTINCT FROM $4
-"""
 
 
 async def update_hash(
