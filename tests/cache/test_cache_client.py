@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from uuid import uuid4
 
+import hiredis
 import pytest
 import redis.asyncio as redis_asyncio
 import uvloop
@@ -22,6 +23,7 @@ from cache import (
     Result,
     create_client,
 )
+from cache.pipe import LARGE_ARGUMENT, _pack
 from infra.redis import LocalRedis
 
 KEY = "GET /api/v1/campaigns?"
@@ -60,6 +62,33 @@ async def test_concurrent_callers_share_one_connection_and_get_their_own_replies
     assert replies == [f"v{i}".encode() for i in keys]
     ids = await asyncio.gather(*(pipe.execute("CLIENT", "ID") for _ in range(20)))
     assert len(set(ids)) == 1
+
+
+async def test_large_values_framed_here_arrive_whole_between_small_commands(
+    pipe: RedisPipe,
+) -> None:
+    # Values past LARGE_ARGUMENT are framed by _pack, not hiredis: the same bytes on
+    # the wire, and the commands around them still get their own replies.
+    prefix = f"test:pipe:{uuid4()}"
+    sizes = [LARGE_ARGUMENT - 1, LARGE_ARGUMENT + 1, 1_200_000]
+    values = [bytes([i % 251]) * n + "ção".encode() for i, n in enumerate(sizes)]
+    for size, value in zip(sizes, values, strict=True):
+        args = ("SET", f"{prefix}:{size}", value, "PX", 60_000)
+        assert _pack(args) == hiredis.pack_command(args)
+    await asyncio.gather(
+        *(
+            call
+            for size, value in zip(sizes, values, strict=True)
+            for call in (
+                pipe.execute("SET", f"{prefix}:{size}", value, "PX", 60_000),
+                pipe.execute("SET", f"{prefix}:small:{size}", size),
+            )
+        )
+    )
+    assert await asyncio.gather(*(pipe.execute("GET", f"{prefix}:{n}") for n in sizes)) == values
+    small = await asyncio.gather(*(pipe.execute("GET", f"{prefix}:small:{n}") for n in sizes))
+    assert small == [str(n).encode() for n in sizes]
+    assert await pipe.execute("PTTL", f"{prefix}:{sizes[-1]}") > 50_000
 
 
 async def test_error_reply_fails_only_its_own_caller(pipe: RedisPipe) -> None:
