@@ -102,6 +102,8 @@ def mail_command(settings: Settings) -> list[str]:
     return [
         sys.executable, "-m", "infra.smtp_sink", "--host", "127.0.0.1",
         "--port", settings.env["SMTP_PORT"], "--dir", str(MAIL_DIR),
+        # A stand-in for a mail server elsewhere: on these cores it yields to the stack.
+        "--nice", "10",
     ]  # fmt: skip
 
 

@@ -263,6 +263,19 @@ def public_page_ok(edge: str) -> bool:
         return False
 
 
+def test_background_work_yields_the_cores_to_the_request_path(
+    started: tuple[Path, str],
+) -> None:
+    """The job worker and the SMTP sink run at niceness 10, the API, PostgreSQL,
+    Redis and the edge at the default: on shared cores requests run first."""
+    var, _ = started
+    sup = supervised(var)
+    nice = {name: os.getpriority(os.PRIO_PROCESS, sup.pid(name) or 0) for name in sup.info()}
+    assert nice == {
+        "postgres": 0, "redis": 0, "mail": 10, "api": 0, "worker": 10, "edge": 0, "reaper": 0,
+    }, nice  # fmt: skip
+
+
 @pytest.mark.parametrize("program", ["api", "redis", "edge", "postgres"])
 def test_a_killed_service_is_started_again_and_status_says_so(
     started: tuple[Path, str], program: str

@@ -41,6 +41,9 @@ class WorkerConfig:
     # round locked until it commits (a donation to one of them waits that long).
     TOTALS_COMPACT_INTERVAL: float = 2.0
     TOTALS_COMPACT_BATCH: int = 250
+    # The process's niceness at least (0-19; 0 leaves it as started): its jobs are
+    # seconds-tolerant, so on shared cores the API and PostgreSQL run first.
+    WORKER_NICE: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -48,6 +51,8 @@ class WorkerConfig:
             cfg = read_env(cls, env)
         except EnvValueError as exc:
             raise SystemExit(f"{exc}: {exc.raw!r}") from None
+        if not 0 <= cfg.WORKER_NICE <= 19:
+            raise SystemExit(f"{ENV_PREFIX}WORKER_NICE must be 0-19: {cfg.WORKER_NICE!r}")
         if not cfg.DATABASE_URL:
             raise SystemExit(f"missing required configuration: {ENV_PREFIX}DATABASE_URL")
         return cfg

@@ -19,6 +19,7 @@ import uvloop
 
 from db.crypto import KeyConfigError, Keyring
 from db.pool import RoleGuard, create_pool
+from infra.process import lower_priority
 from notify.jobs import EmailJob
 from notify.settings import EmailConfigError, EmailSettings
 from worker.config import WorkerConfig
@@ -86,9 +87,12 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    cfg = WorkerConfig.from_env()
+    nice = lower_priority(cfg.WORKER_NICE)
+    log.info("worker: niceness %d", nice)
     # uvloop, as the API runs on (Sanic): a delivery's POST cost 0.06-0.11 ms of CPU
     # on it against 0.10-0.14 ms on asyncio's own loop (docs/decisions.md, 7).
-    uvloop.run(serve(WorkerConfig.from_env()))
+    uvloop.run(serve(cfg))
 
 
 if __name__ == "__main__":

@@ -75,3 +75,10 @@ def test_worker_config_exits_naming_the_bad_variable_and_value() -> None:
     )
     assert cfg.WEBHOOK_RETRY_SCHEDULE == (1.0, 2.0) and cfg.WEBHOOK_BATCH == 100
     assert WorkerConfig.WEBHOOK_RETRY_SCHEDULE == DEFAULT_RETRY_SCHEDULE
+    assert cfg.WORKER_NICE == 10
+
+
+@pytest.mark.parametrize("nice", ["-5", "20"])
+def test_worker_niceness_out_of_range_is_refused(nice: str) -> None:
+    with pytest.raises(SystemExit, match=rf"^CONECTADES_WORKER_NICE must be 0-19: {nice}$"):
+        WorkerConfig.from_env({"CONECTADES_DATABASE_URL": "x", "CONECTADES_WORKER_NICE": nice})
