@@ -192,7 +192,11 @@ def print_table(summary: dict[str, Any]) -> None:
 def run_command(
     scenario: Annotated[str, typer.Argument(help=f"One of: {', '.join(SCENARIOS)}.")],
     vus: Annotated[
-        int | None, typer.Option(min=1, help="Virtual users (default per scenario).")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Virtual users (default per scenario; open model: at least one per client IP).",
+        ),
     ] = None,
     duration: Annotated[str, typer.Option(help="k6 duration: 30s, 2m, 1m30s.")] = "30s",
     ramp: Annotated[
@@ -208,7 +212,7 @@ def run_command(
     think: Annotated[float, typer.Option(min=0, help="Mean think time (s), closed model.")] = 1.0,
     ips: Annotated[
         int | None,
-        typer.Option(min=0, help="Client IPs on loopback (default: ≤ 4 VUs or 5 r/s each)."),
+        typer.Option(min=0, help="Client IPs on loopback (default: ≤ 4 VUs or 2.5 r/s each)."),
     ] = None,
     mix: Annotated[
         str | None, typer.Option(help="mixed: role weights, e.g. public=85,partner=8,pledge=5")

@@ -196,5 +196,7 @@ def metrics_from_k6(summary: dict[str, Any]) -> dict[str, Any]:
         "api_gets": ratio_count("api_cache_hit"),
         "replay_mismatches": int(_values(summary, "replay_mismatch").get("count", 0)),
         "iterations": int(_values(summary, "iterations").get("count", 0)),
+        # Open model: arrivals k6 could not start (no free VU); absent when none.
+        "dropped_iterations": int(_values(summary, "dropped_iterations").get("count", 0)),
         "vus_max": int(_values(summary, "vus_max").get("value", 0) or 0),
     }

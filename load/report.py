@@ -198,7 +198,12 @@ def markdown(summary: dict[str, Any]) -> str:
         + f", {cfg['ips']} client IPs ({cfg['local_ips']})",
         f"- started {summary['started']}, k6 {summary.get('k6_version', '?')}",
         f"- {m['requests']} requests, {m['failed']} failed, {m['timeouts']} timeouts, "
-        f"{m['rps']:.0f} req/s",
+        f"{m['rps']:.0f} req/s"
+        + (
+            f", {m.get('dropped_iterations', 0)} dropped iterations"
+            if cfg["model"] == "open"
+            else ""
+        ),
         "- latency ms: "
         + ", ".join(
             f"{k} {lat[k]:.2f}" for k in ("mean", "p50", "p95", "p99", "max") if lat[k] is not None

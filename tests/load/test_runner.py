@@ -76,7 +76,15 @@ def test_enough_addresses_for_the_edge_limit() -> None:
     assert RunConfig("mixed").resolved_ips() == 250
     # Shorter think: fewer users per address.
     assert RunConfig("mixed", vus=24, think=0.25).resolved_ips() == 24
-    assert RunConfig("public", model="open", rate=800).resolved_ips() == 160
+    assert RunConfig("public", model="open", rate=800).resolved_ips() == 320
+
+
+def test_open_model_has_a_vu_on_every_address() -> None:
+    # k6 hands addresses to VUs in order: a VU per address, so all of them send.
+    config = RunConfig("mixed", model="open", rate=1500)
+    assert config.resolved_ips() == 600 and config.resolved_vus() == 600
+    assert RunConfig("mixed", model="open", rate=1500, ips=100).resolved_vus() == 150
+    assert RunConfig("mixed", model="open", rate=1500, vus=40).resolved_vus() == 40
 
 
 def _metrics(**over: object) -> dict[str, object]:
@@ -220,6 +228,13 @@ def test_latency_by_name_from_submetrics_and_in_the_markdown() -> None:
         "| public_campaign | 3 | 1.0 | 1.0 | 2.0 | 3.0 |",
         "| (unlisted) | 1 |  |  |  |  |",
     ]
+
+
+def test_dropped_iterations_are_counted_and_zero_when_k6_reports_none() -> None:
+    # k6 writes the metric only once an arrival found no free VU.
+    assert k6_summary.metrics_from_k6({"metrics": {}})["dropped_iterations"] == 0
+    summary = {"metrics": {"dropped_iterations": {"type": "counter", "values": {"count": 7}}}}
+    assert k6_summary.metrics_from_k6(summary)["dropped_iterations"] == 7
 
 
 def _console_line(message: object) -> str:
