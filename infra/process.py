@@ -1,5 +1,4 @@
-"""Watching daemonized servers (Redis, Nginx, PgBouncer) by pid: they are not our children;
-and lowering a background process's CPU priority (`lower_priority`)."""
+"""Watching daemonized servers (Redis, Nginx, PgBouncer) by pid: they are not our children."""
 
 from __future__ import annotations
 
@@ -111,17 +110,3 @@ def server_dir(preferred: Path) -> Path:
         shutil.rmtree(preferred)
     preferred.symlink_to(target)
     return target
-
-
-def lower_priority(nice: int) -> int:
-    """Run this process at niceness `nice` at least (0-19; never raised back: only
-    root may), and return the niceness it runs at. For background work that shares
-    the cores with the request path (the job worker, the local SMTP sink): under
-    load the scheduler runs the API, PostgreSQL and the edge first, and the
-    background work takes what they leave (BENCHMARKS.md, session 34)."""
-    if not 0 <= nice <= 19:
-        raise ValueError(f"niceness must be 0-19, not {nice}")
-    current = os.getpriority(os.PRIO_PROCESS, 0)
-    if nice > current:
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
-    return max(nice, current)

@@ -20,8 +20,6 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from infra.process import lower_priority
-
 
 class EmlDirectory:
     """aiosmtpd handler: one .eml file per message, written whole (a reader never
@@ -68,12 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=2525)
     parser.add_argument("--dir", type=Path, default=Path("var/mail"), help="where .eml files go")
-    parser.add_argument(
-        "--nice", type=int, default=0, choices=range(20), metavar="0-19",
-        help="run at this niceness at least (start.sh: 10, beside the stack it serves)",
-    )  # fmt: skip
     args = parser.parse_args(argv)
-    lower_priority(args.nice)
     asyncio.run(serve(args.host, args.port, args.dir))
     return 0
 

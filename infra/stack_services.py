@@ -99,11 +99,12 @@ def api_command(settings: Settings) -> list[str]:
 
 def mail_command(settings: Settings) -> list[str]:
     """The local SMTP sink: every message the stack sends, one .eml file each."""
+    # At niceness 10 (nice(1) execs it: same pid), like the job worker: it stands in
+    # for a mail server on another machine, so on these cores it yields to the stack.
     return [
+        "nice", "-n", "10",
         sys.executable, "-m", "infra.smtp_sink", "--host", "127.0.0.1",
         "--port", settings.env["SMTP_PORT"], "--dir", str(MAIL_DIR),
-        # A stand-in for a mail server elsewhere: on these cores it yields to the stack.
-        "--nice", "10",
     ]  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 import asyncpg
@@ -19,7 +20,6 @@ import uvloop
 
 from db.crypto import KeyConfigError, Keyring
 from db.pool import RoleGuard, create_pool
-from infra.process import lower_priority
 from notify.jobs import EmailJob
 from notify.settings import EmailConfigError, EmailSettings
 from worker.config import WorkerConfig
@@ -81,6 +81,19 @@ async def serve(cfg: WorkerConfig) -> None:
     finally:
         await pool.close()
     log.info("worker: stopped")
+
+
+def lower_priority(nice: int) -> int:
+    """Run this process at niceness `nice` at least (0-19; never raised back: only
+    root may) and return the niceness it runs at. The jobs tolerate seconds; on
+    cores shared with the request path the scheduler then runs the API, PostgreSQL
+    and the edge first, and the jobs take what they leave (BENCHMARKS.md, session 34)."""
+    if not 0 <= nice <= 19:
+        raise ValueError(f"niceness must be 0-19, not {nice}")
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice > current:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    return max(nice, current)
 
 
 def main() -> None:

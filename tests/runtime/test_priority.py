@@ -1,4 +1,4 @@
-"""`infra.process.lower_priority`, in child processes (this one keeps its niceness)."""
+"""The job worker's `lower_priority`, in child processes (this one keeps its niceness)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.services import ROOT
 
 PROGRAM = """
 import os, sys
-from infra.process import lower_priority
+from worker.main import lower_priority
 print(lower_priority(int(sys.argv[1])), os.getpriority(os.PRIO_PROCESS, 0))
 """
 
