@@ -183,6 +183,12 @@ class Settings:
                 "CONECTADES_CONTACT_KEYS": self.env["CONTACT_KEYS"],
                 "CONECTADES_CONTACT_HMAC_KEY": self.env["CONTACT_HMAC_KEY"],
                 "CONECTADES_REDIS_URL": self.redis_url,
+                # Each API worker opens its whole pool at start, every connection
+                # warmed (db/pool.py: warm_connection), not during the first burst
+                # of users (BENCHMARKS.md, session 34).
+                "CONECTADES_DB_POOL_MIN": os.environ.get(
+                    "CONECTADES_DB_POOL_MIN", os.environ.get("CONECTADES_DB_POOL_MAX", "10")
+                ),
                 # The demo's webhooks go to a receiver on this machine (docs/webhooks.md);
                 # everywhere else destinations must be public addresses.
                 "CONECTADES_WEBHOOK_ALLOWED_HOSTS": os.environ.get(

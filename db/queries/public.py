@@ -251,3 +251,23 @@ async def select_campaign_donations(
         return None, []
     status: str = rows[0]["campaign_status"]
     return status, [r for r in rows if r["id"] is not None]
+
+
+# A new connection's warm-up (db/pool.py: warm_connection): the public reads'
+# statements, each once, matching nothing (no tenant has the nil id).
+_NIL = UUID(int=0)
+_WARM_DIRECTORIES = (
+    DirectoryFilter(),
+    DirectoryFilter(order="progress", q="a"),
+    DirectoryFilter(tenant_id=_NIL),
+)
+
+
+async def warm_public_reads(conn: asyncpg.Connection) -> None:
+    """Run the donor pages' and the directory's statements once on `conn`."""
+    await conn.fetchrow(SELECT_CAMPAIGN_VIEW, _NIL, "", 1)
+    await conn.fetch(SELECT_CAMPAIGN_PAGE, _NIL, "")
+    await conn.fetch(SELECT_CAMPAIGN_DONATIONS, _NIL, "", None, None, 1)
+    for f in _WARM_DIRECTORIES:
+        sql, args = directory_query(f, after=None, limit=1)
+        await conn.fetch(sql, *args)
