@@ -254,7 +254,8 @@ async def select_campaign_donations(
 
 
 # A new connection's warm-up (db/pool.py: warm_connection): the public reads'
-# statements, each once, matching nothing (no tenant has the nil id).
+# statements, each once: the campaign functions for the nil tenant (no tenant has
+# it: no row) and the directories with a limit of one row.
 _NIL = UUID(int=0)
 _WARM_DIRECTORIES = (
     DirectoryFilter(),
