@@ -78,25 +78,15 @@ class RoleGuard:
     """asyncpg's `init` hook: checks the role on new connections until it passed once
     (the role is fixed by the DSN, so once is enough), and reports an unsafe one."""
 
-    def __init__(
-        self,
-        on_unsafe: Any = None,
-        warm: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
-    ) -> None:
+    def __init__(self, on_unsafe: Any = None) -> None:
         self.verified = False
         self.refused: str | None = None
         # Set once the worker serves (at start the error itself stops it).
         self.on_unsafe = on_unsafe
-        # Run on every new connection once the role passed (see `warm_connection`).
-        self.warm = warm
 
     async def __call__(self, conn: asyncpg.Connection) -> None:
-        if not self.verified:
-            await self._check(conn)
-        if self.warm is not None:
-            await warm_connection(conn, self.warm)
-
-    async def _check(self, conn: asyncpg.Connection) -> None:
+        if self.verified:
+            return
         try:
             await check_api_role(conn)
         except UnsafeRoleError as exc:
@@ -108,18 +98,25 @@ class RoleGuard:
         self.verified = True
 
 
-async def warm_connection(
-    conn: asyncpg.Connection, warm: Callable[[asyncpg.Connection], Awaitable[None]]
-) -> None:
-    """Run `warm` on a new connection, so that its backend has loaded the catalog
-    entries, PL/pgSQL functions and dictionaries the hot reads use, and this client
-    has prepared their statements, before a request waits on them. In a fresh
-    stack's first seconds that per-backend work was 44 % of PostgreSQL's time
-    (BENCHMARKS.md, session 34). A failure is logged and the connection kept."""
-    try:
-        await warm(conn)
-    except (asyncpg.PostgresError, OSError) as exc:
-        log.warning("postgres: warming a new connection failed (%s); kept cold", exc)
+Hook = Callable[[asyncpg.Connection], Awaitable[None]]
+
+
+def warmed(init: Hook, warm: Hook) -> Hook:
+    """asyncpg's `init` hook: `init` (the role check), then `warm`, so that a new
+    connection's backend has loaded the catalog entries, PL/pgSQL functions and
+    dictionaries the hot reads use, and this client has prepared their statements,
+    before a request waits on them. In a fresh stack's first seconds that
+    per-backend work was 44 % of PostgreSQL's time (BENCHMARKS.md, session 34). A
+    failing warm-up is logged and the connection kept."""
+
+    async def hook(conn: asyncpg.Connection) -> None:
+        await init(conn)
+        try:
+            await warm(conn)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("postgres: warming a new connection failed (%s); kept cold", exc)
+
+    return hook
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -228,7 +225,7 @@ async def open_pool(app: Sanic[Any, Any]) -> None:
         # data: stop this worker rather than run. Its supervisor sees it exit.
         app.stop()
 
-    guard = RoleGuard(warm=warm_public_reads)
+    guard = RoleGuard()
     app.ctx.pool = await create_pool(
         cfg.DATABASE_URL,
         min_size=cfg.DB_POOL_MIN,
@@ -236,7 +233,7 @@ async def open_pool(app: Sanic[Any, Any]) -> None:
         command_timeout=cfg.DB_COMMAND_TIMEOUT,
         statement_cache_size=cfg.DB_STATEMENT_CACHE_SIZE,
         connect_timeout=cfg.DB_CONNECT_TIMEOUT,
-        init=guard,
+        init=warmed(guard, warm_public_reads),
         lazy=True,
     )
     app.ctx.role_guard = guard

@@ -184,7 +184,7 @@ class Settings:
                 "CONECTADES_CONTACT_HMAC_KEY": self.env["CONTACT_HMAC_KEY"],
                 "CONECTADES_REDIS_URL": self.redis_url,
                 # Each API worker opens its whole pool at start, every connection
-                # warmed (db/pool.py: warm_connection), not during the first burst
+                # warmed (db/pool.py: warmed), not during the first burst
                 # of users (BENCHMARKS.md, session 34).
                 "CONECTADES_DB_POOL_MIN": os.environ.get(
                     "CONECTADES_DB_POOL_MIN", os.environ.get("CONECTADES_DB_POOL_MAX", "10")

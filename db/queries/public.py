@@ -253,7 +253,7 @@ async def select_campaign_donations(
     return status, [r for r in rows if r["id"] is not None]
 
 
-# A new connection's warm-up (db/pool.py: warm_connection): the public reads'
+# A new connection's warm-up (db/pool.py: warmed): the public reads'
 # statements, each once: the campaign functions for the nil tenant (no tenant has
 # it: no row) and the directories with a limit of one row.
 _NIL = UUID(int=0)

@@ -1,5 +1,5 @@
 """A new API pool connection runs the public reads' statements once before it is
-handed out (db/pool.py: warm_connection); a failing warm-up keeps the connection."""
+handed out (db/pool.py: warmed); a failing warm-up keeps the connection."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import asyncpg
 import pytest
 
-from db.pool import RoleGuard, create_pool
+from db.pool import RoleGuard, create_pool, warmed
 from db.queries.public import SELECT_CAMPAIGN_VIEW, warm_public_reads
 from tests.services import Database
 
@@ -19,7 +19,7 @@ CURRENT_TENANT = "SELECT current_setting('app.tenant_id', true)"
 async def test_a_new_connection_is_warmed_before_it_is_handed_out(db: Database) -> None:
     pool = await create_pool(
         db.api_dsn, min_size=1, max_size=1, command_timeout=5, statement_cache_size=100,
-        init=RoleGuard(warm=warm_public_reads),
+        init=warmed(RoleGuard(), warm_public_reads),
     )  # fmt: skip
     try:
         async with pool.acquire() as conn:
@@ -41,7 +41,7 @@ async def test_a_failing_warm_up_keeps_the_connection(
 
     pool = await create_pool(
         db.api_dsn, min_size=1, max_size=1, command_timeout=5, statement_cache_size=100,
-        init=RoleGuard(warm=broken),
+        init=warmed(RoleGuard(), broken),
     )  # fmt: skip
     try:
         with caplog.at_level(logging.WARNING, logger="conectades.db"):
