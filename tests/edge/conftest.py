@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from api.cache import PUBLIC_CACHE_CONTROL
 from edge.render import EdgeConfig
 from infra.nginx import LocalNginx, free_port
 from tests.services import ApiServer
@@ -84,3 +87,48 @@ class CountingUpstream:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class SlowUpstream:
+    """A fake API worker that answers every GET after `delay` seconds with a public
+    200 (the API's own Cache-Control) and counts the requests it answered."""
+
+    def __init__(self, delay: float) -> None:
+        upstream = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                time.sleep(delay)
+                with upstream.lock:
+                    upstream.answered += 1
+                body = b'{"ok": true}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", PUBLIC_CACHE_CONTROL)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.answered = 0
+        self.lock = threading.Lock()
+
+        class Server(http.server.ThreadingHTTPServer):
+            request_queue_size = 64  # the stdlib's 5 drops a burst's connects (1-s retry)
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -17,7 +17,7 @@ import pytest
 from edge import stats
 from edge.render import EdgeConfig, render
 from infra.nginx import LocalNginx, free_port, stack_edge
-from tests.edge.conftest import CountingUpstream, hostport, start_edge
+from tests.edge.conftest import CountingUpstream, SlowUpstream, hostport, start_edge
 from tests.factories import Factory, TenantCtx
 from tests.services import ApiServer, Database, api_env
 
@@ -59,6 +59,41 @@ def test_public_page_miss_then_hit_then_expires(
     third = edge_client.get(path)
     assert cache_status(third) in ("EXPIRED", "MISS", "UPDATING", "STALE")
     assert cache_status(third) != "HIT"
+
+
+def test_a_burst_for_an_uncached_page_waits_for_the_api_not_a_lock(workdir: Path) -> None:
+    """Eight visitors ask at once for a page the edge has not stored yet. Each is
+    answered when the API has answered (after 100 ms here), not by nginx's cache
+    lock: with `proxy_cache_lock on`, every request but the first slept a whole
+    500-ms poll before reading the stored answer, and that set the tail of a fresh
+    stack's first seconds. The API coalesces such a burst itself (`SingleFlight`, cache/memo.py)."""
+    delay, visitors = 0.1, 8
+    upstream = SlowUpstream(delay)
+    edge = start_edge(workdir / "edge-burst", [upstream.address])
+    path = "/api/public/org/campaigns/burst"
+    clients = [httpx.Client(base_url=edge.url, timeout=10) for _ in range(visitors)]
+    ready = threading.Barrier(visitors)
+
+    def visit(c: httpx.Client) -> tuple[int, float, float]:
+        ready.wait()
+        sent = time.monotonic()
+        status = c.get(path).status_code
+        return status, sent, time.monotonic() - sent
+
+    try:
+        with ThreadPoolExecutor(visitors) as pool:
+            answers = list(pool.map(visit, clients))
+        assert [status for status, _, _ in answers] == [200] * visitors
+        sent = [at for _, at, _ in answers]
+        assert max(sent) - min(sent) < delay / 2, "the visitors did not ask at once"
+        assert max(took for _, _, took in answers) < delay + 0.35, answers
+        # The burst's answer is stored: the next visitor gets it from the edge.
+        assert cache_status(clients[0].get(path)) == "HIT"
+    finally:
+        for c in clients:
+            c.close()
+        edge.stop()
+        upstream.close()
 
 
 def test_every_response_has_cache_status_and_security_headers(
