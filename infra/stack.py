@@ -29,7 +29,7 @@ from pathlib import Path
 
 from infra.nginx import stack_edge
 from infra.process import wait_gone
-from infra.stack_demo import demo, seed_demo
+from infra.stack_demo import demo, seed_demo, warm_cache
 from infra.stack_services import services, supervisor
 from infra.stack_settings import ENV_FILE, MAIL_DIR, VAR, Settings, load_env
 
@@ -72,6 +72,8 @@ def cmd_up(settings: Settings) -> None:
         svc.start()
     creds = demo(settings)
     seed_demo(settings)
+    print("== cache")
+    warm_cache(settings)
     url = settings.api_url
     edge = f"http://127.0.0.1:{settings.env['EDGE_PORT']}"
     mail = (

@@ -63,3 +63,14 @@ def seed_demo(settings: Settings) -> None:
         marker.touch()
     else:
         print("  (demo seeding failed; the stack runs without demo campaigns)")
+
+
+def warm_cache(settings: Settings) -> None:
+    """The public reads in Redis before the first visitor (`conectades cache warm`):
+    after a start, Redis may be empty, and a crowd's first second would be spent
+    building them. Best effort: the stack works without it."""
+    cmd = [str(Path(sys.executable).parent / "conectades"), "cache", "warm"]
+    cmd += ["--api", settings.api_url]
+    run = subprocess.run(cmd, cwd=ROOT, env=settings.process_env(), text=True, capture_output=True)
+    line = (run.stdout or run.stderr).strip().splitlines()
+    print(f"  {line[-1] if line else 'conectades cache warm: no output'}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
+import subprocess
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -85,6 +86,19 @@ def _target(base_url: str | None, database_url: str | None, redis_url: str | Non
         raise typer.Exit(2) from None
 
 
+def _warm(target: StackTarget) -> None:
+    """`conectades cache warm` on the stack's API: the seed purged the cache, and a
+    thousand first visitors would otherwise build every public read at once."""
+    if target.api_url is None:
+        err.print("cache not warmed: the API's own URL is not known (not a ./start.sh stack)")
+        return
+    cli = str(Path(sys.executable).parent / "conectades")
+    cmd = [cli, "cache", "warm", "--api", target.api_url]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    err.print(lines[-1] if lines else f"conectades cache warm: exit {done.returncode}")
+
+
 def _seed(target: StackTarget, path: Path, plan: dict[str, Any]) -> fx.Fixture:
     with Progress(TextColumn("{task.description:<10}"), BarColumn(), console=err) as bar:
         tasks: dict[str, Any] = {}
@@ -134,6 +148,13 @@ def seed_command(
     campaigns_per_tenant: SeedCampaigns = 60,
     donations: SeedDonations = 20_000,
     keys_per_tenant: SeedKeys = 3,
+    warm: Annotated[
+        bool,
+        typer.Option(
+            help="Warm the purged cache after seeding (`conectades cache warm`), "
+            "as ./start.sh does after a start."
+        ),
+    ] = True,
 ) -> None:
     """Create the load tests' tenants, keys, staff logins, campaigns and donations."""
     target = _target(base_url, database_url, redis_url)
@@ -144,6 +165,8 @@ def seed_command(
         "keys_per_tenant": keys_per_tenant,
     }
     _seed(target, fixture, plan)
+    if warm:
+        _warm(target)
 
 
 def _live(bar: Progress, task: Any) -> Any:
@@ -264,6 +287,7 @@ def run_command(
             "keys_per_tenant": keys_per_tenant,
         }
         made = _seed(target, fixture, plan)
+        _warm(target)
     elif fixture.exists():
         made = fx.Fixture.load(fixture)
     else:

@@ -66,6 +66,21 @@ def test_start_prints_urls_and_credentials(started: tuple[Path, str]) -> None:
     assert "/api/docs/" in out
 
 
+def test_start_warms_the_public_reads(started: tuple[Path, str]) -> None:
+    """The demo's public reads are in Redis before the first visitor (before any other
+    test here writes): the first request for them is a Redis hit."""
+    _, out = started
+    warmed = re.search(r"warmed (\d+) of (\d+) public reads", out)
+    assert warmed is not None and warmed[1] == warmed[2] and int(warmed[1]) > 0, out
+    api = re.search(r"API \(direct\)\s+(http://\S+)", out)[1]  # type: ignore[index]
+    with httpx.Client(base_url=api, timeout=30) as c:
+        paths = ("/api/public/campaigns?order=progress", "/api/public/demo/campaigns", "/o/demo")
+        for path in paths:
+            r = c.get(path)
+            assert r.status_code == 200, r.text
+            assert r.headers["x-cache"] == "HIT", path
+
+
 def test_quick_start_flow_reads_exact_progress(started: tuple[Path, str]) -> None:
     _, out = started
     key = re.search(r"API key\s+(cnd_live_\S+)", out)[1]  # type: ignore[index]

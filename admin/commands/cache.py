@@ -1,10 +1,16 @@
-"""`conectades cache`: purge and stats of the API's response cache in Redis."""
+"""`conectades cache`: purge, warm and stats of the API's response cache in Redis."""
 
 from __future__ import annotations
 
+import json
 import os
+import time
+import urllib.error
 import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
 import asyncpg
 import typer
@@ -28,6 +34,7 @@ from admin.runtime import (
     out,
     run,
 )
+from api.warm import directory_paths, public_paths
 from db.queries import tenants as tq
 
 API_BASE_ENV = "CONECTADES_API_URL"
@@ -57,15 +64,100 @@ def cache_purge(tenant: TenantOpt) -> None:
     out.print(f"cached responses of tenant {row['slug']} dropped (and the public directory's)")
 
 
+ApiOpt = Annotated[
+    str | None,
+    typer.Option("--api", help=f"The API's base URL (default ${API_BASE_ENV} or localhost)."),
+]
+
+
+def _api_base(api_url: str | None) -> str:
+    base = (api_url or os.environ.get(API_BASE_ENV) or DEFAULT_API_URL).rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise CliError(f"{API_BASE_ENV} must be an http(s):// URL, not {base!r}")
+    return base
+
+
+def _get(url: str, timeout: float) -> tuple[int, bytes]:
+    """An anonymous GET: the status (0 when nothing answered) and the body."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http(s) only: _api_base)
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+    except (OSError, ValueError):
+        return 0, b""
+
+
+def _listed_campaigns(base: str, tenant: str | None, most: int) -> list[tuple[str, str]]:
+    """(organization slug, campaign slug) of up to `most` campaigns of a directory,
+    the newest first: the cross-tenant one, or the organization's."""
+    path = "/api/public/campaigns" if tenant is None else f"/api/public/{quote(tenant)}/campaigns"
+    found: list[tuple[str, str]] = []
+    cursor: str | None = None
+    while len(found) < most:
+        query = {"limit": str(min(100, most - len(found)))} | ({"cursor": cursor} if cursor else {})
+        status, body = _get(f"{base}{path}?{urlencode(query)}", timeout=30)
+        if status != 200:
+            answer = f"HTTP {status}" if status else "no answer"
+            raise CliError(f"cannot list the campaigns at {base}{path}: {answer}")
+        page = json.loads(body)
+        found += [(tenant or row["tenant"]["slug"], row["slug"]) for row in page["data"]]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            break
+    return found
+
+
+@cache_app.command("warm")
+def cache_warm(
+    api_url: ApiOpt = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="Only this organization's directory and campaigns (its slug)."),
+    ] = None,
+    campaigns: Annotated[
+        int, typer.Option(min=0, max=100_000, help="Campaigns to warm, the newest first.")
+    ] = 1000,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Requests at a time.")] = 4,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build the public reads the first visitors ask for, through the API, so Redis
+    has them: each directory's first page in every order and status (JSON and donor
+    page), and each listed campaign's page and recent donations. Run it after a purge
+    (./start.sh and `python -m load seed` do). Exit 1 if any read was not built."""
+    base = _api_base(api_url)
+    started = time.monotonic()
+    listed = _listed_campaigns(base, tenant, campaigns) if campaigns else []
+    paths = public_paths(listed, cross_tenant=tenant is None)
+    if tenant is not None and not listed:
+        paths = directory_paths(tenant)
+    with ThreadPoolExecutor(concurrency) as pool:
+        statuses = Counter(pool.map(lambda p: _get(base + p, timeout=30)[0], paths))
+    result = {
+        "reads": len(paths),
+        "built": statuses[200],
+        "campaigns": len(listed),
+        "seconds": round(time.monotonic() - started, 2),
+        "statuses": {str(code): n for code, n in sorted(statuses.items())},
+    }
+    if as_json:
+        emit_json(result)
+    else:
+        out.print(
+            f"warmed {result['built']} of {result['reads']} public reads "
+            f"({result['campaigns']} campaigns) in {result['seconds']} s"
+        )
+    if statuses[200] != len(paths):
+        raise CliError(f"not every read answered 200: {result['statuses']} (0 = no answer)")
+
+
 def _lookups(api_url: str) -> list[dict[str, Any]]:
     """conectades_cache_lookups_total of every API worker, from the API's /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    url = api_url.rstrip("/") + "/metrics"
-    if not url.startswith(("http://", "https://")):
-        raise CliError(f"{API_BASE_ENV} must be an http(s):// URL, not {api_url!r}")
+    url = api_url + "/metrics"
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (checked above)
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (http(s) only: _api_base)
             text = response.read().decode()
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot read {url} (set {API_BASE_ENV} or --api): {exc}") from None
@@ -102,14 +194,11 @@ async def _slugs() -> dict[str, str]:
 
 @cache_app.command("stats")
 def cache_stats(
-    api_url: Annotated[
-        str | None,
-        typer.Option("--api", help=f"The API's base URL (default ${API_BASE_ENV} or localhost)."),
-    ] = None,
+    api_url: ApiOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Hits and misses per tenant and resource (from /metrics) and Redis' own figures."""
-    base = api_url or os.environ.get(API_BASE_ENV) or DEFAULT_API_URL
+    base = _api_base(api_url)
 
     async def go() -> dict[str, Any]:
         rows = _lookups(base)

@@ -8,6 +8,7 @@ import subprocess
 
 import httpx
 
+from infra.nginx import free_port
 from infra.redis import LocalRedis
 from tests.factories import Factory
 from tests.services import ApiServer, Database, run_cli
@@ -83,3 +84,48 @@ def test_cli_stats_without_a_reachable_api_fails_clearly(
     done = cli(db, redis_server, "cache", "stats", "--api", "http://127.0.0.1:9")
     assert done.returncode == 1
     assert "cannot read" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_warm_builds_an_organizations_public_reads(
+    api: ApiServer, client: httpx.Client, factory: Factory, db: Database, redis_server: LocalRedis
+) -> None:
+    tenant = factory.tenant()
+    campaign = factory.campaign(tenant)
+    t, c = tenant.slug, campaign["slug"]
+    done = cli(db, redis_server, "cache", "warm", "--api", api.url, "--tenant", t)
+    assert done.returncode == 0, done.stderr
+    # Its directory in 12 orders and statuses, as JSON and as a donor page; the
+    # campaign's page, donations and donor page.
+    assert "warmed 27 of 27 public reads (1 campaigns)" in done.stdout, done.stdout
+    for path in (
+        f"/api/public/{t}/campaigns",
+        f"/api/public/{t}/campaigns?status=all&order=progress",  # any parameter order
+        f"/o/{t}?ordem=prazo",
+        f"/api/public/{t}/campaigns/{c}",
+        f"/api/public/{t}/campaigns/{c}/donations",
+        f"/o/{t}/{c}",
+    ):
+        r = client.get(path)
+        assert r.status_code == 200, r.text
+        assert r.headers["x-cache"] == "HIT", path
+    # What nobody warmed is built by its first visitor, as before.
+    assert client.get(f"/api/public/{t}/campaigns?q=arroz").headers["x-cache"] == "MISS"
+
+
+def test_cli_warm_of_the_whole_directory_and_its_failures(
+    api: ApiServer, client: httpx.Client, factory: Factory, db: Database, redis_server: LocalRedis
+) -> None:
+    tenant = factory.tenant()
+    campaign = factory.campaign(tenant)  # the newest: first in the directory
+    done = cli(db, redis_server, "cache", "warm", "--api", api.url, "--campaigns", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["campaigns"] == 1 and result["built"] == result["reads"] == 24 + 24 + 3
+    assert result["statuses"] == {"200": 51}
+    for path in ("/api/public/campaigns?order=deadline", f"/o/{tenant.slug}/{campaign['slug']}"):
+        assert client.get(path).headers["x-cache"] == "HIT", path
+    nobody = cli(db, redis_server, "cache", "warm", "--api", f"http://127.0.0.1:{free_port()}")
+    assert nobody.returncode == 1
+    assert "cannot list the campaigns" in nobody.stderr and "Traceback" not in nobody.stderr
+    unknown = cli(db, redis_server, "cache", "warm", "--api", api.url, "--tenant", "no-such-org")
+    assert unknown.returncode == 1 and "HTTP 404" in unknown.stderr, unknown.stderr

@@ -4,13 +4,16 @@ every request fails, for the failed requests' path (console lines, series)."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 from pathlib import Path
 
+import httpx
 import pytest
 
 from load import fixture as fx
 from load import report
+from load.cli import _warm
 from load.k6 import K6Live
 from load.run import CONSOLE, RunConfig, run
 from load.stack import MemoryMonitor, StackTarget
@@ -110,3 +113,20 @@ def test_mixed_full_size(
     result = run(cfg, load_target, load_fixture)
     failed = report.failing(result.targets, "ours")
     assert not failed, report.table_rows(result.targets)
+
+
+def test_a_seeds_purged_cache_is_warmed_before_a_run(
+    load_target: StackTarget, load_fixture: fx.Fixture
+) -> None:
+    """`python -m load seed` purges the cache, then warms it (load/cli.py: `_warm`,
+    which runs `conectades cache warm` on the stack's API): a run's first visitors
+    find the public reads in Redis."""
+    asyncio.run(fx.purge_cache(load_target.redis_url))
+    assert load_target.api_url is not None
+    tenant = load_fixture.tenants[0].slug
+    with httpx.Client(base_url=load_target.api_url, timeout=30) as c:
+        assert c.get("/api/public/campaigns?order=deadline").headers["x-cache"] == "MISS"
+        asyncio.run(fx.purge_cache(load_target.redis_url))
+        _warm(load_target)
+        for path in ("/api/public/campaigns?order=deadline", f"/api/public/{tenant}/campaigns"):
+            assert c.get(path).headers["x-cache"] == "HIT", path
