@@ -66,11 +66,19 @@ def seed_demo(settings: Settings) -> None:
 
 
 def warm_cache(settings: Settings) -> None:
-    """The public reads in Redis before the first visitor (`conectades cache warm`):
-    after a start, Redis may be empty, and a crowd's first second would be spent
-    building them. Best effort: the stack works without it."""
-    cmd = [str(Path(sys.executable).parent / "conectades"), "cache", "warm"]
-    cmd += ["--api", settings.api_url]
-    run = subprocess.run(cmd, cwd=ROOT, env=settings.process_env(), text=True, capture_output=True)
-    line = (run.stdout or run.stderr).strip().splitlines()
-    print(f"  {line[-1] if line else 'conectades cache warm: no output'}")
+    """The public reads in Redis before the first visitor: after a start, Redis may
+    be empty, and a crowd's first second would be spent building them. Best effort:
+    the stack works without it."""
+    for line in warm_public_reads(settings.api_url, settings.process_env()):
+        print(f"  {line}")
+
+
+def warm_public_reads(api_url: str, env: dict[str, str] | None = None) -> list[str]:
+    """`conectades cache warm --api api_url`: its summary line, and its error when
+    it failed."""
+    cmd = [str(Path(sys.executable).parent / "conectades"), "cache", "warm", "--api", api_url]
+    run = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True)
+    lines = run.stdout.strip().splitlines()[-1:]
+    if run.returncode != 0:
+        lines += run.stderr.strip().splitlines()[-1:] or [f"exit status {run.returncode}"]
+    return lines

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
-import subprocess
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -24,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from infra.stack_demo import warm_public_reads
 from load import fixture as fx
 from load import report
 from load.k6 import K6Live
@@ -92,11 +92,8 @@ def _warm(target: StackTarget) -> None:
     if target.api_url is None:
         err.print("cache not warmed: the API's own URL is not known (not a ./start.sh stack)")
         return
-    cli = str(Path(sys.executable).parent / "conectades")
-    cmd = [cli, "cache", "warm", "--api", target.api_url]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    lines = (done.stdout or done.stderr).strip().splitlines()
-    err.print(lines[-1] if lines else f"conectades cache warm: exit {done.returncode}")
+    for line in warm_public_reads(target.api_url):
+        err.print(line)
 
 
 def _seed(target: StackTarget, path: Path, plan: dict[str, Any]) -> fx.Fixture:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import httpx
 
 from infra.nginx import free_port
 from infra.redis import LocalRedis
 from tests.factories import Factory
-from tests.services import ApiServer, Database, run_cli
+from tests.services import ApiServer, Database, api_env, run_cli
 
 
 def cli(db: Database, redis: LocalRedis, *args: str) -> subprocess.CompletedProcess[str]:
@@ -120,7 +121,7 @@ def test_cli_warm_of_the_whole_directory_and_its_failures(
     done = cli(db, redis_server, "cache", "warm", "--api", api.url, "--campaigns", "1", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["campaigns"] == 1 and result["built"] == result["reads"] == 24 + 24 + 3
+    assert result["campaigns"] == 1 and result["stored"] == result["reads"] == 24 + 24 + 3
     assert result["statuses"] == {"200": 51}
     for path in ("/api/public/campaigns?order=deadline", f"/o/{tenant.slug}/{campaign['slug']}"):
         assert client.get(path).headers["x-cache"] == "HIT", path
@@ -129,3 +130,23 @@ def test_cli_warm_of_the_whole_directory_and_its_failures(
     assert "cannot list the campaigns" in nobody.stderr and "Traceback" not in nobody.stderr
     unknown = cli(db, redis_server, "cache", "warm", "--api", api.url, "--tenant", "no-such-org")
     assert unknown.returncode == 1 and "HTTP 404" in unknown.stderr, unknown.stderr
+
+
+def test_cli_warm_says_when_the_api_stores_nothing(
+    factory: Factory, db: Database, redis_server: LocalRedis, workdir: Path
+) -> None:
+    """An API without Redis answers every read (X-Cache: BYPASS) and stores none:
+    the warm-up must not report them as warmed."""
+    tenant = factory.tenant()
+    factory.campaign(tenant)
+    uncached = ApiServer(api_env(db), workers=1, log=workdir / "api-warm-nocache.log")
+    uncached.start()
+    try:
+        done = cli(
+            db, redis_server, "cache", "warm", "--api", uncached.url, "--tenant", tenant.slug
+        )
+    finally:
+        uncached.stop()
+    assert done.returncode == 1
+    assert "warmed 0 of 27 public reads" in done.stdout, done.stdout
+    assert "built without the cache (X-Cache: BYPASS)" in done.stderr, done.stderr
