@@ -73,7 +73,7 @@ ApiOpt = Annotated[
 def _api_base(api_url: str | None) -> str:
     base = (api_url or os.environ.get(API_BASE_ENV) or DEFAULT_API_URL).rstrip("/")
     if not base.startswith(("http://", "https://")):
-        raise CliError(f"{API_BASE_ENV} must be an http(s):// URL, not {base!r}")
+        raise CliError(f"the API's URL (--api or {API_BASE_ENV}) must be http(s)://, not {base!r}")
     return base
 
 
@@ -153,7 +153,9 @@ def cache_warm(
             f"({result['campaigns']} campaigns) in {result['seconds']} s"
         )
     if statuses[200] != len(paths):
-        raise CliError(f"not every read answered 200: {result['statuses']} (0 = no answer)")
+        limited = statuses[429] > 0
+        hint = " (429: a rate limit, as the edge's; give the API's own URL)" if limited else ""
+        raise CliError(f"not every read answered 200: {result['statuses']} (0 = no answer){hint}")
     if stored != len(paths):
         raise CliError(
             f"{len(paths) - stored} reads were built without the cache (X-Cache: BYPASS): "
