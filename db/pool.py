@@ -261,7 +261,13 @@ def role_guard(app: Sanic[Any, Any]) -> RoleGuard | None:
     return guard if isinstance(guard, RoleGuard) else None
 
 
-async def close_pool(app: Sanic[Any, Any]) -> None:
+# Seconds a stopping worker waits for its pool's connections to come back. Requests
+# have ended by then (api/drain.py); a connection still out is lost, and without a
+# bound `Pool.close()` waits for it forever, so the worker never exits.
+POOL_CLOSE_TIMEOUT = 5.0
+
+
+async def close_pool(app: Sanic[Any, Any], grace: float = POOL_CLOSE_TIMEOUT) -> None:
     task = getattr(app.ctx, "pool_warm_up", None)
     if isinstance(task, asyncio.Task):
         task.cancel()
@@ -269,5 +275,10 @@ async def close_pool(app: Sanic[Any, Any]) -> None:
             await task
     pool = getattr(app.ctx, "pool", None)
     if pool is not None:
-        await pool.close()
+        try:
+            async with asyncio.timeout(grace):
+                await pool.close()
+        except TimeoutError:
+            # Pool.close() terminated the pool on its way out (its own rule for errors).
+            log.warning("postgres: a connection was still in use after %.1f s; closed it", grace)
         app.ctx.pool = None
