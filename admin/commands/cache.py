@@ -123,8 +123,9 @@ def cache_warm(
     as_json: JsonOpt = False,
 ) -> None:
     """Build the public reads the first visitors ask for, through the API, so Redis
-    has them: each directory's first page in every order and status (JSON and donor
-    page), and each listed campaign's page and recent donations. Run it after a purge
+    has them: each listed campaign's page and recent donations, each organization's
+    directory in every order, the cross-tenant directory in every order and status
+    (first pages, JSON and donor pages). Run it after a purge
     (./start.sh and `python -m load seed` do). Give the API's own URL, not the edge's
     (the edge allows an address 10 requests a second). Exit 1 if any read was not
     stored: not a 200, or built without the cache (Redis off or failing)."""
