@@ -88,7 +88,13 @@ def test_worker_starts_without_postgres_and_survives_losing_it(
             assert proc.poll() is None
     finally:
         proc.terminate()
-        proc.wait(20)
+        try:
+            # A stop's own bounds: the drain (5 s), Sanic's grace (10 s), the pool (5 s).
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # not left running into the next test's collections
+            proc.wait(10)
+            raise
 
 
 def test_worker_with_an_unsafe_role_stops_loudly(own_db: Database, workdir: Path) -> None:
