@@ -67,13 +67,13 @@ def campaign_paths(tenant: str, slug: str) -> list[str]:
     ]
 
 
-def public_paths(campaigns: Iterable[tuple[str, str]], *, cross_tenant: bool = True) -> list[str]:
+def public_paths(campaigns: Iterable[tuple[str, str]], *, scope: str | None = None) -> list[str]:
     """Every path to warm for these (organization slug, campaign slug) pairs: each
-    campaign's, each organization's directory, and last (its entries live only
-    DIRECTORY_TTL seconds: api/cache.py) the cross-tenant directory, unless
-    `cross_tenant` is False."""
+    campaign's, each organization's directory, and last the directory they were
+    listed from, `scope`: the cross-tenant one (None; warmed last because its
+    entries live only DIRECTORY_TTL seconds: api/cache.py) or an organization's."""
     pairs = list(dict.fromkeys(campaigns))
     paths = [p for tenant, slug in pairs for p in campaign_paths(tenant, slug)]
-    for tenant in dict.fromkeys(t for t, _ in pairs):
+    for tenant in dict.fromkeys(t for t, _ in pairs if t != scope):
         paths += directory_paths(tenant)
-    return paths + (directory_paths(None) if cross_tenant else [])
+    return paths + directory_paths(scope)

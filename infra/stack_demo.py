@@ -69,11 +69,11 @@ def warm_cache(settings: Settings) -> None:
     """The public reads in Redis before the first visitor: after a start, Redis may
     be empty, and a crowd's first second would be spent building them. Best effort:
     the stack works without it."""
-    for line in warm_public_reads(settings.api_url, settings.process_env()):
+    for line in run_cache_warm(settings.api_url, settings.process_env()):
         print(f"  {line}")
 
 
-def warm_public_reads(api_url: str, env: dict[str, str] | None = None) -> list[str]:
+def run_cache_warm(api_url: str, env: dict[str, str] | None = None) -> list[str]:
     """`conectades cache warm --api api_url`: its summary line, and its error when
     it failed."""
     cmd = [str(Path(sys.executable).parent / "conectades"), "cache", "warm", "--api", api_url]

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from infra.stack_demo import warm_public_reads
+from infra.stack_demo import run_cache_warm
 from load import fixture as fx
 from load import report
 from load.k6 import K6Live
@@ -92,7 +92,7 @@ def _warm(target: StackTarget) -> None:
     if target.api_url is None:
         err.print("cache not warmed: the API's own URL is not known (not a ./start.sh stack)")
         return
-    for line in warm_public_reads(target.api_url):
+    for line in run_cache_warm(target.api_url):
         err.print(line)
 
 

@@ -34,7 +34,7 @@ from admin.runtime import (
     out,
     run,
 )
-from api.warm import directory_paths, public_paths
+from api.warm import public_paths
 from db.queries import tenants as tq
 
 API_BASE_ENV = "CONECTADES_API_URL"
@@ -132,9 +132,7 @@ def cache_warm(
     base = _api_base(api_url)
     started = time.monotonic()
     listed = _listed_campaigns(base, tenant, campaigns) if campaigns else []
-    paths = public_paths(listed, cross_tenant=tenant is None)
-    if tenant is not None and not listed:
-        paths = directory_paths(tenant)
+    paths = public_paths(listed, scope=tenant)
     with ThreadPoolExecutor(concurrency) as pool:
         answers = list(pool.map(lambda p: _get(base + p, timeout=30), paths))
     statuses = Counter(status for status, _, _ in answers)
