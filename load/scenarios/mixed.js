@@ -5,7 +5,10 @@
 import {
   browse,
   buildOptions,
+  clientRoleOf,
   legacyList,
+  legacyTokens,
+  OPEN_MODEL,
   parseMix,
   partnerOf,
   partnerWork,
@@ -20,13 +23,24 @@ import {
 export const options = buildOptions('mixed', { defaultVus: 1000 });
 const MIX = parseMix('public=85,partner=8,pledge=5,legacy=2');
 
-export default function () {
+// Open model: the old clients' tokens are shared (lib.js: legacyTokens).
+export function setup() {
+  return { legacy: OPEN_MODEL && MIX.some(([name]) => name === 'legacy') ? legacyTokens() : null };
+}
+
+/** The shared tokens for an open-model VU that is not one of the closed model's old
+ * clients; null otherwise (it logs in itself). */
+function sharedLegacy(data, vu) {
+  return data.legacy !== null && clientRoleOf(vu, MIX) !== 'legacy' ? data.legacy : null;
+}
+
+export default function (data) {
   stagger();
   const vu = vuId();
   const role = roleOf(vu, MIX);
   if (role === 'partner') partnerWork(partnerOf(vu));
   else if (role === 'pledge') pledge();
-  else if (role === 'legacy') legacyList(vu);
+  else if (role === 'legacy') legacyList(vu, sharedLegacy(data, vu));
   else browse();
   think();
 }

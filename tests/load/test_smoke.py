@@ -103,6 +103,33 @@ def test_failed_requests_are_counted_by_name_and_status(
     assert result.summary["reconciliation"] is None  # no writes, no events
 
 
+def test_the_open_models_old_clients_log_in_as_rarely_as_the_closed_models(
+    load_target: StackTarget, load_fixture: fx.Fixture, tmp_path: Path
+) -> None:
+    """The open model draws a role per iteration, so every VU is an old client now
+    and then. They list with the tokens its setup logged in, and only the VUs that
+    are old clients in the closed model log in themselves: when every VU logged in
+    on its first draw, a 1,500/s run sent ~460 argon2 logins against the closed
+    model's 20."""
+    mix = "public=80,legacy=20"
+    cfg = RunConfig(
+        scenario="mixed", model="open", rate=60, duration="6s", mix=mix, results=tmp_path,
+        extra_env={"LOGIN_SPREAD": "0"},  # a VU that logs in does it at its first draw
+    )  # fmt: skip
+    vus = cfg.resolved_vus()
+    # lib.js: clientRoleOf; legacy is the last 20 % of the golden-ratio sequence.
+    own = sum(1 for vu in range(1, vus + 1) if (vu * 0.6180339887498949) % 1 >= 0.8)
+    result = run(cfg, load_target, load_fixture)
+    m = result.summary["metrics"]
+    assert result.k6_returncode == 0, (result.run_dir / "k6.log").read_text()
+    assert m["failed"] == 0, m["failures"]
+    by_name = m["requests_by_name"]
+    assert by_name.get("legacy_list", 0) >= 30, by_name
+    # At most five shared tokens (lib.js: legacyTokens) and one login per own client;
+    # every VU drew legacy in these 6 s, so one login per VU would be ~`vus`.
+    assert 1 <= by_name["legacy_login"] <= 5 + own < vus, (by_name, own, vus)
+
+
 @pytest.mark.slow
 def test_mixed_full_size(
     load_target: StackTarget, load_fixture: fx.Fixture, tmp_path: Path
