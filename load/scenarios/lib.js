@@ -35,7 +35,7 @@ export const RUN_ID = __ENV.RUN_ID || 'adhoc';
 // hash (load/reconcile.py: run_contact).
 const RUN_CONTACT = `load-run-${RUN_ID}@example.org`;
 export const THINK = parseFloat(__ENV.THINK || '1');
-const OPEN = (__ENV.MODEL || 'closed') === 'open';
+export const OPEN = (__ENV.MODEL || 'closed') === 'open';
 const SKEW = parseFloat(__ENV.SKEW || '3');
 const RETRY = parseFloat(__ENV.RETRY || '0.1');
 const TIMEOUT = __ENV.TIMEOUT || '10s';
@@ -618,7 +618,6 @@ export function roleOf(vu, mix) {
   return OPEN ? roleAt(Math.random(), mix) : clientRoleOf(vu, mix);
 }
 
-export const OPEN_MODEL = OPEN;
 
 /** Partner work: mostly reads, some donations (most confirmed), a few edits. */
 export function partnerWork(p) {

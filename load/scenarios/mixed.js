@@ -8,7 +8,7 @@ import {
   clientRoleOf,
   legacyList,
   legacyTokens,
-  OPEN_MODEL,
+  OPEN,
   parseMix,
   partnerOf,
   partnerWork,
@@ -25,7 +25,7 @@ const MIX = parseMix('public=85,partner=8,pledge=5,legacy=2');
 
 // Open model: the old clients' tokens are shared (lib.js: legacyTokens).
 export function setup() {
-  return { legacy: OPEN_MODEL && MIX.some(([name]) => name === 'legacy') ? legacyTokens() : null };
+  return { legacy: OPEN && MIX.some(([name]) => name === 'legacy') ? legacyTokens() : null };
 }
 
 /** The shared tokens for an open-model VU that is not one of the closed model's old
